@@ -1,0 +1,207 @@
+/* cells.c — creating a packed cell and running one time step: the portable driver around the
+ * per-ISA block kernels. Per step and cell kind:
+ *   rnn:  h' = act(z)                 one product   [x, h] @ kernel       (G=1)
+ *   lstm: c', m = update(i, j, f, o)   one product   [x, m] @ kernel       (G=4)
+ *         m' = clip(m @ projection)    a second product, only with num_proj
+ *   gru:  r*h, u = sig(...)            [x, h] @ gates/kernel                (G=2)
+ *         h' = u*h + (1-u)*act(...)    [x, r*h] @ candidate/kernel         (G=1)
+ * Each product runs panel by panel (block of units), all batch rows per panel, so one panel
+ * is loaded into cache once per step. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static size_t elem_size(fc_dtype dtype) { return dtype == FC_F64 ? 8 : 4; }
+
+void fc_cell_destroy(fc_cell *cell)
+{
+    if (!cell) return;
+    fc_packed_free(&cell->main);
+    fc_packed_free(&cell->cand);
+    fc_packed_free(&cell->proj);
+    fc_aligned_free(cell->peepholes);
+    free(cell);
+}
+
+fc_isa fc_cell_isa(const fc_cell *cell) { return cell->kernels->isa; }
+
+fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_isa isa,
+                         fc_cell **out)
+{
+    *out = NULL;
+    const size_t U = desc->num_units, I = desc->input_size, P = desc->rec_size;
+    if (U == 0 || (unsigned)desc->kind > FC_CELL_GRU || (unsigned)desc->dtype > FC_F64 ||
+        (unsigned)desc->activation > FC_ACT_LINEAR || !w->kernel || !w->bias)
+        return FC_ERR_ARG;
+    if (desc->kind == FC_CELL_LSTM ? (desc->has_projection ? !w->proj_kernel || P == 0 : P != U)
+                                   : P != U)
+        return FC_ERR_ARG;
+    if (desc->kind == FC_CELL_GRU && (!w->cand_kernel || !w->cand_bias)) return FC_ERR_ARG;
+    if (desc->has_peepholes && (!w->w_i_diag || !w->w_f_diag || !w->w_o_diag)) return FC_ERR_ARG;
+    if (!fc_isa_available(isa)) return FC_ERR_ISA;
+    const fc_kernels *kernels = fc_kernels_for(isa, desc->dtype);
+    if (!kernels) return FC_ERR_ISA;
+
+    fc_cell *cell = calloc(1, sizeof *cell);
+    if (!cell) return FC_ERR_NOMEM;
+    cell->desc = *desc;
+    cell->kernels = kernels;
+    cell->elem = elem_size(desc->dtype);
+    const size_t es = cell->elem, pw = 4 * kernels->vw;
+    fc_status st = FC_OK;
+    switch (desc->kind) {
+    case FC_CELL_RNN:
+        st = fc_pack(&cell->main, w->kernel, w->bias, I + U, 1, U, es, pw);
+        break;
+    case FC_CELL_LSTM:
+        st = fc_pack(&cell->main, w->kernel, w->bias, I + P, 4, U, es, pw);
+        if (st == FC_OK && desc->has_projection)
+            st = fc_pack(&cell->proj, w->proj_kernel, NULL, U, 1, P, es, pw);
+        if (st == FC_OK && desc->has_peepholes) {
+            /* [3][nblocks*nru]: i, f, o, zero past U so the kernels load whole vectors */
+            const size_t n = cell->main.nblocks * cell->main.nru;
+            unsigned char *peep = fc_aligned_alloc(3 * n * es);
+            if (!peep) { st = FC_ERR_NOMEM; break; }
+            memset(peep, 0, 3 * n * es);
+            memcpy(peep, w->w_i_diag, U * es);
+            memcpy(peep + n * es, w->w_f_diag, U * es);
+            memcpy(peep + 2 * n * es, w->w_o_diag, U * es);
+            cell->peepholes = peep;
+        }
+        break;
+    case FC_CELL_GRU:
+        st = fc_pack(&cell->main, w->kernel, w->bias, I + U, 2, U, es, pw);
+        if (st == FC_OK) st = fc_pack(&cell->cand, w->cand_kernel, w->cand_bias, I + U, 1, U, es, pw);
+        break;
+    }
+    if (st != FC_OK) {
+        fc_cell_destroy(cell);
+        return st;
+    }
+    *out = cell;
+    return FC_OK;
+}
+
+/* Do the byte ranges of two [rows, cols] matrices overlap? */
+static int overlaps(const void *a, size_t lda, size_t cols_a, const void *b, size_t ldb,
+                    size_t cols_b, size_t rows, size_t es)
+{
+    if (!a || !b || rows == 0) return 0;
+    const uintptr_t a0 = (uintptr_t)a, a1 = a0 + ((rows - 1) * lda + cols_a) * es;
+    const uintptr_t b0 = (uintptr_t)b, b1 = b0 + ((rows - 1) * ldb + cols_b) * es;
+    return a0 < b1 && b0 < a1;
+}
+
+/* Copy src [rows, cols] (ld) into dst [rows, cols] (contiguous). */
+static void copy_rows(void *dst, const void *src, size_t ld, size_t rows, size_t cols, size_t es)
+{
+    for (size_t r = 0; r < rows; r++)
+        memcpy((unsigned char *)dst + r * cols * es, (const unsigned char *)src + r * ld * es,
+               cols * es);
+}
+
+/* Runs `kernel` over every panel of `packed`, filling the per-block fields of `args`. */
+static void run_blocks(fc_block_kernel kernel, const fc_packed *packed, fc_block_args *args,
+                       size_t es)
+{
+    const size_t panel_bytes = (1 + packed->k) * packed->pw * es;
+    for (size_t j = 0; j < packed->nblocks; j++) {
+        args->panel = (const unsigned char *)packed->panels + j * panel_bytes;
+        args->unit0 = j * packed->nru;
+        args->nu = fc_min(packed->nru, packed->units - args->unit0);
+        kernel(args);
+    }
+}
+
+fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
+                       const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
+                       void *c_out, size_t ldc_out, void *h_out, size_t ldh_out)
+{
+    const fc_cell_desc *d = &cell->desc;
+    const fc_kernels *kern = cell->kernels;
+    const size_t es = cell->elem, I = d->input_size, U = d->num_units, P = d->rec_size;
+    const int lstm = d->kind == FC_CELL_LSTM, gru = d->kind == FC_CELL_GRU;
+    if (B == 0) return FC_OK;
+
+    /* Inputs that overlap an output are copied first, except the aliases the kernels allow:
+     * c_in == c_out (elementwise), and h_in == h_out where h_in is fully read by one product
+     * before the product that writes h_out (gru, lstm with projection). */
+    const int h_alias_ok = gru || (lstm && d->has_projection);
+    const int copy_x = overlaps(x, ldx, I, h_out, ldh_out, P, B, es) ||
+                       overlaps(x, ldx, I, c_out, ldc_out, U, B, es);
+    const int copy_h = (overlaps(h_in, ldh_in, P, h_out, ldh_out, P, B, es) &&
+                        !(h_alias_ok && h_in == h_out && ldh_in == ldh_out)) ||
+                       overlaps(h_in, ldh_in, P, c_out, ldc_out, U, B, es);
+    const int copy_c = lstm && ((overlaps(c_in, ldc_in, U, c_out, ldc_out, U, B, es) &&
+                                 !(c_in == c_out && ldc_in == ldc_out)) ||
+                                overlaps(c_in, ldc_in, U, h_out, ldh_out, P, B, es));
+
+    /* scratch: copies, gru r*h and u (rows padded to whole candidate panels), lstm m */
+    const size_t lds = gru ? fc_round_up(U, cell->cand.nru) : 0;
+    const size_t n_x = copy_x ? B * I : 0, n_h = copy_h ? B * P : 0, n_c = copy_c ? B * U : 0;
+    const size_t n_gru = gru ? 2 * B * lds : 0;
+    const size_t n_m = lstm && d->has_projection ? B * U : 0;
+    const size_t n_total = n_x + n_h + n_c + n_gru + n_m;
+    unsigned char *scratch = NULL;
+    if (n_total) {
+        scratch = fc_aligned_alloc(n_total * es);
+        if (!scratch) return FC_ERR_NOMEM;
+    }
+    unsigned char *next = scratch;
+    if (copy_x) { copy_rows(next, x, ldx, B, I, es); x = next; ldx = I; next += n_x * es; }
+    if (copy_h) { copy_rows(next, h_in, ldh_in, B, P, es); h_in = next; ldh_in = P; next += n_h * es; }
+    if (copy_c) { copy_rows(next, c_in, ldc_in, B, U, es); c_in = next; ldc_in = U; next += n_c * es; }
+
+    fc_block_args args = {
+        .rows = B, .a0 = x, .lda0 = ldx, .k0 = I, .a1 = h_in, .lda1 = ldh_in, .k1 = P,
+        .c_in = c_in, .ldc_in = ldc_in, .c_out = c_out, .ldc_out = ldc_out,
+        .h_in = h_in, .ldh_in = ldh_in, .h_out = h_out, .ldh_out = ldh_out,
+        .activation = d->activation, .forget_bias = d->forget_bias,
+    };
+    switch (d->kind) {
+    case FC_CELL_RNN:
+        run_blocks(kern->rnn, &cell->main, &args, es);
+        break;
+    case FC_CELL_LSTM: {
+        const size_t npeep = cell->main.nblocks * cell->main.nru;
+        if (cell->peepholes) {
+            args.peep_i = cell->peepholes;
+            args.peep_f = (const unsigned char *)cell->peepholes + npeep * es;
+            args.peep_o = (const unsigned char *)cell->peepholes + 2 * npeep * es;
+        }
+        args.has_clip = d->has_cell_clip;
+        args.clip = d->cell_clip;
+        if (!d->has_projection) {
+            run_blocks(kern->lstm, &cell->main, &args, es);
+            break;
+        }
+        void *m = next;                                 /* [B,U] sig(o)*act(c') */
+        args.h_out = m;
+        args.ldh_out = U;
+        run_blocks(kern->lstm, &cell->main, &args, es);
+        fc_block_args proj = {
+            .rows = B, .a0 = m, .lda0 = U, .k0 = U, .k1 = 0,
+            .h_out = h_out, .ldh_out = ldh_out,
+            .has_clip = d->has_proj_clip, .clip = d->proj_clip,
+        };
+        run_blocks(kern->proj, &cell->proj, &proj, es);
+        break;
+    }
+    case FC_CELL_GRU: {
+        /* s1 (u) is read as whole vectors up to lds: zero it so padding lanes are defined */
+        args.s0 = next;
+        args.s1 = next + B * lds * es;
+        args.lds = lds;
+        memset(next, 0, 2 * B * lds * es);
+        run_blocks(kern->gru_gates, &cell->main, &args, es);
+        args.a1 = args.s0;                              /* candidate: [x, r*h] */
+        args.lda1 = lds;
+        run_blocks(kern->gru_cand, &cell->cand, &args, es);
+        break;
+    }
+    }
+    fc_aligned_free(scratch);
+    return FC_OK;
+}

@@ -1,0 +1,365 @@
+/* cells_template.h — the register-tile cell kernels, written once with GCC/Clang vector extensions
+ * and compiled once per instruction set by the files that include it (f32-cells-scalar.c, ...),
+ * each with its own compiler flags. Before including, define:
+ *     FC_T        float or double
+ *     FC_VW       lanes per vector (16-byte vectors: 4/2, AVX2: 8/4, AVX-512: 16/8)
+ *     FC_MR       batch rows per register tile (1..6)
+ *     FC_ISA_ID   the fc_isa enum value, FC_DTYPE_ID the fc_dtype value
+ *     FC_SUFFIX   name suffix, e.g. f32__avx512; FC_KNAME the table's name string
+ *
+ * Operation of every block kernel (see internal.h for the packed layout):
+ *     Z[m, :] = bias + a0[m, :k0] @ W0 + a1[m, :k1] @ W1        Z: [rows, PW], PW = 4*VW
+ * computed MR rows at a time into MR x 4 vector accumulators, then the cell's epilogue runs on
+ * those registers and stores only the state/output columns [unit0, unit0+nu). Tails: panels are
+ * zero-padded to whole blocks, so the product never needs a tail; batch tails use a smaller
+ * compile-time MR; stores of the last block's partial vectors go lane by lane, so no load or store
+ * ever touches memory outside the caller's rows and columns. Scratch rows (s0, s1) are padded to
+ * whole panels by the driver and are read and written as full vectors.
+ *
+ * Accuracy: float32 exp/sigmoid/tanh are vectorised here (max error measured by the tests,
+ * a few ulp over the whole float range; NaN in gives NaN out; +-inf saturate). float64 calls
+ * libm's exp and tanh lane by lane, so float64 keeps libm's results.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define FC_CAT_(a, b) a##b
+#define FC_CAT(a, b) FC_CAT_(a, b)
+#define FC_FN(name) FC_CAT(FC_CAT(fc_, name), FC_CAT(_, FC_SUFFIX))
+#define PW (4 * FC_VW)
+
+typedef FC_T vec __attribute__((vector_size(FC_VW * sizeof(FC_T))));
+typedef FC_T vec_u __attribute__((vector_size(FC_VW * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
+#if FC_DTYPE_ID == 0
+typedef int32_t ivec __attribute__((vector_size(FC_VW * sizeof(FC_T))));
+#else
+typedef int64_t ivec __attribute__((vector_size(FC_VW * sizeof(FC_T))));
+#endif
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE vec vload(const FC_T *p) { return *(const vec_u *)p; }
+INLINE void vstore(FC_T *p, vec v) { *(vec_u *)p = v; }
+INLINE vec vsplat(FC_T s) { return (vec){0} + s; }
+/* mask lanes (all ones) pick a, the others b */
+INLINE vec vselect(ivec mask, vec a, vec b) { return (vec)((mask & (ivec)a) | (~mask & (ivec)b)); }
+
+/* First n lanes of p (n <= VW), zeros after: never reads past p[n-1]. */
+INLINE vec vload_part(const FC_T *p, size_t n)
+{
+    if (n == FC_VW) return vload(p);
+    vec v = vsplat(0);
+    for (size_t l = 0; l < n; l++) v[l] = p[l];
+    return v;
+}
+
+INLINE void vstore_part(FC_T *p, vec v, size_t n)
+{
+    if (n == FC_VW) { vstore(p, v); return; }
+    for (size_t l = 0; l < n; l++) p[l] = v[l];
+}
+
+/* clip to [-c, c]; NaN stays NaN */
+INLINE vec vclip(vec x, FC_T c)
+{
+    x = vselect(x > c, vsplat(c), x);
+    return vselect(x < -c, vsplat(-c), x);
+}
+
+/* ---- activations ------------------------------------------------------------------------- */
+#if FC_DTYPE_ID == 0
+/* exp(x) for x <= 0 down to -104 (below: 0), relative error < 2 ulp; NaN -> NaN.
+ * x = n*ln2 + r, |r| <= ln2/2; e^r by a degree-7 Taylor polynomial (truncation < 6e-9);
+ * 2^n applied in two halves so results down to the denormal range round once. */
+INLINE vec vexp_neg(vec x)
+{
+    x = vselect(x < -104.0f, vsplat(-104.0f), x);
+    const vec shifter = vsplat(12582912.0f);              /* 1.5 * 2^23: round to nearest */
+    vec t = x * 1.44269504088896341f + shifter;
+    vec n = t - shifter;
+    vec r = x - n * 0.693145751953125f;                    /* ln2 split hi/lo */
+    r = r - n * 1.428606765330187045e-06f;
+    vec p = vsplat(1.0f / 5040.0f);
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    ivec ni = __builtin_convertvector(n, ivec);
+    ivec n1 = ni >> 1;                                     /* n = n1 + n2, both >= -76 */
+    ivec n2 = ni - n1;
+    vec s1 = (vec)((n1 + 127) << 23);
+    vec s2 = (vec)((n2 + 127) << 23);
+    return p * s1 * s2;
+}
+
+INLINE vec vabs(vec x) { return (vec)((ivec)x & 0x7fffffff); }
+
+/* 1/(1+e^-x) through e = exp(-|x|) in (0,1]: no overflow, tiny results keep their precision */
+INLINE vec vsigmoid(vec x)
+{
+    vec e = vexp_neg(-vabs(x));
+    vec d = 1.0f / (1.0f + e);
+    return vselect(x >= 0.0f, d, e * d);
+}
+
+/* |x| < 0.5625: x + x^3 Q(x^2), a fitted polynomial (relative error 1.4e-9 before rounding);
+ * else sign(x) * (1-e)/(1+e), e = exp(-2|x|). */
+INLINE vec vtanh(vec x)
+{
+    vec ax = vabs(x);
+    vec x2 = x * x;
+    vec q = vsplat(-0.0061798058450222015f);
+    q = q * x2 + 0.02100745588541031f;
+    q = q * x2 - 0.053837429732084274f;
+    q = q * x2 + 0.1333245187997818f;
+    q = q * x2 - 0.3333331346511841f;
+    vec small = x + x * x2 * q;
+    vec e = vexp_neg(-2.0f * ax);
+    vec big = (1.0f - e) / (1.0f + e);
+    big = (vec)(((ivec)big & 0x7fffffff) | ((ivec)x & (int32_t)0x80000000));
+    return vselect(ax < 0.5625f, small, big);
+}
+#else
+/* float64: libm lane by lane */
+INLINE vec vsigmoid(vec x)
+{
+    vec y = x;
+    for (int l = 0; l < FC_VW; l++) y[l] = 1.0 / (1.0 + exp(-x[l]));
+    return y;
+}
+
+INLINE vec vtanh(vec x)
+{
+    vec y = x;
+    for (int l = 0; l < FC_VW; l++) y[l] = tanh(x[l]);
+    return y;
+}
+#endif
+
+/* relu keeps NaN: NaN < 0 is false */
+INLINE vec vrelu(vec x) { return vselect(x < 0, vsplat(0), x); }
+
+INLINE vec vact(fc_activation act, vec x)
+{
+    switch (act) {
+    case FC_ACT_TANH: return vtanh(x);
+    case FC_ACT_RELU: return vrelu(x);
+    case FC_ACT_SIGMOID: return vsigmoid(x);
+    default: return x;
+    }
+}
+
+/* ---- the product: acc[m][v] = bias + a0 @ W0 + a1 @ W1 for mr rows ----------------------- */
+INLINE void tile_segment(const int mr, vec acc[FC_MR][4], const FC_T *w, const FC_T *a,
+                         size_t lda, size_t k)
+{
+    for (size_t kk = 0; kk < k; kk++, w += PW) {
+        const vec w0 = vload(w), w1 = vload(w + FC_VW), w2 = vload(w + 2 * FC_VW),
+                  w3 = vload(w + 3 * FC_VW);
+        for (int m = 0; m < mr; m++) {
+            const vec am = vsplat(a[m * lda + kk]);
+            acc[m][0] += am * w0;
+            acc[m][1] += am * w1;
+            acc[m][2] += am * w2;
+            acc[m][3] += am * w3;
+        }
+    }
+}
+
+/* One row: two accumulator sets over even and odd k, so 8 independent FMA chains stay in flight. */
+INLINE void row_segment(vec acc[4], const FC_T *w, const FC_T *a, size_t k)
+{
+    vec odd0 = vsplat(0), odd1 = vsplat(0), odd2 = vsplat(0), odd3 = vsplat(0);
+    size_t kk = 0;
+    for (; kk + 2 <= k; kk += 2, w += 2 * PW) {
+        const vec a0 = vsplat(a[kk]), a1 = vsplat(a[kk + 1]);
+        acc[0] += a0 * vload(w);
+        acc[1] += a0 * vload(w + FC_VW);
+        acc[2] += a0 * vload(w + 2 * FC_VW);
+        acc[3] += a0 * vload(w + 3 * FC_VW);
+        odd0 += a1 * vload(w + PW);
+        odd1 += a1 * vload(w + PW + FC_VW);
+        odd2 += a1 * vload(w + PW + 2 * FC_VW);
+        odd3 += a1 * vload(w + PW + 3 * FC_VW);
+    }
+    if (kk < k) {
+        const vec a0 = vsplat(a[kk]);
+        acc[0] += a0 * vload(w);
+        acc[1] += a0 * vload(w + FC_VW);
+        acc[2] += a0 * vload(w + 2 * FC_VW);
+        acc[3] += a0 * vload(w + 3 * FC_VW);
+    }
+    acc[0] += odd0; acc[1] += odd1; acc[2] += odd2; acc[3] += odd3;
+}
+
+INLINE void tile_product(const int mr, vec acc[FC_MR][4], const fc_block_args *a, size_t row)
+{
+    const FC_T *w = (const FC_T *)a->panel;
+    for (int m = 0; m < mr; m++)
+        for (int v = 0; v < 4; v++) acc[m][v] = vload(w + v * FC_VW);
+    w += PW;
+    const FC_T *a0 = (const FC_T *)a->a0 + row * a->lda0;
+    const FC_T *a1 = a->k1 ? (const FC_T *)a->a1 + row * a->lda1 : NULL;
+    if (mr == 1) {
+        row_segment(acc[0], w, a0, a->k0);
+        if (a->k1) row_segment(acc[0], w + a->k0 * PW, a1, a->k1);
+    } else {
+        tile_segment(mr, acc, w, a0, a->lda0, a->k0);
+        if (a->k1) tile_segment(mr, acc, w + a->k0 * PW, a1, a->lda1, a->k1);
+    }
+}
+
+/* valid lanes of vector q of a block whose gate has nu valid units */
+INLINE size_t lanes(size_t nu, size_t q)
+{
+    return nu <= q * FC_VW ? 0 : fc_min(FC_VW, nu - q * FC_VW);
+}
+
+/* ---- epilogues ---------------------------------------------------------------------------- */
+
+/* vanilla RNN, G=1: h_out = act(z) */
+INLINE void rnn_tile(const int mr, const fc_block_args *a, size_t row)
+{
+    vec acc[FC_MR][4];
+    tile_product(mr, acc, a, row);
+    for (int m = 0; m < mr; m++) {
+        FC_T *h = (FC_T *)a->h_out + (row + m) * a->ldh_out + a->unit0;
+        for (int q = 0; q < 4; q++) {
+            size_t n = lanes(a->nu, q);
+            if (n) vstore_part(h + q * FC_VW, vact(a->activation, acc[m][q]), n);
+        }
+    }
+}
+
+/* LSTM, G=4 (i, j, f, o one vector each, VW units):
+ *   c' = sig(f + fb [+ wf*c]) * c + sig(i [+ wi*c]) * act(j);  clip;  h' = sig(o [+ wo*c']) * act(c') */
+INLINE void lstm_tile(const int mr, const fc_block_args *a, size_t row)
+{
+    vec acc[FC_MR][4];
+    tile_product(mr, acc, a, row);
+    const size_t n = a->nu;
+    const FC_T fb = (FC_T)a->forget_bias, clip = (FC_T)a->clip;
+    const int peep = a->peep_i != NULL;
+    vec wi = vsplat(0), wf = vsplat(0), wo = vsplat(0);
+    if (peep) {
+        wi = vload((const FC_T *)a->peep_i + a->unit0);
+        wf = vload((const FC_T *)a->peep_f + a->unit0);
+        wo = vload((const FC_T *)a->peep_o + a->unit0);
+    }
+    for (int m = 0; m < mr; m++) {
+        const size_t r = row + m;
+        const vec c_prev = vload_part((const FC_T *)a->c_in + r * a->ldc_in + a->unit0, n);
+        vec i = acc[m][0], j = acc[m][1], f = acc[m][2] + fb, o = acc[m][3];
+        if (peep) {
+            i += wi * c_prev;
+            f += wf * c_prev;
+        }
+        vec c = vsigmoid(f) * c_prev + vsigmoid(i) * vact(a->activation, j);
+        if (a->has_clip) c = vclip(c, clip);
+        if (peep) o += wo * c;
+        const vec h = vsigmoid(o) * vact(a->activation, c);
+        vstore_part((FC_T *)a->c_out + r * a->ldc_out + a->unit0, c, n);
+        vstore_part((FC_T *)a->h_out + r * a->ldh_out + a->unit0, h, n);
+    }
+}
+
+/* GRU gates, G=2 (r: vectors 0-1, u: vectors 2-3, 2*VW units): s0 = r*h_in, s1 = u */
+INLINE void gru_gates_tile(const int mr, const fc_block_args *a, size_t row)
+{
+    vec acc[FC_MR][4];
+    tile_product(mr, acc, a, row);
+    for (int m = 0; m < mr; m++) {
+        const size_t r = row + m;
+        const FC_T *h = (const FC_T *)a->h_in + r * a->ldh_in + a->unit0;
+        FC_T *rh = (FC_T *)a->s0 + r * a->lds + a->unit0;
+        FC_T *u = (FC_T *)a->s1 + r * a->lds + a->unit0;
+        for (int q = 0; q < 2; q++) {
+            const size_t n = lanes(a->nu, q);
+            if (!n) continue;
+            const vec h_prev = vload_part(h + q * FC_VW, n);
+            vstore(rh + q * FC_VW, vsigmoid(acc[m][q]) * h_prev);
+            vstore(u + q * FC_VW, vsigmoid(acc[m][2 + q]));
+        }
+    }
+}
+
+/* GRU candidate, G=1 (4*VW units): h_out = u*h_in + (1-u)*act(z), u from s1 */
+INLINE void gru_cand_tile(const int mr, const fc_block_args *a, size_t row)
+{
+    vec acc[FC_MR][4];
+    tile_product(mr, acc, a, row);
+    for (int m = 0; m < mr; m++) {
+        const size_t r = row + m;
+        const FC_T *h = (const FC_T *)a->h_in + r * a->ldh_in + a->unit0;
+        const FC_T *u_row = (const FC_T *)a->s1 + r * a->lds + a->unit0;
+        FC_T *out = (FC_T *)a->h_out + r * a->ldh_out + a->unit0;
+        for (int q = 0; q < 4; q++) {
+            const size_t n = lanes(a->nu, q);
+            if (!n) continue;
+            const vec u = vload(u_row + q * FC_VW);
+            const vec h_prev = vload_part(h + q * FC_VW, n);
+            const vec c = vact(a->activation, acc[m][q]);
+            vstore_part(out + q * FC_VW, u * h_prev + (1 - u) * c, n);
+        }
+    }
+}
+
+/* LSTM projection, G=1, zero bias row: h_out = clip(m @ proj) */
+INLINE void proj_tile(const int mr, const fc_block_args *a, size_t row)
+{
+    vec acc[FC_MR][4];
+    tile_product(mr, acc, a, row);
+    for (int m = 0; m < mr; m++) {
+        FC_T *out = (FC_T *)a->h_out + (row + m) * a->ldh_out + a->unit0;
+        for (int q = 0; q < 4; q++) {
+            const size_t n = lanes(a->nu, q);
+            if (!n) continue;
+            vec v = acc[m][q];
+            if (a->has_clip) v = vclip(v, (FC_T)a->clip);
+            vstore_part(out + q * FC_VW, v, n);
+        }
+    }
+}
+
+/* ---- block kernels: all batch rows against one panel, MR rows at a time ------------------- */
+/* MR_AT_MOST(k): k rows, or FC_MR in switch arms that a smaller FC_MR never reaches */
+#define MR_AT_MOST(k) ((k) < FC_MR ? (k) : FC_MR)
+#define FC_BLOCK_KERNEL(name)                                                          \
+    static void FC_FN(name##_block)(const fc_block_args *a)                            \
+    {                                                                                  \
+        size_t row = 0;                                                                \
+        for (; row + FC_MR <= a->rows; row += FC_MR) name##_tile(FC_MR, a, row);       \
+        switch (a->rows - row) { /* the tail: fewer than FC_MR rows */                 \
+        case 0: break;                                                                 \
+        case 1: name##_tile(1, a, row); break;                                         \
+        case 2: name##_tile(MR_AT_MOST(2), a, row); break;                             \
+        case 3: name##_tile(MR_AT_MOST(3), a, row); break;                             \
+        case 4: name##_tile(MR_AT_MOST(4), a, row); break;                             \
+        default: name##_tile(MR_AT_MOST(5), a, row); break;                            \
+        }                                                                              \
+    }
+
+FC_BLOCK_KERNEL(rnn)
+FC_BLOCK_KERNEL(lstm)
+FC_BLOCK_KERNEL(gru_gates)
+FC_BLOCK_KERNEL(gru_cand)
+FC_BLOCK_KERNEL(proj)
+
+const fc_kernels FC_CAT(fc_kernels_, FC_SUFFIX) = {
+    .name = FC_KNAME,
+    .isa = FC_ISA_ID,
+    .dtype = FC_DTYPE_ID,
+    .vw = FC_VW,
+    .mr = FC_MR,
+    .rnn = FC_FN(rnn_block),
+    .lstm = FC_FN(lstm_block),
+    .gru_gates = FC_FN(gru_gates_block),
+    .gru_cand = FC_FN(gru_cand_block),
+    .proj = FC_FN(proj_block),
+};

@@ -1,0 +1,116 @@
+/* fastcells.h — the public C API of the fastcells kernels: plain structs and functions, no Python.
+ *
+ * A cell (vanilla RNN, LSTM, GRU) is created once from TensorFlow-layout weights; creation packs
+ * the weights into gate-interleaved panels for one instruction set. fc_cell_step then runs one
+ * time step for a whole batch in one call: the fused gate product [x, h] @ kernel + bias and the
+ * elementwise update, applied on the product's register tile.
+ *
+ * Conventions: matrices are row-major with a leading dimension (row stride, in elements) `ld*`;
+ * the last axis is contiguous. Shapes are written x: [B,I]. U = num_units, P = rec_size (the
+ * recurrent width: num_proj for an LSTM with projection, else U). Entry points that can fail
+ * return an fc_status; everything else trusts its arguments (the Python layer validates).
+ */
+#ifndef FASTCELLS_H
+#define FASTCELLS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum fc_status {
+    FC_OK = 0,
+    FC_ERR_NOMEM = 1,       /* an allocation failed */
+    FC_ERR_ARG = 2,         /* an argument is out of range (the message says which) */
+    FC_ERR_ISA = 3,         /* the instruction set is not compiled in or the CPU lacks it */
+} fc_status;
+
+typedef enum fc_dtype { FC_F32 = 0, FC_F64 = 1 } fc_dtype;
+
+typedef enum fc_isa {
+    FC_ISA_SCALAR = 0,      /* portable C, baseline compiler flags */
+    FC_ISA_AVX2 = 1,        /* AVX2 + FMA */
+    FC_ISA_AVX512 = 2,      /* AVX-512F */
+    FC_ISA_COUNT = 3,
+} fc_isa;
+
+typedef enum fc_cell_kind { FC_CELL_RNN = 0, FC_CELL_LSTM = 1, FC_CELL_GRU = 2 } fc_cell_kind;
+
+typedef enum fc_activation {
+    FC_ACT_TANH = 0, FC_ACT_RELU = 1, FC_ACT_SIGMOID = 2, FC_ACT_LINEAR = 3,
+} fc_activation;
+
+/* What a cell computes. Gates (sigmoid) are fixed; `activation` replaces tanh where TF's does. */
+typedef struct fc_cell_desc {
+    fc_cell_kind kind;
+    fc_dtype dtype;
+    size_t input_size;          /* I >= 0 */
+    size_t num_units;           /* U >= 1 */
+    size_t rec_size;            /* P: LSTM num_proj, else must equal U */
+    fc_activation activation;
+    double forget_bias;         /* LSTM: added to the f gate before its sigmoid */
+    int has_cell_clip;          /* LSTM: clip c' to [-cell_clip, cell_clip] */
+    double cell_clip;
+    int has_proj_clip;          /* LSTM with projection: clip m to [-proj_clip, proj_clip] */
+    double proj_clip;
+    int has_peepholes;          /* LSTM: w_i_diag, w_f_diag, w_o_diag given */
+    int has_projection;         /* LSTM: projection/kernel given (rec_size = num_proj) */
+} fc_cell_desc;
+
+/* TF-layout weights, C-contiguous, of the cell's dtype. Unused pointers may be NULL. */
+typedef struct fc_cell_weights {
+    const void *kernel;         /* rnn [I+U,U]; lstm [I+P,4U] gates i,j,f,o; gru gates [I+U,2U] r,u */
+    const void *bias;           /* [G*U] */
+    const void *cand_kernel;    /* gru: candidate/kernel [I+U,U] */
+    const void *cand_bias;      /* gru: candidate/bias [U] */
+    const void *w_i_diag;       /* lstm peepholes [U] */
+    const void *w_f_diag;
+    const void *w_o_diag;
+    const void *proj_kernel;    /* lstm projection/kernel [U,P] */
+} fc_cell_weights;
+
+typedef struct fc_cell fc_cell;    /* packed weights + the kernels they were packed for */
+
+/* Features of this CPU (cpuid + xgetbv), detected once. */
+typedef struct fc_cpu_features {
+    int sse2, avx, fma, avx2, avx512f, avx512bw, avx512vl, avx512dq, os_avx, os_avx512;
+} fc_cpu_features;
+
+/* Detects the CPU once and reads FASTCELLS_ISA ("scalar", "avx2", "avx512"; unset or "auto"
+ * means the best available). Returns FC_ERR_ISA if the variable names a path this build or CPU
+ * cannot run, FC_ERR_ARG if it names no path at all; the default then stays the best path. */
+fc_status fc_init(void);
+const fc_cpu_features *fc_cpu(void);
+int fc_isa_compiled(fc_isa isa);     /* built into this binary */
+int fc_isa_available(fc_isa isa);    /* built in and runnable on this CPU */
+fc_isa fc_best_isa(void);
+fc_isa fc_default_isa(void);         /* what new cells use: FASTCELLS_ISA or the best */
+const char *fc_isa_name(fc_isa isa);
+/* Register tile of the kernels for (isa, dtype): rows of the batch x columns of one panel. */
+size_t fc_tile_rows(fc_isa isa, fc_dtype dtype);
+size_t fc_tile_cols(fc_isa isa, fc_dtype dtype);
+
+/* Packs `weights` for `isa`. On success *out owns a copy; the caller's arrays are not kept. */
+fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *weights, fc_isa isa,
+                         fc_cell **out);
+void fc_cell_destroy(fc_cell *cell);
+fc_isa fc_cell_isa(const fc_cell *cell);
+
+/* One time step for `batch` rows.
+ *   x:     [B,I]  input
+ *   c_in:  [B,U]  LSTM cell state (NULL otherwise); may alias c_out exactly (same pointer and ld)
+ *   h_in:  [B,P]  previous output; may alias h_out exactly
+ *   c_out: [B,U]  LSTM new cell state (NULL otherwise)
+ *   h_out: [B,P]  new output (= new h)
+ * Any other overlap between an input and an output is also allowed: the input is copied first.
+ * Returns FC_ERR_NOMEM if a scratch allocation fails. */
+fc_status fc_cell_step(const fc_cell *cell, size_t batch,
+                       const void *x, size_t ldx,
+                       const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
+                       void *c_out, size_t ldc_out, void *h_out, size_t ldh_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTCELLS_H */

@@ -1,0 +1,106 @@
+/* internal.h — what the portable driver (cells.c, pack.c, dispatch.c) and the per-ISA kernel
+ * files share: the block-kernel arguments, the kernel table, and the packed cell.
+ *
+ * Packed layout (pack.c). A product with G gates over U units uses panels of PW = 4*VW columns
+ * (four vectors of the ISA), each panel holding NRU = PW/G units of every gate side by side:
+ *     panel j: row 0      bias             [PW]   (zero for the projection)
+ *              rows 1..K  weight row k     [PW]   K = k0 + k1 (x rows, then h rows)
+ *     column g*NRU + u of a row = gate g of unit j*NRU + u (zero past U).
+ * So one register tile of MR batch rows x 4 vectors holds every gate of NRU units, and the
+ * cell update runs on it before anything is stored. Panels are contiguous, 64-byte aligned.
+ */
+#ifndef FASTCELLS_INTERNAL_H
+#define FASTCELLS_INTERNAL_H
+
+#include "fastcells.h"
+
+/* Arguments of one block kernel: rows [0, rows) of the batch against one panel. Pointers to
+ * batch matrices point at row 0; column offsets are added by the kernel from unit0. */
+typedef struct fc_block_args {
+    size_t rows;                /* batch rows */
+    const void *panel;          /* [1+k0+k1][PW] this block's panel, bias row first */
+    const void *a0;             /* [rows,k0] first operand segment (x, or m for the projection) */
+    size_t lda0, k0;
+    const void *a1;             /* [rows,k1] second operand segment (h, or r*h); NULL if k1 == 0 */
+    size_t lda1, k1;
+    size_t unit0;               /* first unit (column within a gate) this block covers */
+    size_t nu;                  /* valid units in this block, 1..NRU */
+    /* epilogue operands, [rows, *] with their leading dimensions */
+    const void *c_in; size_t ldc_in;    /* lstm c */
+    void *c_out; size_t ldc_out;
+    const void *h_in; size_t ldh_in;    /* previous h (gru epilogues) */
+    void *h_out; size_t ldh_out;        /* where the block's output goes */
+    void *s0; void *s1; size_t lds;     /* gru scratch: r*h and u, rows padded to whole panels */
+    const void *peep_i, *peep_f, *peep_o;   /* lstm peepholes, padded to whole blocks, or NULL */
+    fc_activation activation;
+    double forget_bias;
+    int has_clip;               /* lstm: cell_clip; projection: proj_clip */
+    double clip;
+} fc_block_args;
+
+typedef void (*fc_block_kernel)(const fc_block_args *args);
+
+/* One instruction set's kernels for one dtype. Adding an ISA = one more table (kernels.inc). */
+typedef struct fc_kernels {
+    const char *name;           /* e.g. "f32-cells-6x64-avx512" */
+    fc_isa isa;
+    fc_dtype dtype;
+    size_t vw;                  /* lanes per vector; PW = 4*vw */
+    size_t mr;                  /* batch rows per register tile */
+    fc_block_kernel rnn;        /* G=1: h_out = act(z) */
+    fc_block_kernel lstm;       /* G=4: c_out, h_out from i,j,f,o */
+    fc_block_kernel gru_gates;  /* G=2: s0 = r*h_in, s1 = u */
+    fc_block_kernel gru_cand;   /* G=1: h_out = u*h_in + (1-u)*act(z) */
+    fc_block_kernel proj;       /* G=1, no bias: h_out = clip(z) */
+} fc_kernels;
+
+/* The list of compiled kernel tables (X-macro): ISA, dtype, symbol. */
+#define FC_FOR_EACH_KERNELS(X) \
+    X(FC_ISA_SCALAR, FC_F32, fc_kernels_f32__scalar) \
+    X(FC_ISA_SCALAR, FC_F64, fc_kernels_f64__scalar) \
+    FC_IF_X86(X(FC_ISA_AVX2, FC_F32, fc_kernels_f32__avx2)) \
+    FC_IF_X86(X(FC_ISA_AVX2, FC_F64, fc_kernels_f64__avx2)) \
+    FC_IF_X86(X(FC_ISA_AVX512, FC_F32, fc_kernels_f32__avx512)) \
+    FC_IF_X86(X(FC_ISA_AVX512, FC_F64, fc_kernels_f64__avx512))
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define FC_X86 1
+#define FC_IF_X86(x) x
+#else
+#define FC_X86 0
+#define FC_IF_X86(x)
+#endif
+
+#define FC_DECLARE_KERNELS(isa, dtype, sym) extern const fc_kernels sym;
+FC_FOR_EACH_KERNELS(FC_DECLARE_KERNELS)
+#undef FC_DECLARE_KERNELS
+
+const fc_kernels *fc_kernels_for(fc_isa isa, fc_dtype dtype);
+
+/* One packed product: panels for G gates over `units` units and K = k0 + k1 rows. */
+typedef struct fc_packed {
+    void *panels;               /* [nblocks][1+K][pw], 64-byte aligned */
+    size_t gates, units, k, pw, nru, nblocks;
+} fc_packed;
+
+struct fc_cell {
+    fc_cell_desc desc;
+    const fc_kernels *kernels;
+    size_t elem;                /* sizeof the dtype */
+    fc_packed main;             /* rnn kernel / lstm kernel / gru gates */
+    fc_packed cand;             /* gru candidate */
+    fc_packed proj;             /* lstm projection (no bias) */
+    void *peepholes;            /* [3][main.nblocks*main.nru] i, f, o, zero padded; or NULL */
+};
+
+/* pack.c */
+fc_status fc_pack(fc_packed *out, const void *kernel, const void *bias, size_t k, size_t gates,
+                  size_t units, size_t elem, size_t pw);
+void fc_packed_free(fc_packed *p);
+void *fc_aligned_alloc(size_t bytes);
+void fc_aligned_free(void *p);
+
+static inline size_t fc_min(size_t a, size_t b) { return a < b ? a : b; }
+static inline size_t fc_round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
+
+#endif /* FASTCELLS_INTERNAL_H */

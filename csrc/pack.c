@@ -1,0 +1,48 @@
+/* pack.c — TF-layout kernel [K, G*U] (+ bias [G*U]) -> gate-interleaved panels (internal.h).
+ * Runs once when a cell's weights are set, never per call. Element-size generic: values are
+ * copied bit for bit, so float32 and float64 share this code. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void *fc_aligned_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? fc_round_up(bytes, 64) : 64) != 0) return NULL;
+    return p;
+}
+
+void fc_aligned_free(void *p) { free(p); }
+
+/* kernel: [k, gates*units] row-major; bias: [gates*units] or NULL (a zero bias row) */
+fc_status fc_pack(fc_packed *out, const void *kernel, const void *bias, size_t k, size_t gates,
+                  size_t units, size_t elem, size_t pw)
+{
+    const size_t nru = pw / gates, nblocks = (units + nru - 1) / nru;
+    const size_t rows = 1 + k, cols = gates * units;
+    unsigned char *panels = fc_aligned_alloc(nblocks * rows * pw * elem);
+    if (!panels) return FC_ERR_NOMEM;
+    memset(panels, 0, nblocks * rows * pw * elem);     /* zero padding past U, zero bias */
+    const unsigned char *src_k = kernel, *src_b = bias;
+    for (size_t j = 0; j < nblocks; j++) {
+        const size_t unit0 = j * nru, nu = fc_min(nru, units - unit0);
+        unsigned char *panel = panels + j * rows * pw * elem;
+        for (size_t g = 0; g < gates; g++) {
+            const size_t dst_col = g * nru, src_col = g * units + unit0;
+            if (src_b) memcpy(panel + dst_col * elem, src_b + src_col * elem, nu * elem);
+            for (size_t kk = 0; kk < k; kk++)
+                memcpy(panel + ((1 + kk) * pw + dst_col) * elem,
+                       src_k + (kk * cols + src_col) * elem, nu * elem);
+        }
+    }
+    *out = (fc_packed){.panels = panels, .gates = gates, .units = units, .k = k, .pw = pw,
+                       .nru = nru, .nblocks = nblocks};
+    return FC_OK;
+}
+
+void fc_packed_free(fc_packed *p)
+{
+    fc_aligned_free(p->panels);
+    p->panels = NULL;
+}

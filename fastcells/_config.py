@@ -1,0 +1,35 @@
+"""show_config(): what the CPU offers, which kernels were compiled, which ones run."""
+import sys
+
+import numpy as np
+
+from fastcells import _core
+
+
+def config():
+    """The configuration as a dict (what show_config prints)."""
+    default = _core.default_isa()
+    return {
+        "cpu_features": _core.cpu_features(),
+        "compiled_isas": _core.compiled_isas(),
+        "available_isas": _core.available_isas(),
+        "best_isa": _core.best_isa(),
+        "default_isa": default,
+        "tiles": {str(np.dtype(t)): _core.kernel_tile(default, t)
+                  for t in (np.float32, np.float64)},
+    }
+
+
+def show_config(file=None):
+    """Prints the detected CPU features, the compiled and available instruction sets, and the
+    one new cells use (FASTCELLS_ISA=scalar|avx2|avx512 forces it)."""
+    out = file or sys.stdout
+    c = config()
+    feats = ", ".join(k for k, v in c["cpu_features"].items() if v) or "none"
+    print(f"fastcells {__import__('fastcells').__version__}", file=out)
+    print(f"  cpu features:    {feats}", file=out)
+    print(f"  compiled ISAs:   {', '.join(c['compiled_isas'])}", file=out)
+    print(f"  available ISAs:  {', '.join(c['available_isas'])}", file=out)
+    print(f"  in use:          {c['default_isa']} (best available: {c['best_isa']})", file=out)
+    for dtype, (rows, cols) in c["tiles"].items():
+        print(f"  {dtype} tile:    {rows} batch rows x {cols} gate columns", file=out)

@@ -1,0 +1,316 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The bridge: validated NumPy arrays -> pointers -> one C call per cell step, GIL released.
+
+Python (fastcells/cells.py) validates arguments and produces the user-facing messages; this
+module re-checks what C relies on (dtype, shape, last axis contiguous, alignment, writability)
+so that no call can reach C with memory it must not touch.
+"""
+cimport numpy as cnp
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "fastcells.h" nogil:
+    ctypedef enum fc_status:
+        FC_OK, FC_ERR_NOMEM, FC_ERR_ARG, FC_ERR_ISA
+    ctypedef enum fc_dtype:
+        FC_F32, FC_F64
+    ctypedef enum fc_isa:
+        FC_ISA_SCALAR, FC_ISA_AVX2, FC_ISA_AVX512, FC_ISA_COUNT
+    ctypedef enum fc_cell_kind:
+        FC_CELL_RNN, FC_CELL_LSTM, FC_CELL_GRU
+    ctypedef enum fc_activation:
+        FC_ACT_TANH, FC_ACT_RELU, FC_ACT_SIGMOID, FC_ACT_LINEAR
+    ctypedef struct fc_cell_desc:
+        fc_cell_kind kind
+        fc_dtype dtype
+        size_t input_size, num_units, rec_size
+        fc_activation activation
+        double forget_bias
+        int has_cell_clip
+        double cell_clip
+        int has_proj_clip
+        double proj_clip
+        int has_peepholes, has_projection
+    ctypedef struct fc_cell_weights:
+        const void *kernel
+        const void *bias
+        const void *cand_kernel
+        const void *cand_bias
+        const void *w_i_diag
+        const void *w_f_diag
+        const void *w_o_diag
+        const void *proj_kernel
+    ctypedef struct fc_cell:
+        pass
+    ctypedef struct fc_cpu_features:
+        int sse2, avx, fma, avx2, avx512f, avx512bw, avx512vl, avx512dq, os_avx, os_avx512
+
+    fc_status fc_init()
+    const fc_cpu_features *fc_cpu()
+    int fc_isa_compiled(fc_isa isa)
+    int fc_isa_available(fc_isa isa)
+    fc_isa fc_best_isa()
+    fc_isa fc_default_isa()
+    const char *fc_isa_name(fc_isa isa)
+    size_t fc_tile_rows(fc_isa isa, fc_dtype dtype)
+    size_t fc_tile_cols(fc_isa isa, fc_dtype dtype)
+    fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *weights,
+                             fc_isa isa, fc_cell **out)
+    void fc_cell_destroy(fc_cell *cell)
+    fc_status fc_cell_step(const fc_cell *cell, size_t batch,
+                           const void *x, size_t ldx,
+                           const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
+                           void *c_out, size_t ldc_out, void *h_out, size_t ldh_out)
+
+
+ISA_NAMES = tuple(fc_isa_name(<fc_isa>i).decode() for i in range(FC_ISA_COUNT))
+_ACTIVATIONS = {"tanh": FC_ACT_TANH, "relu": FC_ACT_RELU, "sigmoid": FC_ACT_SIGMOID,
+                "linear": FC_ACT_LINEAR}
+_KINDS = {"rnn": FC_CELL_RNN, "lstm": FC_CELL_LSTM, "gru": FC_CELL_GRU}
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+def _init():
+    """Detects the CPU and applies FASTCELLS_ISA; raises if the variable names an unusable path."""
+    cdef fc_status st = fc_init()
+    if st == FC_OK:
+        return
+    import os
+    want = os.environ.get("FASTCELLS_ISA")
+    usable = ", ".join(available_isas())
+    if st == FC_ERR_ISA:
+        raise RuntimeError(f"FASTCELLS_ISA={want!r}: this CPU or build cannot run that "
+                           f"instruction set; available here: {usable}")
+    raise RuntimeError(f"FASTCELLS_ISA={want!r} names no instruction set; expected 'auto' or "
+                       f"one of {', '.join(ISA_NAMES)} (available here: {usable})")
+
+
+cdef fc_isa _isa_id(object name) except *:
+    if name is None:
+        return fc_default_isa()
+    if name not in ISA_NAMES:
+        raise ValueError(f"isa: expected one of {ISA_NAMES}, got {name!r}")
+    cdef fc_isa isa = <fc_isa><int>ISA_NAMES.index(name)
+    if not fc_isa_available(isa):
+        raise ValueError(f"isa: {name!r} is not available on this CPU/build; available: "
+                         f"{available_isas()}")
+    return isa
+
+
+def compiled_isas():
+    """Instruction sets built into this binary."""
+    return [n for i, n in enumerate(ISA_NAMES) if fc_isa_compiled(<fc_isa>i)]
+
+
+def available_isas():
+    """Instruction sets built in and runnable on this CPU, narrowest first."""
+    return [n for i, n in enumerate(ISA_NAMES) if fc_isa_available(<fc_isa>i)]
+
+
+def best_isa():
+    return fc_isa_name(fc_best_isa()).decode()
+
+
+def default_isa():
+    """What new cells use: FASTCELLS_ISA if set, else the best available."""
+    return fc_isa_name(fc_default_isa()).decode()
+
+
+def cpu_features():
+    cdef const fc_cpu_features *f = fc_cpu()
+    return {"sse2": bool(f.sse2), "avx": bool(f.avx), "fma": bool(f.fma), "avx2": bool(f.avx2),
+            "avx512f": bool(f.avx512f), "avx512bw": bool(f.avx512bw),
+            "avx512vl": bool(f.avx512vl), "avx512dq": bool(f.avx512dq),
+            "os_saves_avx": bool(f.os_avx), "os_saves_avx512": bool(f.os_avx512)}
+
+
+def kernel_tile(isa, dtype):
+    """(batch rows, columns) of the register tile of the kernels for isa and dtype."""
+    cdef fc_isa i = _isa_id(isa)
+    cdef fc_dtype t = FC_F64 if np.dtype(dtype) == _F64 else FC_F32
+    return int(fc_tile_rows(i, t)), int(fc_tile_cols(i, t))
+
+
+cdef int _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bint writable,
+                 str name, char **ptr, size_t *ld) except -1:
+    """Checks that `a` is a [rows, cols] array C may read (or write): right dtype, last axis
+    contiguous, non-negative row stride, aligned. rows < 0 means any number of rows."""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_NDIM(arr) != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got shape {a.shape}")
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(f"{name}: expected dtype {np.dtype(cnp.PyArray_DescrFromType(typenum))}, "
+                        f"got {a.dtype}")
+    cdef Py_ssize_t r = cnp.PyArray_DIM(arr, 0), c = cnp.PyArray_DIM(arr, 1)
+    if (rows >= 0 and r != rows) or c != cols:
+        raise ValueError(f"{name}: expected shape ({rows if rows >= 0 else 'B'}, {cols}), "
+                         f"got {a.shape}")
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
+    cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
+    if c > 1 and s1 != item:
+        raise ValueError(f"{name}: the last axis must be contiguous (stride {item}), "
+                         f"got strides {a.strides}")
+    if r > 1 and (s0 < 0 or s0 % item != 0):
+        raise ValueError(f"{name}: the row stride must be a non-negative multiple of {item}, "
+                         f"got strides {a.strides}")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name}: the array is not aligned to its dtype")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name}: the array is read-only")
+    ptr[0] = <char *>cnp.PyArray_DATA(arr)
+    ld[0] = <size_t>(s0 // item) if r > 1 else <size_t>c
+    return 0
+
+
+cdef class PackedCell:
+    """The packed copy of one cell's weights, for one instruction set (C memory).
+
+    PackedCell(kind, dtype, input_size, num_units, weights, activation="tanh",
+               forget_bias=1.0, cell_clip=None, proj_clip=None, isa=None)
+    kind: "rnn" | "lstm" | "gru"; weights: dict TF name -> array (copied, see fastcells.h):
+      rnn  kernel [I+U,U], bias [U]
+      lstm kernel [I+P,4U] (i,j,f,o), bias [4U], optional w_f_diag/w_i_diag/w_o_diag [U] and
+           projection/kernel [U,P]
+      gru  gates/kernel [I+U,2U] (r,u), gates/bias [2U], candidate/kernel [I+U,U], candidate/bias [U]
+    """
+    cdef fc_cell *cell
+    cdef readonly str kind
+    cdef readonly object dtype
+    cdef readonly Py_ssize_t input_size, num_units, output_size
+    cdef readonly str isa
+    cdef int typenum
+    cdef bint lstm
+
+    def __init__(self, str kind, dtype, Py_ssize_t input_size, Py_ssize_t num_units,
+                 dict weights, activation="tanh", forget_bias=1.0, cell_clip=None,
+                 proj_clip=None, isa=None):
+        if kind not in _KINDS:
+            raise ValueError(f"kind: expected one of {tuple(_KINDS)}, got {kind!r}")
+        dtype = np.dtype(dtype)
+        if dtype != _F32 and dtype != _F64:
+            raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+        if input_size < 0:
+            raise ValueError(f"input_size: expected >= 0, got {input_size}")
+        if num_units < 1:
+            raise ValueError(f"num_units: expected >= 1, got {num_units}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {tuple(_ACTIVATIONS)}, "
+                             f"got {activation!r}")
+        cdef fc_isa isa_id = _isa_id(isa)
+        U, I = num_units, input_size
+        P = U
+        peepholes = kind == "lstm" and "w_i_diag" in weights
+        projection = kind == "lstm" and "projection/kernel" in weights
+        if projection:
+            proj_shape = np.shape(weights["projection/kernel"])
+            if len(proj_shape) != 2:
+                raise ValueError(f"weights['projection/kernel']: expected shape ({U}, num_proj), "
+                                 f"got {proj_shape}")
+            P = proj_shape[1]
+        G = {"rnn": 1, "lstm": 4, "gru": 2}[kind]
+        expected = {"kernel": (I + P, G * U), "bias": (G * U,)}
+        if kind == "gru":
+            expected = {"gates/kernel": (I + U, 2 * U), "gates/bias": (2 * U,),
+                        "candidate/kernel": (I + U, U), "candidate/bias": (U,)}
+        if peepholes:
+            expected.update({"w_f_diag": (U,), "w_i_diag": (U,), "w_o_diag": (U,)})
+        if projection:
+            expected["projection/kernel"] = (U, P)
+        if set(weights) != set(expected):
+            raise ValueError(f"weights: expected the names {sorted(expected)}, "
+                             f"got {sorted(weights)}")
+        arrays = {}
+        for name, shape in expected.items():
+            a = np.ascontiguousarray(weights[name], dtype=dtype)
+            if a.shape != shape:
+                raise ValueError(f"weights[{name!r}]: expected shape {shape}, got {a.shape}")
+            arrays[name] = a
+
+        cdef fc_cell_desc desc
+        desc.kind = _KINDS[kind]
+        desc.dtype = FC_F64 if dtype == _F64 else FC_F32
+        desc.input_size = I
+        desc.num_units = U
+        desc.rec_size = P
+        desc.activation = _ACTIVATIONS[activation]
+        desc.forget_bias = forget_bias
+        desc.has_cell_clip = cell_clip is not None
+        desc.cell_clip = cell_clip if cell_clip is not None else 0.0
+        desc.has_proj_clip = proj_clip is not None
+        desc.proj_clip = proj_clip if proj_clip is not None else 0.0
+        desc.has_peepholes = peepholes
+        desc.has_projection = projection
+
+        cdef fc_cell_weights w
+        main = "gates/" if kind == "gru" else ""
+        w.kernel = cnp.PyArray_DATA(arrays[main + "kernel"])
+        w.bias = cnp.PyArray_DATA(arrays[main + "bias"])
+        w.cand_kernel = cnp.PyArray_DATA(arrays["candidate/kernel"]) if kind == "gru" else NULL
+        w.cand_bias = cnp.PyArray_DATA(arrays["candidate/bias"]) if kind == "gru" else NULL
+        w.w_i_diag = cnp.PyArray_DATA(arrays["w_i_diag"]) if peepholes else NULL
+        w.w_f_diag = cnp.PyArray_DATA(arrays["w_f_diag"]) if peepholes else NULL
+        w.w_o_diag = cnp.PyArray_DATA(arrays["w_o_diag"]) if peepholes else NULL
+        w.proj_kernel = cnp.PyArray_DATA(arrays["projection/kernel"]) if projection else NULL
+
+        cdef fc_status st
+        cdef fc_cell *created = NULL
+        with nogil:
+            st = fc_cell_create(&desc, &w, isa_id, &created)
+        if st == FC_ERR_NOMEM:
+            raise MemoryError("fastcells: out of memory packing the weights")
+        if st != FC_OK:
+            raise ValueError(f"fastcells: fc_cell_create refused the cell (status {st})")
+        if self.cell != NULL:
+            fc_cell_destroy(self.cell)
+        self.cell = created
+        self.kind = kind
+        self.dtype = dtype
+        self.input_size = I
+        self.num_units = U
+        self.output_size = P
+        self.isa = fc_isa_name(isa_id).decode()
+        self.typenum = cnp.NPY_FLOAT64 if dtype == _F64 else cnp.NPY_FLOAT32
+        self.lstm = kind == "lstm"
+
+    def __dealloc__(self):
+        if self.cell != NULL:
+            fc_cell_destroy(self.cell)
+            self.cell = NULL
+
+    def step(self, x, tuple state_in, tuple state_out):
+        """One time step: x [B,I]; state_in/state_out (h,) or, for lstm, (c, h); c [B,U],
+        h [B,P]. state_out arrays may be state_in's (in place). Returns None."""
+        if self.cell == NULL:
+            raise ValueError("PackedCell: not initialised")
+        cdef char *px = NULL
+        cdef char *pc_in = NULL
+        cdef char *ph_in = NULL
+        cdef char *pc_out = NULL
+        cdef char *ph_out = NULL
+        cdef size_t ldx = 0, ldc_in = 0, ldh_in = 0, ldc_out = 0, ldh_out = 0
+        cdef Py_ssize_t n_state = 2 if self.lstm else 1
+        if len(state_in) != n_state or len(state_out) != n_state:
+            raise ValueError(f"state: expected {n_state} arrays in and out, "
+                             f"got {len(state_in)} and {len(state_out)}")
+        _matrix(x, -1, self.input_size, self.typenum, False, "x", &px, &ldx)
+        cdef Py_ssize_t B = cnp.PyArray_DIM(<cnp.ndarray>x, 0)
+        _matrix(state_in[1] if self.lstm else state_in[0], B, self.output_size, self.typenum,
+                False, "h", &ph_in, &ldh_in)
+        _matrix(state_out[1] if self.lstm else state_out[0], B, self.output_size, self.typenum,
+                True, "h_out", &ph_out, &ldh_out)
+        if self.lstm:
+            _matrix(state_in[0], B, self.num_units, self.typenum, False, "c", &pc_in, &ldc_in)
+            _matrix(state_out[0], B, self.num_units, self.typenum, True, "c_out",
+                    &pc_out, &ldc_out)
+        cdef fc_status st
+        with nogil:
+            st = fc_cell_step(self.cell, <size_t>B, px, ldx, pc_in, ldc_in, ph_in, ldh_in,
+                              pc_out, ldc_out, ph_out, ldh_out)
+        if st == FC_ERR_NOMEM:
+            raise MemoryError("fastcells: out of memory for the step's scratch")
+        if st != FC_OK:
+            raise RuntimeError(f"fastcells: fc_cell_step failed (status {st})")
