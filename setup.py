@@ -14,7 +14,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = Path("csrc")
-COMMON_CFLAGS = ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+COMMON_CFLAGS = ["-O3", "-std=gnu11", "-pthread", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 # directory -> extra flags; only these files get wide-ISA flags
@@ -41,11 +41,12 @@ class BuildExtWithISA(build_ext):
 extension = Extension(
     "fastcells._core",
     sources=["fastcells/_core.pyx", str(CSRC / "dispatch.c"), str(CSRC / "pack.c"),
-             str(CSRC / "cells.c")] + sources("scalar"),
+             str(CSRC / "cells.c"), str(CSRC / "threads.c")] + sources("scalar"),
     include_dirs=[str(CSRC), np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=COMMON_CFLAGS,
     libraries=["m"],
+    extra_link_args=["-pthread"],
 )
 
 setup(

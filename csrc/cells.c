@@ -102,17 +102,76 @@ static void copy_rows(void *dst, const void *src, size_t ld, size_t rows, size_t
                cols * es);
 }
 
-/* Runs `kernel` over every panel of `packed`, filling the per-block fields of `args`. */
-static void run_blocks(fc_block_kernel kernel, const fc_packed *packed, fc_block_args *args,
-                       size_t es)
+/* Work below this many FLOPs per thread runs on one thread: waking a worker and the barrier
+ * cost about a microsecond, which a smaller share does not repay. */
+enum { MIN_FLOPS_PER_THREAD = 64 * 1024 };
+
+typedef struct blocks_job {
+    fc_block_kernel kernel;
+    const fc_packed *packed;
+    const fc_block_args *args;      /* the whole batch; per-task copies adjust rows/panel */
+    size_t es, rows_per_task;       /* rows_per_task == 0: tasks are panels, else row ranges */
+} blocks_job;
+
+static void run_panels(const blocks_job *job, fc_block_args *a, size_t j0, size_t j1)
 {
-    const size_t panel_bytes = (1 + packed->k) * packed->pw * es;
-    for (size_t j = 0; j < packed->nblocks; j++) {
-        args->panel = (const unsigned char *)packed->panels + j * panel_bytes;
-        args->unit0 = j * packed->nru;
-        args->nu = fc_min(packed->nru, packed->units - args->unit0);
-        kernel(args);
+    const fc_packed *p = job->packed;
+    const size_t panel_bytes = (1 + p->k) * p->pw * job->es;
+    for (size_t j = j0; j < j1; j++) {
+        a->panel = (const unsigned char *)p->panels + j * panel_bytes;
+        a->unit0 = j * p->nru;
+        a->nu = fc_min(p->nru, p->units - a->unit0);
+        job->kernel(a);
     }
+}
+
+#define ROW_OFFSET(ptr, ld, r, es) ((ptr) ? (void *)((unsigned char *)(ptr) + (r) * (ld) * (es)) : NULL)
+
+static void blocks_task(void *ctx, size_t begin, size_t end)
+{
+    const blocks_job *job = ctx;
+    fc_block_args a = *job->args;
+    if (job->rows_per_task == 0) {
+        run_panels(job, &a, begin, end);
+        return;
+    }
+    const size_t r0 = begin * job->rows_per_task, r1 = fc_min(end * job->rows_per_task, a.rows);
+    if (r0 >= r1) return;
+    const size_t es = job->es;
+    a.rows = r1 - r0;
+    a.a0 = ROW_OFFSET(a.a0, a.lda0, r0, es);
+    a.a1 = ROW_OFFSET(a.a1, a.lda1, r0, es);
+    a.c_in = ROW_OFFSET(a.c_in, a.ldc_in, r0, es);
+    a.c_out = ROW_OFFSET(a.c_out, a.ldc_out, r0, es);
+    a.h_in = ROW_OFFSET(a.h_in, a.ldh_in, r0, es);
+    a.h_out = ROW_OFFSET(a.h_out, a.ldh_out, r0, es);
+    a.s0 = ROW_OFFSET(a.s0, a.lds, r0, es);
+    a.s1 = ROW_OFFSET(a.s1, a.lds, r0, es);
+    run_panels(job, &a, 0, job->packed->nblocks);
+}
+
+/* Runs `kernel` over every panel of `packed` for all rows of `args`, on as many threads as the
+ * work repays: split by panels (each thread keeps its slice of the weights in its own cache),
+ * or by batch rows (whole register tiles) when there are fewer panels than threads. */
+static void run_blocks(fc_block_kernel kernel, const fc_packed *packed, const fc_block_args *args,
+                       size_t es, size_t tile_rows)
+{
+    const size_t flops = 2 * args->rows * (packed->k + 1) * packed->pw * packed->nblocks;
+    size_t threads = fc_min((size_t)fc_get_num_threads(), flops / MIN_FLOPS_PER_THREAD);
+    blocks_job job = {.kernel = kernel, .packed = packed, .args = args, .es = es};
+    if (threads <= 1) {
+        blocks_task(&job, 0, packed->nblocks);
+        return;
+    }
+    if (packed->nblocks >= threads) {
+        fc_parallel_for(packed->nblocks, (int)threads, blocks_task, &job);
+        return;
+    }
+    const size_t tiles = (args->rows + tile_rows - 1) / tile_rows;
+    threads = fc_min(threads, tiles);
+    job.rows_per_task = (tiles + threads - 1) / threads * tile_rows;
+    fc_parallel_for((args->rows + job.rows_per_task - 1) / job.rows_per_task, (int)threads,
+                    blocks_task, &job);
 }
 
 fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
@@ -162,7 +221,7 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
     };
     switch (d->kind) {
     case FC_CELL_RNN:
-        run_blocks(kern->rnn, &cell->main, &args, es);
+        run_blocks(kern->rnn, &cell->main, &args, es, kern->mr);
         break;
     case FC_CELL_LSTM: {
         const size_t npeep = cell->main.nblocks * cell->main.nru;
@@ -174,19 +233,19 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         args.has_clip = d->has_cell_clip;
         args.clip = d->cell_clip;
         if (!d->has_projection) {
-            run_blocks(kern->lstm, &cell->main, &args, es);
+            run_blocks(kern->lstm, &cell->main, &args, es, kern->mr);
             break;
         }
         void *m = next;                                 /* [B,U] sig(o)*act(c') */
         args.h_out = m;
         args.ldh_out = U;
-        run_blocks(kern->lstm, &cell->main, &args, es);
+        run_blocks(kern->lstm, &cell->main, &args, es, kern->mr);
         fc_block_args proj = {
             .rows = B, .a0 = m, .lda0 = U, .k0 = U, .k1 = 0,
             .h_out = h_out, .ldh_out = ldh_out,
             .has_clip = d->has_proj_clip, .clip = d->proj_clip,
         };
-        run_blocks(kern->proj, &cell->proj, &proj, es);
+        run_blocks(kern->proj, &cell->proj, &proj, es, kern->mr);
         break;
     }
     case FC_CELL_GRU: {
@@ -195,10 +254,10 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         args.s1 = next + B * lds * es;
         args.lds = lds;
         memset(next, 0, 2 * B * lds * es);
-        run_blocks(kern->gru_gates, &cell->main, &args, es);
+        run_blocks(kern->gru_gates, &cell->main, &args, es, kern->mr);
         args.a1 = args.s0;                              /* candidate: [x, r*h] */
         args.lda1 = lds;
-        run_blocks(kern->gru_cand, &cell->cand, &args, es);
+        run_blocks(kern->gru_cand, &cell->cand, &args, es, kern->mr);
         break;
     }
     }

@@ -91,6 +91,10 @@ const char *fc_isa_name(fc_isa isa);
 size_t fc_tile_rows(fc_isa isa, fc_dtype dtype);
 size_t fc_tile_cols(fc_isa isa, fc_dtype dtype);
 
+/* Threads one kernel call may use (default: the usable cores). Results do not depend on it. */
+fc_status fc_set_num_threads(int n);     /* 1..64, else FC_ERR_ARG */
+int fc_get_num_threads(void);
+
 /* Packs `weights` for `isa`. On success *out owns a copy; the caller's arrays are not kept. */
 fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *weights, fc_isa isa,
                          fc_cell **out);

@@ -93,6 +93,10 @@ struct fc_cell {
     void *peepholes;            /* [3][main.nblocks*main.nru] i, f, o, zero padded; or NULL */
 };
 
+/* threads.c: fn(ctx, begin, end) over [0, n) in `threads` static contiguous chunks */
+typedef void (*fc_task_fn)(void *ctx, size_t begin, size_t end);
+void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx);
+
 /* pack.c */
 fc_status fc_pack(fc_packed *out, const void *kernel, const void *bias, size_t k, size_t gates,
                   size_t units, size_t elem, size_t pw);

@@ -47,6 +47,8 @@ cdef extern from "fastcells.h" nogil:
         int sse2, avx, fma, avx2, avx512f, avx512bw, avx512vl, avx512dq, os_avx, os_avx512
 
     fc_status fc_init()
+    fc_status fc_set_num_threads(int n)
+    int fc_get_num_threads()
     const fc_cpu_features *fc_cpu()
     int fc_isa_compiled(fc_isa isa)
     int fc_isa_available(fc_isa isa)
@@ -97,6 +99,19 @@ cdef fc_isa _isa_id(object name) except *:
         raise ValueError(f"isa: {name!r} is not available on this CPU/build; available: "
                          f"{available_isas()}")
     return isa
+
+
+def set_num_threads(n):
+    """Threads one kernel call may use (1..64). Results are identical for any count."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if fc_set_num_threads(<int>n if 0 < n <= 64 else -1) != FC_OK:
+        raise ValueError(f"n: expected 1 <= n <= 64, got {n}")
+
+
+def get_num_threads():
+    """Threads one kernel call may use (default: the cores this process may run on)."""
+    return fc_get_num_threads()
 
 
 def compiled_isas():
