@@ -315,3 +315,49 @@ def test_isa_override_is_honoured():
     w = {"kernel": np.ones((2, 1), np.float32), "bias": np.zeros(1, np.float32)}
     for isa in ISAS:
         assert _core.PackedCell("rnn", np.float32, 1, 1, w, isa=isa).isa == isa
+
+
+@pytest.fixture
+def restore_threads():
+    n = _core.get_num_threads()
+    yield
+    _core.set_num_threads(n)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kind,B,I,U,proj", [
+    ("lstm", 1, 300, 257, None),    # split by panels, B=1
+    ("lstm", 13, 64, 100, 37),      # panels, then the projection's panels
+    ("gru", 9, 120, 150, None),     # two dependent products
+    ("rnn", 64, 512, 9, None),      # one panel: split by batch rows
+    ("rnn", 50, 700, 3, None),      # rows not a multiple of the tile
+])
+def test_threads_give_identical_results(isa, kind, B, I, U, proj, restore_threads):
+    """The same call on 1 and 2 threads (and 3, more than cores) is bit-for-bit identical, and
+    matches the reference."""
+    rng = np.random.default_rng(11)
+    P = proj or U
+    w = {k: v.astype(np.float32) for k, v in make_weights(rng, kind, I, U, P).items()}
+    cell = _core.PackedCell(kind, np.float32, I, U, w, isa=isa)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    state = tuple(rng.standard_normal(s).astype(np.float32) for s in state_shapes(kind, B, U, P))
+    results = []
+    for threads in (1, 2, 3):
+        _core.set_num_threads(threads)
+        out = tuple(np.empty_like(s) for s in state)
+        cell.step(x, state, out)
+        results.append(out)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    for g, e in zip(results[0], oracle(kind, x, state, w)):
+        assert_close(g, e, np.float32, f"{kind} threads")
+
+
+def test_set_num_threads_validates(restore_threads):
+    with pytest.raises(ValueError, match="n: expected 1 <= n <= 64, got 0"):
+        _core.set_num_threads(0)
+    with pytest.raises(TypeError, match="n: expected an int, got float"):
+        _core.set_num_threads(2.0)
+    _core.set_num_threads(1)
+    assert _core.get_num_threads() == 1
