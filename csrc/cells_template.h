@@ -11,8 +11,8 @@
  *     Z[m, :] = bias + a0[m, :k0] @ W0 + a1[m, :k1] @ W1        Z: [rows, PW], PW = 4*VW
  * computed MR rows at a time into MR x 4 vector accumulators, then the cell's epilogue runs on
  * those registers and stores only the state/output columns [unit0, unit0+nu). Tails: panels are
- * zero-padded to whole blocks, so the product never needs a tail; batch tails use a smaller
- * compile-time MR; stores of the last block's partial vectors go lane by lane, so no load or store
+ * zero-padded to whole blocks, so the product never needs a tail; the batch is cut into tiles
+ * of nearly equal height, each with a compile-time row count <= MR; stores of the last block's partial vectors go lane by lane, so no load or store
  * ever touches memory outside the caller's rows and columns. Scratch rows (s0, s1) are padded to
  * whole panels by the driver and are read and written as full vectors.
  *
@@ -330,18 +330,22 @@ INLINE void proj_tile(const int mr, const fc_block_args *a, size_t row)
 /* ---- block kernels: all batch rows against one panel, MR rows at a time ------------------- */
 /* MR_AT_MOST(k): k rows, or FC_MR in switch arms that a smaller FC_MR never reaches */
 #define MR_AT_MOST(k) ((k) < FC_MR ? (k) : FC_MR)
+/* The rows are cut into ceil(rows/MR) tiles of nearly equal height (8 rows on a 6-row tile:
+ * 4 + 4, not 6 + 2), so no tile runs with a mostly idle register block. */
 #define FC_BLOCK_KERNEL(name)                                                          \
     static void FC_FN(name##_block)(const fc_block_args *a)                            \
     {                                                                                  \
-        size_t row = 0;                                                                \
-        for (; row + FC_MR <= a->rows; row += FC_MR) name##_tile(FC_MR, a, row);       \
-        switch (a->rows - row) { /* the tail: fewer than FC_MR rows */                 \
-        case 0: break;                                                                 \
-        case 1: name##_tile(1, a, row); break;                                         \
-        case 2: name##_tile(MR_AT_MOST(2), a, row); break;                             \
-        case 3: name##_tile(MR_AT_MOST(3), a, row); break;                             \
-        case 4: name##_tile(MR_AT_MOST(4), a, row); break;                             \
-        default: name##_tile(MR_AT_MOST(5), a, row); break;                            \
+        const size_t tiles = (a->rows + FC_MR - 1) / FC_MR;                            \
+        for (size_t t = 0; t < tiles; t++) {                                           \
+            const size_t row = a->rows * t / tiles, mr = a->rows * (t + 1) / tiles - row; \
+            switch (mr) {                                                              \
+            case 1: name##_tile(1, a, row); break;                                     \
+            case 2: name##_tile(MR_AT_MOST(2), a, row); break;                         \
+            case 3: name##_tile(MR_AT_MOST(3), a, row); break;                         \
+            case 4: name##_tile(MR_AT_MOST(4), a, row); break;                         \
+            case 5: name##_tile(MR_AT_MOST(5), a, row); break;                         \
+            default: name##_tile(FC_MR, a, row); break;                                \
+            }                                                                          \
         }                                                                              \
     }
 
