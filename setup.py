@@ -43,6 +43,9 @@ extension = Extension(
     sources=["fastcells/_core.pyx", str(CSRC / "dispatch.c"), str(CSRC / "pack.c"),
              str(CSRC / "cells.c"), str(CSRC / "threads.c")] + sources("scalar"),
     include_dirs=[str(CSRC), np.get_include()],
+    # headers and per-ISA sources: a change to any of them rebuilds the extension
+    depends=sorted(str(p) for p in CSRC.rglob("*.h")) + [
+        src for directory in ISA_DIRS for src in sources(directory)],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=COMMON_CFLAGS,
     libraries=["m"],

@@ -245,7 +245,7 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
             .h_out = h_out, .ldh_out = ldh_out,
             .has_clip = d->has_proj_clip, .clip = d->proj_clip,
         };
-        run_blocks(kern->proj, &cell->proj, &proj, es, kern->mr);
+        run_blocks(kern->linear, &cell->proj, &proj, es, kern->mr);
         break;
     }
     case FC_CELL_GRU: {
@@ -261,6 +261,56 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         break;
     }
     }
+    fc_aligned_free(scratch);
+    return FC_OK;
+}
+
+/* ---- packed GEMM: C = A @ B (+ bias), B packed once ------------------------------------- */
+
+fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b, const void *bias,
+                           fc_isa isa, fc_matrix **out)
+{
+    *out = NULL;
+    if ((unsigned)dtype > FC_F64 || n == 0 || !b) return FC_ERR_ARG;
+    if (!fc_isa_available(isa)) return FC_ERR_ISA;
+    const fc_kernels *kernels = fc_kernels_for(isa, dtype);
+    if (!kernels) return FC_ERR_ISA;
+    fc_matrix *mat = calloc(1, sizeof *mat);
+    if (!mat) return FC_ERR_NOMEM;
+    mat->dtype = dtype;
+    mat->kernels = kernels;
+    mat->elem = elem_size(dtype);
+    const fc_status st = fc_pack(&mat->packed, b, bias, k, 1, n, mat->elem, 4 * kernels->vw);
+    if (st != FC_OK) {
+        free(mat);
+        return st;
+    }
+    *out = mat;
+    return FC_OK;
+}
+
+void fc_matrix_destroy(fc_matrix *mat)
+{
+    if (!mat) return;
+    fc_packed_free(&mat->packed);
+    free(mat);
+}
+
+fc_status fc_matmul(const fc_matrix *mat, size_t m, const void *a, size_t lda, void *c, size_t ldc)
+{
+    const size_t es = mat->elem, k = mat->packed.k, n = mat->packed.units;
+    if (m == 0) return FC_OK;
+    void *scratch = NULL;
+    if (overlaps(a, lda, k, c, ldc, n, m, es)) {
+        scratch = fc_aligned_alloc(m * k * es);
+        if (!scratch) return FC_ERR_NOMEM;
+        copy_rows(scratch, a, lda, m, k, es);
+        a = scratch;
+        lda = k;
+    }
+    const fc_block_args args = {.rows = m, .a0 = a, .lda0 = lda, .k0 = k, .k1 = 0,
+                                .h_out = c, .ldh_out = ldc};
+    run_blocks(mat->kernels->linear, &mat->packed, &args, es, mat->kernels->mr);
     fc_aligned_free(scratch);
     return FC_OK;
 }

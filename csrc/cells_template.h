@@ -156,6 +156,9 @@ INLINE vec vact(fc_activation act, vec x)
 }
 
 /* ---- the product: acc[m][v] = bias + a0 @ W0 + a1 @ W1 for mr rows ----------------------- */
+/* Every element is the same chain of FMAs in k order whatever the tile height, so results do
+ * not depend on how the batch is cut into tiles or split across threads. (At one row the chain
+ * is latency-bound in registers but the step is bound by streaming the weights anyway.) */
 INLINE void tile_segment(const int mr, vec acc[FC_MR][4], const FC_T *w, const FC_T *a,
                          size_t lda, size_t k)
 {
@@ -172,32 +175,6 @@ INLINE void tile_segment(const int mr, vec acc[FC_MR][4], const FC_T *w, const F
     }
 }
 
-/* One row: two accumulator sets over even and odd k, so 8 independent FMA chains stay in flight. */
-INLINE void row_segment(vec acc[4], const FC_T *w, const FC_T *a, size_t k)
-{
-    vec odd0 = vsplat(0), odd1 = vsplat(0), odd2 = vsplat(0), odd3 = vsplat(0);
-    size_t kk = 0;
-    for (; kk + 2 <= k; kk += 2, w += 2 * PW) {
-        const vec a0 = vsplat(a[kk]), a1 = vsplat(a[kk + 1]);
-        acc[0] += a0 * vload(w);
-        acc[1] += a0 * vload(w + FC_VW);
-        acc[2] += a0 * vload(w + 2 * FC_VW);
-        acc[3] += a0 * vload(w + 3 * FC_VW);
-        odd0 += a1 * vload(w + PW);
-        odd1 += a1 * vload(w + PW + FC_VW);
-        odd2 += a1 * vload(w + PW + 2 * FC_VW);
-        odd3 += a1 * vload(w + PW + 3 * FC_VW);
-    }
-    if (kk < k) {
-        const vec a0 = vsplat(a[kk]);
-        acc[0] += a0 * vload(w);
-        acc[1] += a0 * vload(w + FC_VW);
-        acc[2] += a0 * vload(w + 2 * FC_VW);
-        acc[3] += a0 * vload(w + 3 * FC_VW);
-    }
-    acc[0] += odd0; acc[1] += odd1; acc[2] += odd2; acc[3] += odd3;
-}
-
 INLINE void tile_product(const int mr, vec acc[FC_MR][4], const fc_block_args *a, size_t row)
 {
     const FC_T *w = (const FC_T *)a->panel;
@@ -206,13 +183,8 @@ INLINE void tile_product(const int mr, vec acc[FC_MR][4], const fc_block_args *a
     w += PW;
     const FC_T *a0 = (const FC_T *)a->a0 + row * a->lda0;
     const FC_T *a1 = a->k1 ? (const FC_T *)a->a1 + row * a->lda1 : NULL;
-    if (mr == 1) {
-        row_segment(acc[0], w, a0, a->k0);
-        if (a->k1) row_segment(acc[0], w + a->k0 * PW, a1, a->k1);
-    } else {
-        tile_segment(mr, acc, w, a0, a->lda0, a->k0);
-        if (a->k1) tile_segment(mr, acc, w + a->k0 * PW, a1, a->lda1, a->k1);
-    }
+    tile_segment(mr, acc, w, a0, a->lda0, a->k0);
+    if (a->k1) tile_segment(mr, acc, w + a->k0 * PW, a1, a->lda1, a->k1);
 }
 
 /* valid lanes of vector q of a block whose gate has nu valid units */
@@ -310,8 +282,9 @@ INLINE void gru_cand_tile(const int mr, const fc_block_args *a, size_t row)
     }
 }
 
-/* LSTM projection, G=1, zero bias row: h_out = clip(m @ proj) */
-INLINE void proj_tile(const int mr, const fc_block_args *a, size_t row)
+/* G=1, plain product: h_out = z (+ bias row), clipped if has_clip. The LSTM projection
+ * (m @ projection/kernel, zero bias, proj_clip) and the packed GEMM (fc_matmul). */
+INLINE void linear_tile(const int mr, const fc_block_args *a, size_t row)
 {
     vec acc[FC_MR][4];
     tile_product(mr, acc, a, row);
@@ -353,7 +326,7 @@ FC_BLOCK_KERNEL(rnn)
 FC_BLOCK_KERNEL(lstm)
 FC_BLOCK_KERNEL(gru_gates)
 FC_BLOCK_KERNEL(gru_cand)
-FC_BLOCK_KERNEL(proj)
+FC_BLOCK_KERNEL(linear)
 
 const fc_kernels FC_CAT(fc_kernels_, FC_SUFFIX) = {
     .name = FC_KNAME,
@@ -365,5 +338,5 @@ const fc_kernels FC_CAT(fc_kernels_, FC_SUFFIX) = {
     .lstm = FC_FN(lstm_block),
     .gru_gates = FC_FN(gru_gates_block),
     .gru_cand = FC_FN(gru_cand_block),
-    .proj = FC_FN(proj_block),
+    .linear = FC_FN(linear_block),
 };

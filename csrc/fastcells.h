@@ -114,6 +114,15 @@ fc_status fc_cell_step(const fc_cell *cell, size_t batch,
                        const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
                        void *c_out, size_t ldc_out, void *h_out, size_t ldh_out);
 
+/* A packed right-hand matrix for repeated products C[M,N] = A[M,K] @ B[K,N] (+ bias[N]):
+ * the input projection of whole sequences, and the GEMM benchmarked against BLAS. */
+typedef struct fc_matrix fc_matrix;
+fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b, const void *bias,
+                           fc_isa isa, fc_matrix **out);   /* b: [K,N] C-contiguous; bias [N] or NULL */
+void fc_matrix_destroy(fc_matrix *mat);
+/* a: [M,K] (lda), c: [M,N] (ldc); a may overlap c (it is copied first). */
+fc_status fc_matmul(const fc_matrix *mat, size_t m, const void *a, size_t lda, void *c, size_t ldc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,7 +34,7 @@ typedef struct fc_block_args {
     const void *peep_i, *peep_f, *peep_o;   /* lstm peepholes, padded to whole blocks, or NULL */
     fc_activation activation;
     double forget_bias;
-    int has_clip;               /* lstm: cell_clip; projection: proj_clip */
+    int has_clip;               /* lstm: cell_clip; linear: proj_clip */
     double clip;
 } fc_block_args;
 
@@ -51,7 +51,7 @@ typedef struct fc_kernels {
     fc_block_kernel lstm;       /* G=4: c_out, h_out from i,j,f,o */
     fc_block_kernel gru_gates;  /* G=2: s0 = r*h_in, s1 = u */
     fc_block_kernel gru_cand;   /* G=1: h_out = u*h_in + (1-u)*act(z) */
-    fc_block_kernel proj;       /* G=1, no bias: h_out = clip(z) */
+    fc_block_kernel linear;     /* G=1: h_out = z, clipped if has_clip (projection, GEMM) */
 } fc_kernels;
 
 /* The list of compiled kernel tables (X-macro): ISA, dtype, symbol. */
@@ -82,6 +82,13 @@ typedef struct fc_packed {
     void *panels;               /* [nblocks][1+K][pw], 64-byte aligned */
     size_t gates, units, k, pw, nru, nblocks;
 } fc_packed;
+
+struct fc_matrix {
+    fc_dtype dtype;
+    const fc_kernels *kernels;
+    size_t elem;
+    fc_packed packed;           /* B [K,N] (+ bias) as G=1 panels */
+};
 
 struct fc_cell {
     fc_cell_desc desc;

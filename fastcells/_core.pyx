@@ -60,6 +60,13 @@ cdef extern from "fastcells.h" nogil:
     fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *weights,
                              fc_isa isa, fc_cell **out)
     void fc_cell_destroy(fc_cell *cell)
+    ctypedef struct fc_matrix:
+        pass
+    fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b,
+                               const void *bias, fc_isa isa, fc_matrix **out)
+    void fc_matrix_destroy(fc_matrix *mat)
+    fc_status fc_matmul(const fc_matrix *mat, size_t m, const void *a, size_t lda, void *c,
+                        size_t ldc)
     fc_status fc_cell_step(const fc_cell *cell, size_t batch,
                            const void *x, size_t ldx,
                            const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
@@ -329,3 +336,69 @@ cdef class PackedCell:
             raise MemoryError("fastcells: out of memory for the step's scratch")
         if st != FC_OK:
             raise RuntimeError(f"fastcells: fc_cell_step failed (status {st})")
+
+
+cdef class PackedMatrix:
+    """B [K,N] (and an optional bias [N]) packed once for repeated products A @ B (+ bias).
+
+    PackedMatrix(b, bias=None, isa=None); dtype is b's (float32 or float64).
+    """
+    cdef fc_matrix *mat
+    cdef readonly Py_ssize_t k, n
+    cdef readonly object dtype
+    cdef readonly str isa
+    cdef int typenum
+
+    def __init__(self, b, bias=None, isa=None):
+        b = np.asarray(b)
+        if b.dtype != _F32 and b.dtype != _F64:
+            raise TypeError(f"b: expected float32 or float64, got {b.dtype}")
+        if b.ndim != 2 or b.shape[1] < 1:
+            raise ValueError(f"b: expected shape (K, N) with N >= 1, got {b.shape}")
+        b = np.ascontiguousarray(b)
+        cdef fc_isa isa_id = _isa_id(isa)
+        cdef const void *pbias = NULL
+        if bias is not None:
+            bias = np.ascontiguousarray(bias, dtype=b.dtype)
+            if bias.shape != (b.shape[1],):
+                raise ValueError(f"bias: expected shape ({b.shape[1]},), got {bias.shape}")
+            pbias = cnp.PyArray_DATA(bias)
+        cdef fc_dtype dt = FC_F64 if b.dtype == _F64 else FC_F32
+        cdef fc_matrix *created = NULL
+        cdef fc_status st = fc_matrix_create(dt, b.shape[0], b.shape[1], cnp.PyArray_DATA(b), pbias,
+                                             isa_id, &created)
+        if st == FC_ERR_NOMEM:
+            raise MemoryError("fastcells: out of memory packing b")
+        if st != FC_OK:
+            raise ValueError(f"fastcells: fc_matrix_create refused b (status {st})")
+        if self.mat != NULL:
+            fc_matrix_destroy(self.mat)
+        self.mat = created
+        self.k, self.n = b.shape
+        self.dtype = b.dtype
+        self.isa = fc_isa_name(isa_id).decode()
+        self.typenum = cnp.NPY_FLOAT64 if b.dtype == _F64 else cnp.NPY_FLOAT32
+
+    def __dealloc__(self):
+        if self.mat != NULL:
+            fc_matrix_destroy(self.mat)
+            self.mat = NULL
+
+    def matmul(self, a, out=None):
+        """a [M,K] of b's dtype -> a @ b (+ bias) as [M,N], into `out` if given."""
+        if self.mat == NULL:
+            raise ValueError("PackedMatrix: not initialised")
+        cdef char *pa = NULL
+        cdef char *pc = NULL
+        cdef size_t lda = 0, ldc = 0
+        _matrix(a, -1, self.k, self.typenum, False, "a", &pa, &lda)
+        cdef Py_ssize_t m = cnp.PyArray_DIM(<cnp.ndarray>a, 0)
+        if out is None:
+            out = np.empty((m, self.n), self.dtype)
+        _matrix(out, m, self.n, self.typenum, True, "out", &pc, &ldc)
+        cdef fc_status st
+        with nogil:
+            st = fc_matmul(self.mat, <size_t>m, pa, lda, pc, ldc)
+        if st == FC_ERR_NOMEM:
+            raise MemoryError("fastcells: out of memory for the product's scratch")
+        return out

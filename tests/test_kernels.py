@@ -361,3 +361,54 @@ def test_set_num_threads_validates(restore_threads):
         _core.set_num_threads(2.0)
     _core.set_num_threads(1)
     assert _core.get_num_threads() == 1
+
+
+# ---- the packed GEMM ---------------------------------------------------------------------------
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_matmul_matches_numpy_at_tile_edges(isa, dtype, restore_threads):
+    """C = A @ B (+ bias) for M, N around the tile, K in {0, 1, odd, large}; 1 and 2 threads."""
+    rng = np.random.default_rng(5)
+    rows, cols = _core.kernel_tile(isa, dtype)
+    for M in sorted({1, rows - 1, rows, rows + 1, 3 * rows + 2, 97} - {0}):
+        for N in sorted({1, cols - 1, cols, cols + 1, 2 * cols + 3} - {0}):
+            for K in (0, 1, 17, 300):
+                a = rng.standard_normal((M, K)).astype(dtype)
+                b = rng.standard_normal((K, N)).astype(dtype)
+                bias = rng.standard_normal(N).astype(dtype)
+                want = a.astype(np.float64) @ b.astype(np.float64) + bias
+                pm = _core.PackedMatrix(b, bias, isa=isa)
+                for threads in (1, 2):
+                    _core.set_num_threads(threads)
+                    got = pm.matmul(a)
+                    tol = dict(rtol=1e-5, atol=1e-5 * np.sqrt(K + 1)) if dtype == np.float32 \
+                        else dict(rtol=TOL_F64, atol=TOL_F64 * np.sqrt(K + 1))
+                    np.testing.assert_allclose(got, want, **tol,
+                                               err_msg=f"{isa} M={M} N={N} K={K} T={threads}")
+    # without bias, into a strided view, and with `a` overlapping `out`
+    b = rng.standard_normal((cols + 1, cols + 1)).astype(dtype)
+    a = rng.standard_normal((rows + 2, cols + 1)).astype(dtype)
+    pm = _core.PackedMatrix(b, isa=isa)
+    want = pm.matmul(a)
+    np.testing.assert_allclose(want, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32
+                               else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+    wide = np.zeros((rows + 2, 2 * cols + 5), dtype)
+    pm.matmul(a, out=wide[:, 3:cols + 4])
+    np.testing.assert_array_equal(wide[:, 3:cols + 4], want)
+    inplace = a.copy()
+    pm.matmul(inplace, out=inplace)
+    np.testing.assert_array_equal(inplace, want)
+
+
+def test_matmul_rejects_bad_operands():
+    pm = _core.PackedMatrix(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"a: expected shape \(B, 3\), got \(2, 4\)"):
+        pm.matmul(np.ones((2, 4), np.float32))
+    with pytest.raises(TypeError, match="a: expected dtype float32, got float64"):
+        pm.matmul(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"out: expected shape \(2, 4\), got \(2, 5\)"):
+        pm.matmul(np.ones((2, 3), np.float32), out=np.empty((2, 5), np.float32))
+    with pytest.raises(ValueError, match=r"bias: expected shape \(4,\), got \(3,\)"):
+        _core.PackedMatrix(np.ones((3, 4), np.float32), bias=np.ones(3))
+    with pytest.raises(TypeError, match="b: expected float32 or float64, got int64"):
+        _core.PackedMatrix(np.ones((3, 4), np.int64))
