@@ -173,7 +173,7 @@ cdef int _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bint w
                          f"got {a.shape}")
     cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
     cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
-    if c > 1 and s1 != item:
+    if r > 0 and c > 1 and s1 != item:
         raise ValueError(f"{name}: the last axis must be contiguous (stride {item}), "
                          f"got strides {a.strides}")
     if r > 1 and (s0 < 0 or s0 % item != 0):
@@ -303,7 +303,7 @@ cdef class PackedCell:
             fc_cell_destroy(self.cell)
             self.cell = NULL
 
-    def step(self, x, tuple state_in, tuple state_out):
+    def step(self, x, state_in, state_out):
         """One time step: x [B,I]; state_in/state_out (h,) or, for lstm, (c, h); c [B,U],
         h [B,P]. state_out arrays may be state_in's (in place). Returns None."""
         if self.cell == NULL:

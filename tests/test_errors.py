@@ -1,0 +1,415 @@
+"""Every error path of the cells (API.md "Errors"): the exception type, and a message that names
+the argument (and, where there is one, the expected and the actual value)."""
+import numpy as np
+import pytest
+
+from fastcells import nn
+from fastcells.cells import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple,
+                             MultiRNNCell)
+
+CLASSES = [BasicRNNCell, BasicLSTMCell, LSTMCell, GRUCell]
+F32 = np.float32
+
+
+def built(cls, U=3, I=2, dtype=F32, **kw):
+    cell = cls(U, dtype=dtype, seed=0, **kw)
+    cell.build(I)
+    return cell
+
+
+# ---------------------------------------------------------------------------------------------
+# constructors
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_constructor_arguments(cls):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=r"num_units: expected an int >= 1, got %d" % bad):
+            cls(bad)
+    for bad in (2.5, "3", True, None, np.float64(3)):
+        with pytest.raises(TypeError, match="num_units"):
+            cls(bad)
+    with pytest.raises(ValueError, match=r"activation: .*'elu'"):
+        cls(3, activation="elu")
+    with pytest.raises(TypeError, match="activation"):
+        cls(3, activation=3)
+    for bad in (np.int32, np.float16, "banana", np.complex128):
+        with pytest.raises(TypeError, match="dtype: expected float32 or float64"):
+            cls(3, dtype=bad)
+    with pytest.raises(TypeError, match="name"):
+        cls(3, name=5)
+    with pytest.raises(TypeError, match="bogus"):
+        cls(3, bogus=1)
+
+
+def test_lstm_constructor_arguments():
+    for cls in (BasicLSTMCell, LSTMCell):
+        with pytest.raises(TypeError, match="forget_bias"):
+            cls(3, forget_bias="1")
+    with pytest.raises(ValueError, match="num_proj: expected an int >= 1, got 0"):
+        LSTMCell(3, num_proj=0)
+    with pytest.raises(TypeError, match="num_proj"):
+        LSTMCell(3, num_proj=2.0)
+    for arg in ("cell_clip", "proj_clip"):
+        with pytest.raises(ValueError, match=arg):
+            LSTMCell(3, num_proj=2, **{arg: -1.0})
+        with pytest.raises(ValueError, match=arg):
+            LSTMCell(3, num_proj=2, **{arg: float("nan")})
+        with pytest.raises(TypeError, match=arg):
+            LSTMCell(3, num_proj=2, **{arg: "0.5"})
+    with pytest.raises(TypeError, match="initializer"):
+        LSTMCell(3, initializer="glorot_uniform")
+    for arg in ("kernel_initializer", "bias_initializer"):
+        with pytest.raises(TypeError, match=arg):
+            GRUCell(3, **{arg: "zeros"})
+
+
+def test_initializer_results_are_checked():
+    cell = LSTMCell(3, initializer=lambda shape, dtype, rng: np.zeros(2))
+    with pytest.raises(ValueError, match=r"initializer: the initializer returned shape \(2,\)"):
+        cell.build(4)
+    assert not cell.built
+    cell = GRUCell(3, bias_initializer=lambda shape, dtype, rng: np.full(shape, "a"))
+    with pytest.raises(TypeError, match="bias_initializer"):
+        cell.build(4)
+
+
+# ---------------------------------------------------------------------------------------------
+# build
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_build_arguments(cls):
+    for bad in (None, (None, None), [], (4, None)):
+        with pytest.raises(ValueError, match="input_size: the input size .* must be known"):
+            cls(3).build(bad)
+    with pytest.raises(ValueError, match="inputs_shape"):
+        cls(3).build(inputs_shape=(None, None))
+    with pytest.raises(TypeError, match="input_size"):
+        cls(3).build("abc")
+    with pytest.raises(TypeError, match="input_size"):
+        cls(3).build(2.5)
+    with pytest.raises(ValueError, match="input_size: expected an int >= 0, got -1"):
+        cls(3).build(-1)
+    cell = built(cls, I=5)
+    with pytest.raises(ValueError, match="input_size: .*already built for input size 5, got 6"):
+        cell.build(6)
+
+
+# ---------------------------------------------------------------------------------------------
+# calls: inputs
+# ---------------------------------------------------------------------------------------------
+
+def call_and_step(cell, x, state):
+    """Both entry points must refuse the same bad arguments."""
+    return [lambda: cell(x, state), lambda: cell.step_(x, state)]
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_inputs_rank_size_dtype(cls):
+    cell = built(cls, U=3, I=2)
+    st = cell.zero_state(4)
+    for bad in (np.zeros(2, F32), np.zeros((4, 1, 2), F32), np.float32(1.0)):
+        for f in call_and_step(cell, bad, st):
+            with pytest.raises(ValueError, match=r"inputs: expected a 2-D array of shape "
+                                                 r"\[batch, 2\], got shape"):
+                f()
+    for f in call_and_step(cell, np.zeros((4, 5), F32), st):
+        with pytest.raises(ValueError, match=r"inputs: expected shape \[batch, 2\].*"
+                                             r"got shape \(4, 5\)"):
+            f()
+    for bad in (np.zeros((4, 2), np.float64), np.zeros((4, 2), np.float16),
+                np.zeros((4, 2), np.complex64)):
+        for f in call_and_step(cell, bad, st):
+            with pytest.raises(TypeError, match=r"inputs: expected dtype float32.*got dtype "
+                                                + str(bad.dtype)):
+                f()
+    for bad in ([["a", "b"]] * 4, object(), [[1j, 2]] * 4):
+        for f in call_and_step(cell, bad, st):
+            with pytest.raises(TypeError, match="inputs"):
+                f()
+
+
+def test_inputs_of_float32_into_float64_cell():
+    cell = built(GRUCell, dtype=np.float64)
+    with pytest.raises(TypeError, match="inputs: expected dtype float64.*got dtype float32"):
+        cell(np.zeros((1, 2), F32), cell.zero_state(1))
+
+
+def test_unbuilt_cell_checks_rank_before_building():
+    cell = BasicRNNCell(3)
+    with pytest.raises(ValueError, match=r"inputs: expected a 2-D array of shape \[batch, "
+                                         r"input_size\]"):
+        cell(np.zeros(4, F32), cell.zero_state(4))
+    assert not cell.built
+
+
+# ---------------------------------------------------------------------------------------------
+# calls: state
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [BasicRNNCell, GRUCell])
+def test_single_state_errors(cls):
+    cell = built(cls, U=3, I=2)
+    x = np.zeros((4, 2), F32)
+    for f in call_and_step(cell, x, np.zeros((5, 3), F32)):
+        with pytest.raises(ValueError, match=r"state: expected shape \[4, 3\] \(batch 4 as "
+                                             r"inputs\), got shape \(5, 3\)"):
+            f()
+    for bad in (np.zeros((4, 4), F32), np.zeros(3, F32), np.zeros((4, 3, 1), F32)):
+        for f in call_and_step(cell, x, bad):
+            with pytest.raises(ValueError, match=r"state: expected shape \[4, 3\], got shape"):
+                f()
+    for f in call_and_step(cell, x, np.zeros((4, 3), np.float64)):
+        with pytest.raises(TypeError, match="state: expected dtype float32.*got dtype float64"):
+            f()
+    for bad in ((np.zeros((4, 3), F32),), LSTMStateTuple(np.zeros((4, 3), F32),
+                                                         np.zeros((4, 3), F32))):
+        for f in call_and_step(cell, x, bad):
+            with pytest.raises(ValueError, match=r"state: expected one array of shape \[4, 3\]"):
+                f()
+
+
+@pytest.mark.parametrize("cls", [BasicLSTMCell, LSTMCell])
+def test_lstm_state_errors(cls):
+    cell = built(cls, U=3, I=2)
+    x = np.zeros((4, 2), F32)
+    ok_c, ok_h = np.zeros((4, 3), F32), np.zeros((4, 3), F32)
+    for bad in (np.zeros((4, 6), F32), (ok_c,), (ok_c, ok_h, ok_h), None):
+        for f in call_and_step(cell, x, bad):
+            with pytest.raises(ValueError, match=r"state: expected LSTMStateTuple\(c=\[4, 3\], "
+                                                 r"h=\[4, 3\]\)"):
+                f()
+    for f in call_and_step(cell, x, LSTMStateTuple(np.zeros((4, 5), F32), ok_h)):
+        with pytest.raises(ValueError, match=r"state.c: expected shape \[4, 3\], got shape "
+                                             r"\(4, 5\)"):
+            f()
+    for f in call_and_step(cell, x, LSTMStateTuple(ok_c, np.zeros((2, 3), F32))):
+        with pytest.raises(ValueError, match=r"state.h: expected shape \[4, 3\] \(batch 4"):
+            f()
+    for f in call_and_step(cell, x, LSTMStateTuple(ok_c, ok_h.astype(np.float64))):
+        with pytest.raises(TypeError, match="state.h: expected dtype float32"):
+            f()
+    concat = built(cls, U=3, I=2, state_is_tuple=False)
+    for f in call_and_step(concat, x, LSTMStateTuple(ok_c, ok_h)):
+        with pytest.raises(ValueError, match=r"state: expected one array \[4, 6\] = "
+                                             r"concat\(c, h\)"):
+            f()
+    for f in call_and_step(concat, x, np.zeros((4, 5), F32)):
+        with pytest.raises(ValueError, match=r"state: expected shape \[4, 6\], got shape"):
+            f()
+
+
+def test_projection_state_shapes():
+    cell = built(LSTMCell, U=4, I=2, num_proj=2)
+    x = np.zeros((1, 2), F32)
+    with pytest.raises(ValueError, match=r"state.h: expected shape \[1, 2\], got shape \(1, 4\)"):
+        cell(x, LSTMStateTuple(np.zeros((1, 4), F32), np.zeros((1, 4), F32)))
+
+
+def test_step_requires_writeable_contiguous_arrays_of_the_cell_dtype():
+    cell = built(BasicLSTMCell, U=3, I=2)
+    x = np.zeros((2, 2), F32)
+    ro = np.zeros((2, 3), F32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="state.h: .*read-only"):
+        cell.step_(x, LSTMStateTuple(np.zeros((2, 3), F32), ro))
+    with pytest.raises(TypeError, match="state.c: step_ writes the new state in place"):
+        cell.step_(x, LSTMStateTuple([[0.0] * 3] * 2, np.zeros((2, 3), F32)))
+    with pytest.raises(TypeError, match="state.c: expected dtype float32 .*got dtype int64"):
+        cell.step_(x, LSTMStateTuple(np.zeros((2, 3), np.int64), np.zeros((2, 3), F32)))
+    strided = np.zeros((2, 6), F32)[:, ::2]
+    with pytest.raises(ValueError, match="state.c: step_ needs an aligned array whose last "
+                                         "axis is contiguous"):
+        cell.step_(x, LSTMStateTuple(strided, np.zeros((2, 3), F32)))
+    raw = np.zeros(2 * 3 * 4 + 1, np.uint8)
+    unaligned = raw[1:].view(F32).reshape(2, 3)
+    with pytest.raises(ValueError, match="state.h: step_ needs an aligned array"):
+        cell.step_(x, LSTMStateTuple(np.zeros((2, 3), F32), unaligned))
+    rnn = built(BasicRNNCell, U=3, I=2)
+    with pytest.raises(ValueError, match="state: .*read-only"):
+        rnn.step_(x, ro)
+    # nothing was written by a refused step_
+    st = LSTMStateTuple(np.ones((2, 3), F32), ro)
+    with pytest.raises(ValueError):
+        cell.step_(x, st)
+    assert np.all(st.c == 1)
+
+
+def test_custom_activation_must_keep_the_shape():
+    cell = built(BasicRNNCell, activation=lambda v: v[:, :1])
+    with pytest.raises(ValueError, match="activation: the callable"):
+        cell(np.zeros((2, 2), F32), cell.zero_state(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# zero_state
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_zero_state_arguments(cls):
+    cell = cls(3)
+    with pytest.raises(ValueError, match="batch_size: expected an int >= 0, got -1"):
+        cell.zero_state(-1)
+    for bad in (2.5, "2", None):
+        with pytest.raises(TypeError, match="batch_size"):
+            cell.zero_state(bad)
+    with pytest.raises(TypeError, match="dtype: expected the cell's dtype float32 .*got float64"):
+        cell.zero_state(2, np.float64)
+    with pytest.raises(TypeError, match="dtype"):
+        cell.zero_state(2, np.int32)
+
+
+def test_lstm_state_tuple_dtype():
+    with pytest.raises(TypeError, match="inconsistent dtypes"):
+        LSTMStateTuple(np.zeros(1, F32), np.zeros(1, np.float64)).dtype
+
+
+# ---------------------------------------------------------------------------------------------
+# weights
+# ---------------------------------------------------------------------------------------------
+
+def lstm_weights(I=2, U=3, P=None, peep=False):
+    P = P or U
+    w = {"kernel": np.zeros((I + P, 4 * U)), "bias": np.zeros(4 * U)}
+    if peep:
+        w.update({n: np.zeros(U) for n in ("w_f_diag", "w_i_diag", "w_o_diag")})
+    if P != U:
+        w["projection/kernel"] = np.zeros((U, P))
+    return w
+
+
+def test_set_weights_names():
+    cell = LSTMCell(3)
+    w = lstm_weights()
+    with pytest.raises(ValueError, match=r"weights: unknown name 'rnn/lstm_cell/kernal:0'"):
+        cell.set_weights({**w, "rnn/lstm_cell/kernal:0": w["kernel"]})
+    with pytest.raises(ValueError, match=r"weights: missing \['bias'\]"):
+        cell.set_weights({"kernel": w["kernel"]})
+    with pytest.raises(ValueError, match=r"weights: unknown name 'w_f_diag'"):
+        cell.set_weights(lstm_weights(peep=True))        # no peepholes on this cell
+    with pytest.raises(ValueError, match=r"weights: missing \['w_f_diag', 'w_i_diag', "
+                                         r"'w_o_diag'\]"):
+        LSTMCell(3, use_peepholes=True).set_weights(w)
+    with pytest.raises(ValueError, match=r"weights: 'rnn/lstm_cell/kernel' and 'kernel' both "
+                                         r"name 'kernel'|both name 'kernel'"):
+        cell.set_weights({**w, "rnn/lstm_cell/kernel": w["kernel"]})
+    # a GRU's gates/kernel is not an LSTM's kernel
+    with pytest.raises(ValueError, match=r"weights: unknown name 'rnn/gru_cell/gates/kernel'"):
+        cell.set_weights({"rnn/gru_cell/gates/kernel": w["kernel"], "bias": w["bias"]})
+    with pytest.raises(TypeError, match="weights: names must be str"):
+        cell.set_weights({0: w["kernel"]})
+    with pytest.raises(TypeError, match="weights: expected a mapping"):
+        cell.set_weights(w["kernel"])
+    with pytest.raises(ValueError, match=r"weights: expected 2 arrays in the order "
+                                         r"\['kernel', 'bias'\], got 3"):
+        cell.set_weights([w["kernel"], w["bias"], w["bias"]])
+    with pytest.raises(ValueError, match="weights: the parts of 'kernel' must be part_0"):
+        cell.set_weights({"kernel/part_1": w["kernel"], "bias": w["bias"]})
+    assert not cell.built
+
+
+def test_set_weights_shapes_and_dtypes():
+    cell = LSTMCell(3, num_proj=2)
+    w = lstm_weights(P=2)
+    with pytest.raises(ValueError, match=r"weights\['kernel'\]: expected shape "
+                                         r"\[input_size \+ 2, 12\], got \(1, 12\)"):
+        cell.set_weights({**w, "kernel": np.zeros((1, 12))})
+    with pytest.raises(ValueError, match=r"weights\['bias'\]: expected shape \(12,\), "
+                                         r"got \(13,\)"):
+        cell.set_weights({**w, "bias": np.zeros(13)})
+    with pytest.raises(ValueError, match=r"weights\['projection/kernel'\]: expected shape "
+                                         r"\(3, 2\), got \(2, 3\)"):
+        cell.set_weights({**w, "projection/kernel": np.zeros((2, 3))})
+    with pytest.raises(TypeError, match=r"weights\['bias'\]: expected a real-valued array"):
+        cell.set_weights({**w, "bias": np.zeros(12, complex)})
+    assert not cell.built
+    cell.set_weights(w)
+    assert cell.input_size == 2
+    with pytest.raises(ValueError, match=r"weights\['kernel'\]: expected shape \(4, 12\) "
+                                         r"\(input size 2\), got \(5, 12\)"):
+        cell.set_weights({**w, "kernel": np.zeros((5, 12))})
+    with pytest.raises(ValueError, match=r"weights: missing"):
+        LSTMCell(3).set_weights({"bias": np.zeros(12)}, strict=False)    # unbuilt: all needed
+
+
+def test_gru_weight_names():
+    cell = GRUCell(3)
+    with pytest.raises(ValueError, match=r"weights: unknown name 'kernel'.*'gates/kernel'"):
+        cell.set_weights({"kernel": np.zeros((5, 6))})
+
+
+# ---------------------------------------------------------------------------------------------
+# MultiRNNCell
+# ---------------------------------------------------------------------------------------------
+
+def test_multi_rnn_cell_construction():
+    with pytest.raises(ValueError, match="cells: expected at least one cell"):
+        MultiRNNCell([])
+    for bad in (GRUCell(2), "cells", None, 3):
+        with pytest.raises(TypeError, match="cells: expected a list or tuple"):
+            MultiRNNCell(bad)
+    with pytest.raises(TypeError, match=r"cells\[1\]: expected an RNN cell"):
+        MultiRNNCell([GRUCell(2), 3])
+    with pytest.raises(TypeError, match="cells: expected cells of one dtype"):
+        MultiRNNCell([GRUCell(2), GRUCell(2, dtype=np.float64)])
+    with pytest.raises(ValueError, match=r"cells\[1\]: has a nested state"):
+        MultiRNNCell([GRUCell(2), BasicLSTMCell(2)], state_is_tuple=False)
+
+
+def test_multi_rnn_cell_calls():
+    m = MultiRNNCell([GRUCell(3), BasicLSTMCell(4)])
+    x = np.zeros((2, 5), F32)
+    z = m.zero_state(2)
+    for bad in (z[0], (z[0],), z + (z[0],)):
+        for f in call_and_step(m, x, bad):
+            with pytest.raises(ValueError, match=r"state: expected a tuple of 2 states"):
+                f()
+    bad = (z[0], LSTMStateTuple(z[1].c, np.zeros((3, 4), F32)))
+    for f in call_and_step(m, x, bad):
+        with pytest.raises(ValueError, match=r"MultiRNNCell cells\[1\] \(basic_lstm_cell\): "
+                                             r"state.h: expected shape \[2, 4\]"):
+            f()
+    for f in call_and_step(m, np.zeros((2, 5), np.float64), z):
+        with pytest.raises(TypeError, match=r"cells\[0\].*inputs: expected dtype float32"):
+            f()
+    c = MultiRNNCell([GRUCell(3), BasicRNNCell(4)], state_is_tuple=False)
+    for f in call_and_step(c, x, np.zeros((2, 6), F32)):
+        with pytest.raises(ValueError, match=r"state: expected shape \[batch, 7\]"):
+            f()
+    for f in call_and_step(c, x, c.zero_state(2)[:, :3].copy()):
+        with pytest.raises(ValueError, match="state"):
+            f()
+    ro = c.zero_state(2)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"cells\[0\].*state: .*read-only"):
+        c.step_(x, ro)
+    with pytest.raises(TypeError, match="state: step_ writes in place"):
+        c.step_(x, ro.tolist())
+    with pytest.raises(TypeError, match="dtype"):
+        c.zero_state(2, np.float64)
+
+
+def test_multi_rnn_cell_weights():
+    m = MultiRNNCell([GRUCell(3), BasicRNNCell(4)])
+    m.build(2)
+    w = m.get_weights()
+    with pytest.raises(ValueError, match=r"weights: unknown name 'gru_cell/gates/kernel' for "
+                                         r"MultiRNNCell"):
+        m.set_weights({"gru_cell/gates/kernel": w["cell_0/gru_cell/gates/kernel"]})
+    with pytest.raises(ValueError, match=r"'cell_2/basic_rnn_cell/kernel' names cell 2"):
+        m.set_weights({**w, "cell_2/basic_rnn_cell/kernel": np.zeros((7, 4))})
+    with pytest.raises(ValueError, match=r"cells\[1\] \(basic_rnn_cell\): weights\['kernel'\]: "
+                                         r"expected shape \(7, 4\)"):
+        m.set_weights({**w, "cell_1/basic_rnn_cell/kernel": np.zeros((8, 4))})
+    with pytest.raises(ValueError, match=r"cells\[1\].*weights: missing \['bias'\]"):
+        m.set_weights({k: v for k, v in w.items() if k != "cell_1/basic_rnn_cell/bias"})
+    with pytest.raises(ValueError, match=r"weights: expected 6 arrays"):
+        m.set_weights(list(w.values())[:5])
+    with pytest.raises(TypeError, match="weights: expected a mapping"):
+        m.set_weights(3)
+
+
+def test_nn_namespace_has_no_extra_activation_names():
+    with pytest.raises(ValueError, match="activation"):
+        nn.rnn_cell.BasicRNNCell(2, activation="softplus")
