@@ -13,7 +13,6 @@
 
 #include "internal.h"
 
-static size_t elem_size(fc_dtype dtype) { return dtype == FC_F64 ? 8 : 4; }
 
 void fc_cell_destroy(fc_cell *cell)
 {
@@ -48,7 +47,7 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     if (!cell) return FC_ERR_NOMEM;
     cell->desc = *desc;
     cell->kernels = kernels;
-    cell->elem = elem_size(desc->dtype);
+    cell->elem = fc_elem_size(desc->dtype);
     const size_t es = cell->elem, pw = 4 * kernels->vw;
     fc_status st = FC_OK;
     switch (desc->kind) {
@@ -85,7 +84,7 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
 }
 
 /* Do the byte ranges of two [rows, cols] matrices overlap? */
-static int overlaps(const void *a, size_t lda, size_t cols_a, const void *b, size_t ldb,
+int fc_overlaps(const void *a, size_t lda, size_t cols_a, const void *b, size_t ldb,
                     size_t cols_b, size_t rows, size_t es)
 {
     if (!a || !b || rows == 0) return 0;
@@ -95,83 +94,20 @@ static int overlaps(const void *a, size_t lda, size_t cols_a, const void *b, siz
 }
 
 /* Copy src [rows, cols] (ld) into dst [rows, cols] (contiguous). */
-static void copy_rows(void *dst, const void *src, size_t ld, size_t rows, size_t cols, size_t es)
+void fc_copy_rows(void *dst, const void *src, size_t ld, size_t rows, size_t cols, size_t es)
 {
     for (size_t r = 0; r < rows; r++)
         memcpy((unsigned char *)dst + r * cols * es, (const unsigned char *)src + r * ld * es,
                cols * es);
 }
 
-/* Work below this many FLOPs per thread runs on one thread: waking a worker and the barrier
- * cost about a microsecond, which a smaller share does not repay. */
-enum { MIN_FLOPS_PER_THREAD = 64 * 1024 };
-
-typedef struct blocks_job {
-    fc_block_kernel kernel;
-    const fc_packed *packed;
-    const fc_block_args *args;      /* the whole batch; per-task copies adjust rows/panel */
-    size_t es, rows_per_task;       /* rows_per_task == 0: tasks are panels, else row ranges */
-} blocks_job;
-
-static void run_panels(const blocks_job *job, fc_block_args *a, size_t j0, size_t j1)
-{
-    const fc_packed *p = job->packed;
-    const size_t panel_bytes = (1 + p->k) * p->pw * job->es;
-    for (size_t j = j0; j < j1; j++) {
-        a->panel = (const unsigned char *)p->panels + j * panel_bytes;
-        a->unit0 = j * p->nru;
-        a->nu = fc_min(p->nru, p->units - a->unit0);
-        job->kernel(a);
-    }
-}
-
-#define ROW_OFFSET(ptr, ld, r, es) ((ptr) ? (void *)((unsigned char *)(ptr) + (r) * (ld) * (es)) : NULL)
-
-static void blocks_task(void *ctx, size_t begin, size_t end)
-{
-    const blocks_job *job = ctx;
-    fc_block_args a = *job->args;
-    if (job->rows_per_task == 0) {
-        run_panels(job, &a, begin, end);
-        return;
-    }
-    const size_t r0 = begin * job->rows_per_task, r1 = fc_min(end * job->rows_per_task, a.rows);
-    if (r0 >= r1) return;
-    const size_t es = job->es;
-    a.rows = r1 - r0;
-    a.a0 = ROW_OFFSET(a.a0, a.lda0, r0, es);
-    a.a1 = ROW_OFFSET(a.a1, a.lda1, r0, es);
-    a.c_in = ROW_OFFSET(a.c_in, a.ldc_in, r0, es);
-    a.c_out = ROW_OFFSET(a.c_out, a.ldc_out, r0, es);
-    a.h_in = ROW_OFFSET(a.h_in, a.ldh_in, r0, es);
-    a.h_out = ROW_OFFSET(a.h_out, a.ldh_out, r0, es);
-    a.s0 = ROW_OFFSET(a.s0, a.lds, r0, es);
-    a.s1 = ROW_OFFSET(a.s1, a.lds, r0, es);
-    run_panels(job, &a, 0, job->packed->nblocks);
-}
-
-/* Runs `kernel` over every panel of `packed` for all rows of `args`, on as many threads as the
- * work repays: split by panels (each thread keeps its slice of the weights in its own cache),
- * or by batch rows (whole register tiles) when there are fewer panels than threads. */
+/* Runs `kernel` over every panel of `packed` for all rows of `args` (bias-initialised). */
 static void run_blocks(fc_block_kernel kernel, const fc_packed *packed, const fc_block_args *args,
                        size_t es, size_t tile_rows)
 {
-    const size_t flops = 2 * args->rows * (packed->k + 1) * packed->pw * packed->nblocks;
-    size_t threads = fc_min((size_t)fc_get_num_threads(), flops / MIN_FLOPS_PER_THREAD);
-    blocks_job job = {.kernel = kernel, .packed = packed, .args = args, .es = es};
-    if (threads <= 1) {
-        blocks_task(&job, 0, packed->nblocks);
-        return;
-    }
-    if (packed->nblocks >= threads) {
-        fc_parallel_for(packed->nblocks, (int)threads, blocks_task, &job);
-        return;
-    }
-    const size_t tiles = (args->rows + tile_rows - 1) / tile_rows;
-    threads = fc_min(threads, tiles);
-    job.rows_per_task = (tiles + threads - 1) / threads * tile_rows;
-    fc_parallel_for((args->rows + job.rows_per_task - 1) / job.rows_per_task, (int)threads,
-                    blocks_task, &job);
+    const fc_blocks_job job = {.kernel = kernel, .packed = packed, .args = *args, .es = es,
+                               .tile_rows = tile_rows};
+    fc_run_blocks(&job);
 }
 
 fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
@@ -188,14 +124,14 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
      * c_in == c_out (elementwise), and h_in == h_out where h_in is fully read by one product
      * before the product that writes h_out (gru, lstm with projection). */
     const int h_alias_ok = gru || (lstm && d->has_projection);
-    const int copy_x = overlaps(x, ldx, I, h_out, ldh_out, P, B, es) ||
-                       overlaps(x, ldx, I, c_out, ldc_out, U, B, es);
-    const int copy_h = (overlaps(h_in, ldh_in, P, h_out, ldh_out, P, B, es) &&
+    const int copy_x = fc_overlaps(x, ldx, I, h_out, ldh_out, P, B, es) ||
+                       fc_overlaps(x, ldx, I, c_out, ldc_out, U, B, es);
+    const int copy_h = (fc_overlaps(h_in, ldh_in, P, h_out, ldh_out, P, B, es) &&
                         !(h_alias_ok && h_in == h_out && ldh_in == ldh_out)) ||
-                       overlaps(h_in, ldh_in, P, c_out, ldc_out, U, B, es);
-    const int copy_c = lstm && ((overlaps(c_in, ldc_in, U, c_out, ldc_out, U, B, es) &&
+                       fc_overlaps(h_in, ldh_in, P, c_out, ldc_out, U, B, es);
+    const int copy_c = lstm && ((fc_overlaps(c_in, ldc_in, U, c_out, ldc_out, U, B, es) &&
                                  !(c_in == c_out && ldc_in == ldc_out)) ||
-                                overlaps(c_in, ldc_in, U, h_out, ldh_out, P, B, es));
+                                fc_overlaps(c_in, ldc_in, U, h_out, ldh_out, P, B, es));
 
     /* scratch: copies, gru r*h and u (rows padded to whole candidate panels), lstm m */
     const size_t lds = gru ? fc_round_up(U, cell->cand.nru) : 0;
@@ -209,9 +145,9 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         if (!scratch) return FC_ERR_NOMEM;
     }
     unsigned char *next = scratch;
-    if (copy_x) { copy_rows(next, x, ldx, B, I, es); x = next; ldx = I; next += n_x * es; }
-    if (copy_h) { copy_rows(next, h_in, ldh_in, B, P, es); h_in = next; ldh_in = P; next += n_h * es; }
-    if (copy_c) { copy_rows(next, c_in, ldc_in, B, U, es); c_in = next; ldc_in = U; next += n_c * es; }
+    if (copy_x) { fc_copy_rows(next, x, ldx, B, I, es); x = next; ldx = I; next += n_x * es; }
+    if (copy_h) { fc_copy_rows(next, h_in, ldh_in, B, P, es); h_in = next; ldh_in = P; next += n_h * es; }
+    if (copy_c) { fc_copy_rows(next, c_in, ldc_in, B, U, es); c_in = next; ldc_in = U; next += n_c * es; }
 
     fc_block_args args = {
         .rows = B, .a0 = x, .lda0 = ldx, .k0 = I, .a1 = h_in, .lda1 = ldh_in, .k1 = P,
@@ -279,7 +215,7 @@ fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b, co
     if (!mat) return FC_ERR_NOMEM;
     mat->dtype = dtype;
     mat->kernels = kernels;
-    mat->elem = elem_size(dtype);
+    mat->elem = fc_elem_size(dtype);
     const fc_status st = fc_pack(&mat->packed, b, bias, k, 1, n, mat->elem, 4 * kernels->vw);
     if (st != FC_OK) {
         free(mat);
@@ -301,10 +237,10 @@ fc_status fc_matmul(const fc_matrix *mat, size_t m, const void *a, size_t lda, v
     const size_t es = mat->elem, k = mat->packed.k, n = mat->packed.units;
     if (m == 0) return FC_OK;
     void *scratch = NULL;
-    if (overlaps(a, lda, k, c, ldc, n, m, es)) {
+    if (fc_overlaps(a, lda, k, c, ldc, n, m, es)) {
         scratch = fc_aligned_alloc(m * k * es);
         if (!scratch) return FC_ERR_NOMEM;
-        copy_rows(scratch, a, lda, m, k, es);
+        fc_copy_rows(scratch, a, lda, m, k, es);
         a = scratch;
         lda = k;
     }

@@ -178,9 +178,15 @@ INLINE void tile_segment(const int mr, vec acc[FC_MR][4], const FC_T *w, const F
 INLINE void tile_product(const int mr, vec acc[FC_MR][4], const fc_block_args *a, size_t row)
 {
     const FC_T *w = (const FC_T *)a->panel;
-    for (int m = 0; m < mr; m++)
-        for (int v = 0; v < 4; v++) acc[m][v] = vload(w + v * FC_VW);
-    w += PW;
+    if (a->init) {                                  /* precomputed x @ Wx + bias */
+        const FC_T *init = (const FC_T *)a->init + row * a->ld_init;
+        for (int m = 0; m < mr; m++)
+            for (int v = 0; v < 4; v++) acc[m][v] = vload(init + m * a->ld_init + v * FC_VW);
+    } else {
+        for (int m = 0; m < mr; m++)
+            for (int v = 0; v < 4; v++) acc[m][v] = vload(w + v * FC_VW);
+        w += PW;
+    }
     const FC_T *a0 = (const FC_T *)a->a0 + row * a->lda0;
     const FC_T *a1 = a->k1 ? (const FC_T *)a->a1 + row * a->lda1 : NULL;
     tile_segment(mr, acc, w, a0, a->lda0, a->k0);

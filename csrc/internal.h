@@ -18,7 +18,10 @@
  * batch matrices point at row 0; column offsets are added by the kernel from unit0. */
 typedef struct fc_block_args {
     size_t rows;                /* batch rows */
-    const void *panel;          /* [1+k0+k1][PW] this block's panel, bias row first */
+    const void *panel;          /* this block's panel rows: the bias row, then k0+k1 weight rows;
+                                   with `init`, the k0+k1 weight rows only (no bias row) */
+    const void *init;           /* [rows, PW] (ld_init): accumulator start values, or NULL */
+    size_t ld_init;
     const void *a0;             /* [rows,k0] first operand segment (x, or m for the projection) */
     size_t lda0, k0;
     const void *a1;             /* [rows,k1] second operand segment (h, or r*h); NULL if k1 == 0 */
@@ -99,6 +102,24 @@ struct fc_cell {
     fc_packed proj;             /* lstm projection (no bias) */
     void *peepholes;            /* [3][main.nblocks*main.nru] i, f, o, zero padded; or NULL */
 };
+
+/* blocks.c: a product over all panels of `packed` for args.rows batch rows, threaded. */
+typedef struct fc_blocks_job {
+    fc_block_kernel kernel;
+    const fc_packed *packed;
+    fc_block_args args;         /* the whole batch; per block the runner sets panel, unit0, nu
+                                   and offsets init by the block's columns */
+    size_t panel_row0;          /* first panel row to read: 0 = the bias row */
+    int whole_panels;           /* unit0 = j*pw, nu = pw: store the raw panel columns */
+    size_t es, tile_rows;
+} fc_blocks_job;
+void fc_run_blocks(const fc_blocks_job *job);
+
+/* cells.c helpers shared with sequence.c */
+int fc_overlaps(const void *a, size_t lda, size_t cols_a, const void *b, size_t ldb,
+                size_t cols_b, size_t rows, size_t es);
+void fc_copy_rows(void *dst, const void *src, size_t ld, size_t rows, size_t cols, size_t es);
+static inline size_t fc_elem_size(fc_dtype dtype) { return dtype == FC_F64 ? 8 : 4; }
 
 /* threads.c: fn(ctx, begin, end) over [0, n) in `threads` static contiguous chunks */
 typedef void (*fc_task_fn)(void *ctx, size_t begin, size_t end);
