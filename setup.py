@@ -41,7 +41,8 @@ class BuildExtWithISA(build_ext):
 extension = Extension(
     "fastcells._core",
     sources=["fastcells/_core.pyx", str(CSRC / "dispatch.c"), str(CSRC / "pack.c"),
-             str(CSRC / "cells.c"), str(CSRC / "blocks.c"), str(CSRC / "threads.c")] + sources("scalar"),
+             str(CSRC / "cells.c"), str(CSRC / "blocks.c"), str(CSRC / "sequence.c"),
+             str(CSRC / "threads.c")] + sources("scalar"),
     include_dirs=[str(CSRC), np.get_include()],
     # headers and per-ISA sources: a change to any of them rebuilds the extension
     depends=sorted(str(p) for p in CSRC.rglob("*.h")) + [

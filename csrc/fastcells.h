@@ -14,6 +14,7 @@
 #define FASTCELLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -113,6 +114,32 @@ fc_status fc_cell_step(const fc_cell *cell, size_t batch,
                        const void *x, size_t ldx,
                        const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
                        void *c_out, size_t ldc_out, void *h_out, size_t ldh_out);
+
+/* Whole sequences (dynamic_rnn). Element strides: x[t][b][:I] is at x + t*x_stride_t +
+ * b*x_stride_b, likewise out[t][b][:P]. Outputs and final states must not overlap the inputs.
+ * lengths: [B] in 0..T, or NULL for all T. Past a row's length its outputs are zero and its
+ * state is carried; the final state is the state after the row's last step (h0/c0 for length
+ * 0). h0/c0 NULL means zeros; h_final/c_final NULL are not written. reverse: the row is read
+ * reversed within its length and its outputs are written back in input order (the backward
+ * direction of bidirectional_dynamic_rnn). */
+typedef struct fc_seq_io {
+    const void *x; size_t x_stride_t, x_stride_b;
+    void *out; size_t out_stride_t, out_stride_b;
+    const int64_t *lengths;
+    const void *h0; size_t ldh0;
+    const void *c0; size_t ldc0;
+    void *h_final; size_t ldhf;
+    void *c_final; size_t ldcf;
+    int reverse;
+} fc_seq_io;
+
+typedef struct fc_seq_layer { const fc_cell *cell; fc_seq_io io; } fc_seq_layer;
+
+/* Runs nstacks (1 or 2) independent stacks of layers over T steps of B rows; in a stack, layer
+ * k reads what layer k-1 wrote (the caller points io.x at it). Two stacks run on two cores
+ * when threads allow. Returns FC_ERR_NOMEM if a workspace allocation fails. */
+fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks, const fc_seq_layer *const *layers,
+                           const size_t *nlayers);
 
 /* A packed right-hand matrix for repeated products C[M,N] = A[M,K] @ B[K,N] (+ bias[N]):
  * the input projection of whole sequences, and the GEMM benchmarked against BLAS. */

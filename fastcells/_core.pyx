@@ -5,6 +5,8 @@ Python (fastcells/cells.py) validates arguments and produces the user-facing mes
 module re-checks what C relies on (dtype, shape, last axis contiguous, alignment, writability)
 so that no call can reach C with memory it must not touch.
 """
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free
 cimport numpy as cnp
 import numpy as np
 
@@ -60,6 +62,26 @@ cdef extern from "fastcells.h" nogil:
     fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *weights,
                              fc_isa isa, fc_cell **out)
     void fc_cell_destroy(fc_cell *cell)
+    ctypedef struct fc_seq_io:
+        const void *x
+        size_t x_stride_t, x_stride_b
+        void *out
+        size_t out_stride_t, out_stride_b
+        const int64_t *lengths
+        const void *h0
+        size_t ldh0
+        const void *c0
+        size_t ldc0
+        void *h_final
+        size_t ldhf
+        void *c_final
+        size_t ldcf
+        int reverse
+    ctypedef struct fc_seq_layer:
+        const fc_cell *cell
+        fc_seq_io io
+    fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks,
+                               const fc_seq_layer *const *layers, const size_t *nlayers)
     ctypedef struct fc_matrix:
         pass
     fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b,
@@ -402,3 +424,124 @@ cdef class PackedMatrix:
         if st == FC_ERR_NOMEM:
             raise MemoryError("fastcells: out of memory for the product's scratch")
         return out
+
+
+cdef int _seq_array(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols, bint time_major,
+                    int typenum, bint writable, str name, char **ptr, size_t *st,
+                    size_t *sb) except -1:
+    """Checks a [B,T,cols] (or [T,B,cols] when time_major) array whose last axis is contiguous;
+    returns its data pointer and its time and batch strides in elements."""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    expected = (T, B, cols) if time_major else (B, T, cols)
+    if cnp.PyArray_NDIM(arr) != 3 or a.shape != expected:
+        raise ValueError(f"{name}: expected shape {expected}, got {a.shape}")
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(f"{name}: expected dtype {np.dtype(cnp.PyArray_DescrFromType(typenum))}, "
+                        f"got {a.dtype}")
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
+    cdef Py_ssize_t s_t = cnp.PyArray_STRIDE(arr, 0 if time_major else 1)
+    cdef Py_ssize_t s_b = cnp.PyArray_STRIDE(arr, 1 if time_major else 0)
+    cdef bint nonempty = cnp.PyArray_SIZE(arr) > 0
+    if nonempty and cols > 1 and cnp.PyArray_STRIDE(arr, 2) != item:
+        raise ValueError(f"{name}: the last axis must be contiguous, got strides {a.strides}")
+    if nonempty and (s_t < 0 or s_b < 0 or s_t % item or s_b % item):
+        raise ValueError(f"{name}: strides must be non-negative multiples of {item}, "
+                         f"got {a.strides}")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name}: the array is not aligned to its dtype")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name}: the array is read-only")
+    ptr[0] = <char *>cnp.PyArray_DATA(arr)
+    st[0] = <size_t>(s_t // item)
+    sb[0] = <size_t>(s_b // item)
+    return 0
+
+
+def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False):
+    """Runs 1 or 2 independent stacks of layers over whole sequences in one native call.
+
+    stacks: [[layer, ...]] or [[fw layers], [bw layers]]; a layer is a dict with keys
+      cell (PackedCell), x ([B,T,I] or [T,B,I]), out ([B,T,P] or [T,B,P], written),
+      lengths (int64 [B] in 0..T, or None), h0, c0 ([B,P], [B,U] or None: zeros),
+      h_final, c_final ([B,P], [B,U] or None, written), reverse (bool).
+    Layer k of a stack reads what layer k-1 wrote (pass its `out` as `x`). Outputs must not
+    overlap inputs. Two stacks run on two cores when threads allow.
+    """
+    if not 1 <= len(stacks) <= 2:
+        raise ValueError(f"stacks: expected 1 or 2 stacks, got {len(stacks)}")
+    cdef size_t nlayers[2]
+    cdef fc_seq_layer *layers[2]
+    layers[0] = layers[1] = NULL
+    cdef Py_ssize_t s, k, n
+    cdef fc_seq_layer *layer
+    cdef PackedCell cell
+    cdef char *p = NULL
+    cdef size_t ld = 0
+    cdef cnp.ndarray lengths
+    cdef fc_status st
+    cdef size_t nstacks
+    keep = []                          # arrays referenced by pointers until the call returns
+    try:
+        for s in range(len(stacks)):
+            n = len(stacks[s])
+            nlayers[s] = n
+            layers[s] = <fc_seq_layer *>calloc(n if n else 1, sizeof(fc_seq_layer))
+            if layers[s] == NULL:
+                raise MemoryError()
+            for k in range(n):
+                spec = stacks[s][k]
+                layer = &layers[s][k]
+                cell = spec["cell"]
+                where = f"stacks[{s}][{k}]"
+                layer.cell = cell.cell
+                _seq_array(spec["x"], T, B, cell.input_size, time_major, cell.typenum, False,
+                           where + ".x", <char **>&layer.io.x, &layer.io.x_stride_t,
+                           &layer.io.x_stride_b)
+                _seq_array(spec["out"], T, B, cell.output_size, time_major, cell.typenum, True,
+                           where + ".out", <char **>&layer.io.out, &layer.io.out_stride_t,
+                           &layer.io.out_stride_b)
+                if np.may_share_memory(spec["x"], spec["out"]):
+                    raise ValueError(f"{where}: out must not overlap x")
+                if spec.get("lengths") is not None:
+                    lengths_obj = np.ascontiguousarray(spec["lengths"], dtype=np.int64)
+                    if lengths_obj.shape != (B,):
+                        raise ValueError(f"{where}.lengths: expected shape ({B},), "
+                                         f"got {lengths_obj.shape}")
+                    if B and (lengths_obj.min() < 0 or lengths_obj.max() > T):
+                        raise ValueError(f"{where}.lengths: expected values in [0, {T}], got "
+                                         f"min {lengths_obj.min()}, max {lengths_obj.max()}")
+                    keep.append(lengths_obj)
+                    lengths = lengths_obj
+                    layer.io.lengths = <const int64_t *>cnp.PyArray_DATA(lengths)
+                for key, rows_cols, out in (("h0", cell.output_size, False),
+                                            ("c0", cell.num_units, False),
+                                            ("h_final", cell.output_size, True),
+                                            ("c_final", cell.num_units, True)):
+                    a = spec.get(key)
+                    if a is None:
+                        continue
+                    if key[0] == "c" and not cell.lstm:
+                        raise ValueError(f"{where}.{key}: only an LSTM has a cell state")
+                    _matrix(a, B, rows_cols, cell.typenum, out, where + "." + key, &p, &ld)
+                    if key == "h0":
+                        layer.io.h0, layer.io.ldh0 = p, ld
+                    elif key == "c0":
+                        layer.io.c0, layer.io.ldc0 = p, ld
+                    elif key == "h_final":
+                        layer.io.h_final, layer.io.ldhf = p, ld
+                    else:
+                        layer.io.c_final, layer.io.ldcf = p, ld
+                layer.io.reverse = bool(spec.get("reverse", False))
+        st = FC_OK
+        nstacks = len(stacks)
+        with nogil:
+            st = fc_run_sequences(<size_t>T, <size_t>B, nstacks, layers, nlayers)
+        if st == FC_ERR_NOMEM:
+            raise MemoryError("fastcells: out of memory for the sequence workspace")
+        if st != FC_OK:
+            raise RuntimeError(f"fastcells: fc_run_sequences failed (status {st})")
+    finally:
+        free(layers[0])
+        free(layers[1])
