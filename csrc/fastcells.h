@@ -138,7 +138,7 @@ typedef struct fc_seq_layer { const fc_cell *cell; fc_seq_io io; } fc_seq_layer;
 /* Runs nstacks (1 or 2) independent stacks of layers over T steps of B rows; in a stack, layer
  * k reads what layer k-1 wrote (the caller points io.x at it). Two stacks run on two cores
  * when threads allow. Returns FC_ERR_NOMEM if a workspace allocation fails. */
-fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks, const fc_seq_layer *const *layers,
+fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks, fc_seq_layer *const *layers,
                            const size_t *nlayers);
 
 /* A packed right-hand matrix for repeated products C[M,N] = A[M,K] @ B[K,N] (+ bias[N]):

@@ -235,7 +235,7 @@ static void run_stack(void *ctx, size_t begin, size_t end)
     }
 }
 
-fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks, const fc_seq_layer *const *layers,
+fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks, fc_seq_layer *const *layers,
                            const size_t *nlayers)
 {
     if (nstacks < 1 || nstacks > 2) return FC_ERR_ARG;

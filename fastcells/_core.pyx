@@ -81,7 +81,7 @@ cdef extern from "fastcells.h" nogil:
         const fc_cell *cell
         fc_seq_io io
     fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks,
-                               const fc_seq_layer *const *layers, const size_t *nlayers)
+                               fc_seq_layer *const *layers, const size_t *nlayers)
     ctypedef struct fc_matrix:
         pass
     fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b,
