@@ -31,7 +31,7 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
 {
     *out = NULL;
     const size_t U = desc->num_units, I = desc->input_size, P = desc->rec_size;
-    if (U == 0 || (unsigned)desc->kind > FC_CELL_GRU || (unsigned)desc->dtype > FC_F64 ||
+    if (U == 0 || (unsigned)desc->kind > FC_CELL_GRU_RA || (unsigned)desc->dtype > FC_F64 ||
         (unsigned)desc->activation > FC_ACT_LINEAR || !w->kernel || !w->bias)
         return FC_ERR_ARG;
     if (desc->kind == FC_CELL_LSTM ? (desc->has_projection ? !w->proj_kernel || P == 0 : P != U)
@@ -73,6 +73,9 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     case FC_CELL_GRU:
         st = fc_pack(&cell->main, w->kernel, w->bias, I + U, 2, U, es, pw);
         if (st == FC_OK) st = fc_pack(&cell->cand, w->cand_kernel, w->cand_bias, I + U, 1, U, es, pw);
+        break;
+    case FC_CELL_GRU_RA:
+        st = fc_pack(&cell->main, w->kernel, w->bias, I + U, 4, U, es, pw);
         break;
     }
     if (st != FC_OK) {
@@ -158,6 +161,9 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
     switch (d->kind) {
     case FC_CELL_RNN:
         run_blocks(kern->rnn, &cell->main, &args, es, kern->mr);
+        break;
+    case FC_CELL_GRU_RA:
+        run_blocks(kern->gru_ra, &cell->main, &args, es, kern->mr);
         break;
     case FC_CELL_LSTM: {
         const size_t npeep = cell->main.nblocks * cell->main.nru;

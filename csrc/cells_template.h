@@ -337,6 +337,23 @@ INLINE void gru_cand_tile(const int mr, const fc_block_args *a, size_t row)
     }
 }
 
+/* GRU, reset after, G=4 (r, u, cx, ch one vector each, VW units); cx holds x@Wi + bi and ch
+ * h@Wh + bh (the packed kernel has zero blocks where they do not apply):
+ *   h' = u*h + (1-u)*act(cx + r*ch) */
+INLINE void gru_ra_tile(const int mr, const fc_block_args *a, size_t row)
+{
+    vec acc[FC_MR][4];
+    tile_product(mr, acc, a, row);
+    const size_t n = a->nu;
+    for (int m = 0; m < mr; m++) {
+        const size_t r = row + m;
+        const vec h_prev = vload_part((const FC_T *)a->h_in + r * a->ldh_in + a->unit0, n);
+        const vec reset = vsigmoid(acc[m][0]), u = vsigmoid(acc[m][1]);
+        const vec c = vact(a->activation, acc[m][2] + reset * acc[m][3]);
+        vstore_part((FC_T *)a->h_out + r * a->ldh_out + a->unit0, u * h_prev + (1 - u) * c, n);
+    }
+}
+
 /* G=1, plain product: h_out = z (+ bias row), clipped if has_clip. The LSTM projection
  * (m @ projection/kernel, zero bias, proj_clip) and the packed GEMM (fc_matmul). */
 INLINE void linear_tile(const int mr, const fc_block_args *a, size_t row)
@@ -381,6 +398,7 @@ FC_BLOCK_KERNEL(rnn)
 FC_BLOCK_KERNEL(lstm)
 FC_BLOCK_KERNEL(gru_gates)
 FC_BLOCK_KERNEL(gru_cand)
+FC_BLOCK_KERNEL(gru_ra)
 FC_BLOCK_KERNEL(linear)
 
 const fc_kernels FC_CAT(fc_kernels_, FC_SUFFIX) = {
@@ -393,5 +411,6 @@ const fc_kernels FC_CAT(fc_kernels_, FC_SUFFIX) = {
     .lstm = FC_FN(lstm_block),
     .gru_gates = FC_FN(gru_gates_block),
     .gru_cand = FC_FN(gru_cand_block),
+    .gru_ra = FC_FN(gru_ra_block),
     .linear = FC_FN(linear_block),
 };

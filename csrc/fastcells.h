@@ -36,7 +36,13 @@ typedef enum fc_isa {
     FC_ISA_COUNT = 3,
 } fc_isa;
 
-typedef enum fc_cell_kind { FC_CELL_RNN = 0, FC_CELL_LSTM = 1, FC_CELL_GRU = 2 } fc_cell_kind;
+typedef enum fc_cell_kind {
+    FC_CELL_RNN = 0,
+    FC_CELL_LSTM = 1,
+    FC_CELL_GRU = 2,            /* TF GRUCell: reset before the recurrent product */
+    FC_CELL_GRU_RA = 3,         /* reset after: c = act(x@Wi + bi + r*(h@Wh + bh)) (PyTorch,
+                                   Keras reset_after, ONNX linear_before_reset, cuDNN) */
+} fc_cell_kind;
 
 typedef enum fc_activation {
     FC_ACT_TANH = 0, FC_ACT_RELU = 1, FC_ACT_SIGMOID = 2, FC_ACT_LINEAR = 3,
@@ -61,8 +67,10 @@ typedef struct fc_cell_desc {
 
 /* TF-layout weights, C-contiguous, of the cell's dtype. Unused pointers may be NULL. */
 typedef struct fc_cell_weights {
-    const void *kernel;         /* rnn [I+U,U]; lstm [I+P,4U] gates i,j,f,o; gru gates [I+U,2U] r,u */
-    const void *bias;           /* [G*U] */
+    const void *kernel;         /* rnn [I+U,U]; lstm [I+P,4U] gates i,j,f,o; gru gates [I+U,2U] r,u;
+                                   gru_ra [I+U,4U] blocks r, u, cx, ch with x rows [Wr Wu Wi 0]
+                                   and h rows [Wr Wu 0 Wh] */
+    const void *bias;           /* [G*U]; gru_ra [4U]: br, bu, bi, bh */
     const void *cand_kernel;    /* gru: candidate/kernel [I+U,U] */
     const void *cand_bias;      /* gru: candidate/bias [U] */
     const void *w_i_diag;       /* lstm peepholes [U] */

@@ -54,6 +54,7 @@ typedef struct fc_kernels {
     fc_block_kernel lstm;       /* G=4: c_out, h_out from i,j,f,o */
     fc_block_kernel gru_gates;  /* G=2: s0 = r*h_in, s1 = u */
     fc_block_kernel gru_cand;   /* G=1: h_out = u*h_in + (1-u)*act(z) */
+    fc_block_kernel gru_ra;     /* G=4 (r, u, cx, ch): h_out = u*h_in + (1-u)*act(cx + r*ch) */
     fc_block_kernel linear;     /* G=1: h_out = z, clipped if has_clip (projection, GEMM) */
 } fc_kernels;
 
@@ -97,7 +98,7 @@ struct fc_cell {
     fc_cell_desc desc;
     const fc_kernels *kernels;
     size_t elem;                /* sizeof the dtype */
-    fc_packed main;             /* rnn kernel / lstm kernel / gru gates */
+    fc_packed main;             /* rnn kernel / lstm kernel / gru gates / gru_ra combined */
     fc_packed cand;             /* gru candidate */
     fc_packed proj;             /* lstm projection (no bias) */
     void *peepholes;            /* [3][main.nblocks*main.nru] i, f, o, zero padded; or NULL */

@@ -148,7 +148,7 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         cand.args.s1 = s1;
         cand.args.lds = lds;
     } else {
-        step.kernel = kern->rnn;
+        step.kernel = d->kind == FC_CELL_GRU_RA ? kern->gru_ra : kern->rnn;
     }
 
     for (size_t t0 = 0; t0 < t_max; t0 += chunk) {

@@ -20,7 +20,7 @@ cdef extern from "fastcells.h" nogil:
     ctypedef enum fc_isa:
         FC_ISA_SCALAR, FC_ISA_AVX2, FC_ISA_AVX512, FC_ISA_COUNT
     ctypedef enum fc_cell_kind:
-        FC_CELL_RNN, FC_CELL_LSTM, FC_CELL_GRU
+        FC_CELL_RNN, FC_CELL_LSTM, FC_CELL_GRU, FC_CELL_GRU_RA
     ctypedef enum fc_activation:
         FC_ACT_TANH, FC_ACT_RELU, FC_ACT_SIGMOID, FC_ACT_LINEAR
     ctypedef struct fc_cell_desc:
@@ -98,7 +98,10 @@ cdef extern from "fastcells.h" nogil:
 ISA_NAMES = tuple(fc_isa_name(<fc_isa>i).decode() for i in range(FC_ISA_COUNT))
 _ACTIVATIONS = {"tanh": FC_ACT_TANH, "relu": FC_ACT_RELU, "sigmoid": FC_ACT_SIGMOID,
                 "linear": FC_ACT_LINEAR}
-_KINDS = {"rnn": FC_CELL_RNN, "lstm": FC_CELL_LSTM, "gru": FC_CELL_GRU}
+_KINDS = {"rnn": FC_CELL_RNN, "lstm": FC_CELL_LSTM, "gru": FC_CELL_GRU, "gru_ra": FC_CELL_GRU_RA}
+_GRU_RA_NAMES = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel",
+                 "candidate/input_projection/bias", "candidate/hidden_projection/kernel",
+                 "candidate/hidden_projection/bias")
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
@@ -215,11 +218,14 @@ cdef class PackedCell:
 
     PackedCell(kind, dtype, input_size, num_units, weights, activation="tanh",
                forget_bias=1.0, cell_clip=None, proj_clip=None, isa=None)
-    kind: "rnn" | "lstm" | "gru"; weights: dict TF name -> array (copied, see fastcells.h):
+    kind: "rnn" | "lstm" | "gru" | "gru_ra"; weights: dict TF name -> array (copied, see fastcells.h):
       rnn  kernel [I+U,U], bias [U]
       lstm kernel [I+P,4U] (i,j,f,o), bias [4U], optional w_f_diag/w_i_diag/w_o_diag [U] and
            projection/kernel [U,P]
       gru  gates/kernel [I+U,2U] (r,u), gates/bias [2U], candidate/kernel [I+U,U], candidate/bias [U]
+      gru_ra (reset after; TF's CudnnCompatibleGRUCell names) gates/kernel [I+U,2U], gates/bias
+           [2U], candidate/input_projection/kernel [I,U] and /bias [U],
+           candidate/hidden_projection/kernel [U,U] and /bias [U]
     """
     cdef fc_cell *cell
     cdef readonly str kind
@@ -255,8 +261,11 @@ cdef class PackedCell:
                 raise ValueError(f"weights['projection/kernel']: expected shape ({U}, num_proj), "
                                  f"got {proj_shape}")
             P = proj_shape[1]
-        G = {"rnn": 1, "lstm": 4, "gru": 2}[kind]
+        G = {"rnn": 1, "lstm": 4, "gru": 2, "gru_ra": 4}[kind]
         expected = {"kernel": (I + P, G * U), "bias": (G * U,)}
+        if kind == "gru_ra":
+            expected = dict(zip(_GRU_RA_NAMES, [(I + U, 2 * U), (2 * U,), (I, U), (U,), (U, U),
+                                                (U,)]))
         if kind == "gru":
             expected = {"gates/kernel": (I + U, 2 * U), "gates/bias": (2 * U,),
                         "candidate/kernel": (I + U, U), "candidate/bias": (U,)}
@@ -273,6 +282,14 @@ cdef class PackedCell:
             if a.shape != shape:
                 raise ValueError(f"weights[{name!r}]: expected shape {shape}, got {a.shape}")
             arrays[name] = a
+        if kind == "gru_ra":
+            # one [I+U, 4U] product, blocks r, u, cx, ch: x rows [Wr Wu Wi 0], h rows [Wr Wu 0 Wh]
+            gk, gb, ik, ib, hk, hb = (arrays[n] for n in _GRU_RA_NAMES)
+            kernel = np.zeros((I + U, 4 * U), dtype)
+            kernel[:, :2 * U] = gk
+            kernel[:I, 2 * U:3 * U] = ik
+            kernel[I:, 3 * U:] = hk
+            arrays = {"kernel": kernel, "bias": np.concatenate([gb, ib, hb])}
 
         cdef fc_cell_desc desc
         desc.kind = _KINDS[kind]

@@ -18,6 +18,9 @@ DTYPES = [np.float32, np.float64]
 RTOL_F32, ATOL_F32 = 1e-5, 2e-6
 TOL_F64 = 1e-12
 GATES = {"rnn": 1, "lstm": 4, "gru": 2}
+GRU_RA_NAMES = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel",
+                "candidate/input_projection/bias", "candidate/hidden_projection/kernel",
+                "candidate/hidden_projection/bias")
 
 
 def test_every_isa_is_accounted_for():
@@ -43,7 +46,11 @@ def make_weights(rng, kind, I, U, P=None, peepholes=False):
     """TF-layout weights of a cell (float64, scaled to keep gates away from saturation)."""
     P = U if P is None else P
     scale = 1.0 / np.sqrt(I + P + 1)
-    if kind == "gru":
+    if kind == "gru_ra":
+        shapes = [(I + U, 2 * U), (2 * U,), (I, U), (U,), (U, U), (U,)]
+        w = {n: rng.standard_normal(s) * (0.5 if len(s) == 1 else scale)
+             for n, s in zip(GRU_RA_NAMES, shapes)}
+    elif kind == "gru":
         w = {"gates/kernel": rng.standard_normal((I + U, 2 * U)) * scale,
              "gates/bias": rng.standard_normal(2 * U) * 0.5,
              "candidate/kernel": rng.standard_normal((I + U, U)) * scale,
@@ -68,6 +75,9 @@ def oracle(kind, x, state, w, activation="tanh", forget_bias=1.0, cell_clip=None
     act = reference.get_activation(activation)
     if kind == "rnn":
         return (reference.rnn_cell(x, state[0], f64["kernel"], f64["bias"], act),)
+    if kind == "gru_ra":
+        return (reference.gru_cell_reset_after(x, state[0], *(f64[n] for n in GRU_RA_NAMES),
+                                               activation=act),)
     if kind == "gru":
         return (reference.gru_cell(x, state[0], f64["gates/kernel"], f64["gates/bias"],
                                    f64["candidate/kernel"], f64["candidate/bias"], act),)
@@ -107,6 +117,8 @@ CASES = [  # (kind, options) covering every epilogue
     ("lstm", {"peepholes": True, "proj": 11}),
     ("gru", {}),
     ("gru", {"activation": "sigmoid"}),
+    ("gru_ra", {}),
+    ("gru_ra", {"activation": "relu"}),
 ]
 
 
@@ -143,7 +155,8 @@ def test_step_matches_reference_at_tile_edges(isa, dtype, kind, options):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("kind,proj", [("rnn", None), ("lstm", None), ("lstm", 5), ("gru", None)])
+@pytest.mark.parametrize("kind,proj", [("rnn", None), ("lstm", None), ("lstm", 5), ("gru", None),
+                                       ("gru_ra", None)])
 def test_aliasing_and_strides(isa, dtype, kind, proj):
     """In place, x aliasing the state, partially overlapping outputs, strided rows: all equal to
     the step on separate contiguous copies."""
@@ -341,6 +354,7 @@ def restore_threads():
     ("lstm", 1, 300, 257, None),    # split by panels, B=1
     ("lstm", 13, 64, 100, 37),      # panels, then the projection's panels
     ("gru", 9, 120, 150, None),     # two dependent products
+    ("gru_ra", 4, 200, 70, None),
     ("rnn", 64, 512, 9, None),      # one panel: split by batch rows
     ("rnn", 50, 700, 3, None),      # rows not a multiple of the tile
 ])
