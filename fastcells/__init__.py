@@ -8,9 +8,11 @@ from fastcells import nn  # noqa: E402  (after _init: FASTCELLS_ISA is applied f
 from fastcells._config import show_config  # noqa: E402
 from fastcells._core import get_num_threads, set_num_threads  # noqa: E402
 from fastcells.cells import (  # noqa: E402
-    BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple, MultiRNNCell, RNNCell)
+    BasicLSTMCell, BasicRNNCell, CudnnCompatibleGRUCell, GRUCell, LSTMCell, LSTMStateTuple,
+    MultiRNNCell, RNNCell)
 
-__all__ = ["BasicLSTMCell", "BasicRNNCell", "GRUCell", "LSTMCell", "LSTMStateTuple",
-           "MultiRNNCell", "RNNCell", "nn", "show_config", "get_num_threads", "set_num_threads"]
+__all__ = ["BasicLSTMCell", "BasicRNNCell", "CudnnCompatibleGRUCell", "GRUCell", "LSTMCell",
+           "LSTMStateTuple", "MultiRNNCell", "RNNCell", "nn", "show_config", "get_num_threads",
+           "set_num_threads"]
 
 __version__ = "0.1.0"

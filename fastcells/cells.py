@@ -40,7 +40,7 @@ from fastcells import _core
 from fastcells.activations import resolve as _resolve_activation
 
 __all__ = ["LSTMStateTuple", "RNNCell", "BasicRNNCell", "BasicLSTMCell", "LSTMCell", "GRUCell",
-           "MultiRNNCell", "glorot_uniform"]
+           "CudnnCompatibleGRUCell", "MultiRNNCell", "glorot_uniform"]
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -843,35 +843,77 @@ class GRUCell(_SingleStateCell):
     ``c = act([x, r*h] @ candidate/kernel + candidate/bias)``, ``h' = u*h + (1-u)*c``.
 
     kernel_initializer: None (glorot uniform), a number or a callable ``init(shape, dtype,
-    rng)``, for both kernels; bias_initializer: likewise for both biases (None: gates/bias
-    ones, candidate/bias zeros). Other arguments as BasicRNNCell; name default "gru_cell".
+    rng)``, for all kernels; bias_initializer: likewise for all biases (None: gates/bias
+    ones, candidate biases zeros). Other arguments as BasicRNNCell; name default "gru_cell".
     Weights: gates/kernel [I+U, 2U] (blocks r, u), gates/bias [2U], candidate/kernel [I+U, U],
     candidate/bias [U].
+
+    reset_after=True (keyword) selects the other GRU: the reset gate scales the recurrent
+    product, ``c = act(x @ Wi + bi + r * (h @ Wh + bh))`` — PyTorch's nn.GRU, Keras
+    ``reset_after=True``, ONNX ``linear_before_reset=1``, cuDNN — with TF's
+    ``CudnnCompatibleGRUCell`` weights: gates/kernel, gates/bias as above,
+    candidate/input_projection/kernel [I, U], candidate/input_projection/bias [U],
+    candidate/hidden_projection/kernel [U, U], candidate/hidden_projection/bias [U].
+    The two forms differ for the same weights (r*(h@W) != (r*h)@W); neither converts exactly
+    into the other.
     """
     _KIND = "gru"
     _KERNEL_NAME = "gates/kernel"
 
     def __init__(self, num_units, activation=None, reuse=None, kernel_initializer=None,
-                 bias_initializer=None, name=None, dtype=None, *, seed=None, **kwargs):
+                 bias_initializer=None, name=None, dtype=None, *, reset_after=False, seed=None,
+                 **kwargs):
+        if not isinstance(reset_after, bool):
+            raise TypeError(f"reset_after: expected a bool, got {type(reset_after).__name__}")
+        if reset_after:
+            self._KIND = "gru_ra"
         super().__init__(num_units, activation, name, dtype, seed, kwargs)
+        self._reset_after = reset_after
         self._kernel_init = _check_initializer(kernel_initializer, "kernel_initializer")
         self._bias_init = _check_initializer(bias_initializer, "bias_initializer")
+
+    @property
+    def reset_after(self):
+        return self._reset_after
 
     def _spec(self, I):
         U = self._num_units
         k = self._kernel_init or glorot_uniform
         b = self._bias_init
-        return [("gates/kernel", (I + U, 2 * U), k, "kernel_initializer"),
-                ("gates/bias", (2 * U,), b or _ones, "bias_initializer"),
-                ("candidate/kernel", (I + U, U), k, "kernel_initializer"),
-                ("candidate/bias", (U,), b or _zeros, "bias_initializer")]
+        gates = [("gates/kernel", (I + U, 2 * U), k, "kernel_initializer"),
+                 ("gates/bias", (2 * U,), b or _ones, "bias_initializer")]
+        if self._reset_after:
+            return gates + [
+                ("candidate/input_projection/kernel", (I, U), k, "kernel_initializer"),
+                ("candidate/input_projection/bias", (U,), b or _zeros, "bias_initializer"),
+                ("candidate/hidden_projection/kernel", (U, U), k, "kernel_initializer"),
+                ("candidate/hidden_projection/bias", (U,), b or _zeros, "bias_initializer")]
+        return gates + [("candidate/kernel", (I + U, U), k, "kernel_initializer"),
+                        ("candidate/bias", (U,), b or _zeros, "bias_initializer")]
 
     def _reference_step(self, x, parts):
         from fastcells import reference
         w = self._weights
+        if self._reset_after:
+            return (reference.gru_cell_reset_after(
+                x, parts[0], w["gates/kernel"], w["gates/bias"],
+                w["candidate/input_projection/kernel"], w["candidate/input_projection/bias"],
+                w["candidate/hidden_projection/kernel"], w["candidate/hidden_projection/bias"],
+                activation=self._act),)
         return (reference.gru_cell(x, parts[0], w["gates/kernel"], w["gates/bias"],
                                    w["candidate/kernel"], w["candidate/bias"],
                                    activation=self._act),)
+
+
+class CudnnCompatibleGRUCell(GRUCell):
+    """TF 1.x ``tf.contrib.cudnn_rnn.CudnnCompatibleGRUCell``: the reset-after GRU
+    (``GRUCell(..., reset_after=True)``) under its own default name
+    "cudnn_compatible_gru_cell"; same weights and math as that form of GRUCell."""
+
+    def __init__(self, num_units, reuse=None, kernel_initializer=None, name=None, dtype=None, *,
+                 seed=None, **kwargs):
+        super().__init__(num_units, None, reuse, kernel_initializer, None,
+                         name=name, dtype=dtype, reset_after=True, seed=seed, **kwargs)
 
 
 class _LSTMBase(_FusedCell):
