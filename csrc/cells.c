@@ -32,7 +32,9 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     *out = NULL;
     const size_t U = desc->num_units, I = desc->input_size, P = desc->rec_size;
     if (U == 0 || (unsigned)desc->kind > FC_CELL_GRU_RA || (unsigned)desc->dtype > FC_F64 ||
-        (unsigned)desc->activation > FC_ACT_LINEAR || !w->kernel || !w->bias)
+        (unsigned)desc->activation.kind >= FC_ACT_COUNT ||
+        (unsigned)desc->gate_activation.kind >= FC_ACT_COUNT ||
+        (unsigned)desc->output_activation.kind >= FC_ACT_COUNT || !w->kernel || !w->bias)
         return FC_ERR_ARG;
     if (desc->kind == FC_CELL_LSTM ? (desc->has_projection ? !w->proj_kernel || P == 0 : P != U)
                                    : P != U)
@@ -104,6 +106,17 @@ void fc_copy_rows(void *dst, const void *src, size_t ld, size_t rows, size_t col
                cols * es);
 }
 
+void fc_epilogue_params(const fc_cell_desc *d, fc_block_args *args)
+{
+    args->act = d->activation;
+    args->gate_act = d->gate_activation;
+    args->out_act = d->output_activation;
+    args->has_preact_clip = d->has_preact_clip;
+    args->preact_clip = d->preact_clip;
+    args->input_forget = d->input_forget;
+    args->forget_bias = d->forget_bias;
+}
+
 /* Runs `kernel` over every panel of `packed` for all rows of `args` (bias-initialised). */
 static void run_blocks(fc_block_kernel kernel, const fc_packed *packed, const fc_block_args *args,
                        size_t es, size_t tile_rows)
@@ -156,8 +169,8 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         .rows = B, .a0 = x, .lda0 = ldx, .k0 = I, .a1 = h_in, .lda1 = ldh_in, .k1 = P,
         .c_in = c_in, .ldc_in = ldc_in, .c_out = c_out, .ldc_out = ldc_out,
         .h_in = h_in, .ldh_in = ldh_in, .h_out = h_out, .ldh_out = ldh_out,
-        .activation = d->activation, .forget_bias = d->forget_bias,
     };
+    fc_epilogue_params(d, &args);
     switch (d->kind) {
     case FC_CELL_RNN:
         run_blocks(kern->rnn, &cell->main, &args, es, kern->mr);

@@ -191,17 +191,41 @@ INLINE vec vtanh(vec x)
 }
 #endif
 
-/* relu keeps NaN: NaN < 0 is false */
+/* NaN in gives NaN out throughout (comparisons with NaN are false, so selects keep x),
+ * except thresholded_relu, which is 0 unless x > alpha, as ONNX and NumPy's where agree. */
 INLINE vec vrelu(vec x) { return vselect(x < 0, vsplat(0), x); }
 
-INLINE vec vact(fc_activation act, vec x)
+INLINE vec vact(const fc_act *act, vec x)
 {
-    switch (act) {
+    const FC_T alpha = (FC_T)act->alpha, beta = (FC_T)act->beta;
+    switch (act->kind) {
+    case FC_ACT_SIGMOID: return vsigmoid(x);
     case FC_ACT_TANH: return vtanh(x);
     case FC_ACT_RELU: return vrelu(x);
-    case FC_ACT_SIGMOID: return vsigmoid(x);
+    case FC_ACT_LINEAR: return x;
+    case FC_ACT_HARD_SIGMOID: {
+        vec y = alpha * x + beta;
+        y = vselect(y < 0, vsplat(0), y);
+        return vselect(y > 1, vsplat(1), y);
+    }
+    case FC_ACT_LEAKY_RELU: return vselect(x < 0, alpha * x, x);
+    case FC_ACT_THRESHOLDED_RELU: return vselect(x > alpha, x, vsplat(0));
+    case FC_ACT_SCALED_TANH: return alpha * vtanh(beta * x);
+    case FC_ACT_AFFINE: return alpha * x + beta;
+    case FC_ACT_ELU: {
+        const ivec negative = x < 0;
+        return vselect(negative, alpha * (vexp_neg(vselect(negative, x, vsplat(0))) - 1), x);
+    }
+    case FC_ACT_SOFTSIGN: return x / (1 + vabs(x));
     default: return x;
     }
+}
+
+/* act(clip(x)) with the ONNX pre-activation clip, if set */
+INLINE vec vact_clipped(const fc_block_args *a, const fc_act *act, vec x)
+{
+    if (a->has_preact_clip) x = vclip(x, (FC_T)a->preact_clip);
+    return vact(act, x);
 }
 
 /* ---- the product: acc[m][v] = bias + a0 @ W0 + a1 @ W1 for mr rows ----------------------- */
@@ -259,7 +283,7 @@ INLINE void rnn_tile(const int mr, const fc_block_args *a, size_t row)
         FC_T *h = (FC_T *)a->h_out + (row + m) * a->ldh_out + a->unit0;
         for (int q = 0; q < 4; q++) {
             size_t n = lanes(a->nu, q);
-            if (n) vstore_part(h + q * FC_VW, vact(a->activation, acc[m][q]), n);
+            if (n) vstore_part(h + q * FC_VW, vact_clipped(a, &a->act, acc[m][q]), n);
         }
     }
 }
@@ -287,10 +311,12 @@ INLINE void lstm_tile(const int mr, const fc_block_args *a, size_t row)
             i += wi * c_prev;
             f += wf * c_prev;
         }
-        vec c = vsigmoid(f) * c_prev + vsigmoid(i) * vact(a->activation, j);
+        const vec gi = vact_clipped(a, &a->gate_act, i);
+        const vec gf = a->input_forget ? 1 - gi : vact_clipped(a, &a->gate_act, f);
+        vec c = gf * c_prev + gi * vact_clipped(a, &a->act, j);
         if (a->has_clip) c = vclip(c, clip);
         if (peep) o += wo * c;
-        const vec h = vsigmoid(o) * vact(a->activation, c);
+        const vec h = vact_clipped(a, &a->gate_act, o) * vact(&a->out_act, c);
         vstore_part((FC_T *)a->c_out + r * a->ldc_out + a->unit0, c, n);
         vstore_part((FC_T *)a->h_out + r * a->ldh_out + a->unit0, h, n);
     }
@@ -310,8 +336,8 @@ INLINE void gru_gates_tile(const int mr, const fc_block_args *a, size_t row)
             const size_t n = lanes(a->nu, q);
             if (!n) continue;
             const vec h_prev = vload_part(h + q * FC_VW, n);
-            vstore(rh + q * FC_VW, vsigmoid(acc[m][q]) * h_prev);
-            vstore(u + q * FC_VW, vsigmoid(acc[m][2 + q]));
+            vstore(rh + q * FC_VW, vact_clipped(a, &a->gate_act, acc[m][q]) * h_prev);
+            vstore(u + q * FC_VW, vact_clipped(a, &a->gate_act, acc[m][2 + q]));
         }
     }
 }
@@ -331,7 +357,7 @@ INLINE void gru_cand_tile(const int mr, const fc_block_args *a, size_t row)
             if (!n) continue;
             const vec u = vload(u_row + q * FC_VW);
             const vec h_prev = vload_part(h + q * FC_VW, n);
-            const vec c = vact(a->activation, acc[m][q]);
+            const vec c = vact_clipped(a, &a->act, acc[m][q]);
             vstore_part(out + q * FC_VW, u * h_prev + (1 - u) * c, n);
         }
     }
@@ -348,8 +374,9 @@ INLINE void gru_ra_tile(const int mr, const fc_block_args *a, size_t row)
     for (int m = 0; m < mr; m++) {
         const size_t r = row + m;
         const vec h_prev = vload_part((const FC_T *)a->h_in + r * a->ldh_in + a->unit0, n);
-        const vec reset = vsigmoid(acc[m][0]), u = vsigmoid(acc[m][1]);
-        const vec c = vact(a->activation, acc[m][2] + reset * acc[m][3]);
+        const vec reset = vact_clipped(a, &a->gate_act, acc[m][0]);
+        const vec u = vact_clipped(a, &a->gate_act, acc[m][1]);
+        const vec c = vact_clipped(a, &a->act, acc[m][2] + reset * acc[m][3]);
         vstore_part((FC_T *)a->h_out + r * a->ldh_out + a->unit0, u * h_prev + (1 - u) * c, n);
     }
 }

@@ -44,18 +44,41 @@ typedef enum fc_cell_kind {
                                    Keras reset_after, ONNX linear_before_reset, cuDNN) */
 } fc_cell_kind;
 
+/* Activations (ONNX's set, less Softplus); alpha/beta as ONNX defines them. */
 typedef enum fc_activation {
-    FC_ACT_TANH = 0, FC_ACT_RELU = 1, FC_ACT_SIGMOID = 2, FC_ACT_LINEAR = 3,
+    FC_ACT_TANH = 0,
+    FC_ACT_RELU = 1,
+    FC_ACT_SIGMOID = 2,
+    FC_ACT_LINEAR = 3,
+    FC_ACT_HARD_SIGMOID = 4,    /* clip(alpha*x + beta, 0, 1) */
+    FC_ACT_LEAKY_RELU = 5,      /* x < 0 ? alpha*x : x */
+    FC_ACT_THRESHOLDED_RELU = 6,/* x > alpha ? x : 0 */
+    FC_ACT_SCALED_TANH = 7,     /* alpha * tanh(beta*x) */
+    FC_ACT_AFFINE = 8,          /* alpha*x + beta */
+    FC_ACT_ELU = 9,             /* x < 0 ? alpha*(exp(x) - 1) : x */
+    FC_ACT_SOFTSIGN = 10,       /* x / (1 + |x|) */
+    FC_ACT_COUNT = 11,
 } fc_activation;
 
-/* What a cell computes. Gates (sigmoid) are fixed; `activation` replaces tanh where TF's does. */
+typedef struct fc_act {
+    fc_activation kind;
+    double alpha, beta;
+} fc_act;
+
+/* What a cell computes. TF's cells: `activation` replaces tanh where TF's does (LSTM: on j and
+ * on c'), the gates are sigmoid. The other fields (default off) express ONNX/Keras cells. */
 typedef struct fc_cell_desc {
     fc_cell_kind kind;
     fc_dtype dtype;
     size_t input_size;          /* I >= 0 */
     size_t num_units;           /* U >= 1 */
     size_t rec_size;            /* P: LSTM num_proj, else must equal U */
-    fc_activation activation;
+    fc_act activation;          /* the candidate (rnn: the output) */
+    fc_act gate_activation;     /* gru, lstm gates (TF: sigmoid) */
+    fc_act output_activation;   /* lstm: on c' before the o gate (TF: = activation) */
+    int has_preact_clip;        /* clip every activation's input (not the lstm output's) to */
+    double preact_clip;         /* [-preact_clip, preact_clip] (ONNX `clip`) */
+    int input_forget;           /* lstm: f = 1 - i (ONNX `input_forget`) */
     double forget_bias;         /* LSTM: added to the f gate before its sigmoid */
     int has_cell_clip;          /* LSTM: clip c' to [-cell_clip, cell_clip] */
     double cell_clip;

@@ -35,7 +35,10 @@ typedef struct fc_block_args {
     void *h_out; size_t ldh_out;        /* where the block's output goes */
     void *s0; void *s1; size_t lds;     /* gru scratch: r*h and u, rows padded to whole panels */
     const void *peep_i, *peep_f, *peep_o;   /* lstm peepholes, padded to whole blocks, or NULL */
-    fc_activation activation;
+    fc_act act, gate_act, out_act;      /* candidate, gates, lstm output (fastcells.h) */
+    int has_preact_clip;
+    double preact_clip;
+    int input_forget;
     double forget_bias;
     int has_clip;               /* lstm: cell_clip; linear: proj_clip */
     double clip;
@@ -117,6 +120,7 @@ typedef struct fc_blocks_job {
 void fc_run_blocks(const fc_blocks_job *job);
 
 /* cells.c helpers shared with sequence.c */
+void fc_epilogue_params(const fc_cell_desc *d, fc_block_args *args);  /* activations, clips */
 int fc_overlaps(const void *a, size_t lda, size_t cols_a, const void *b, size_t ldb,
                 size_t cols_b, size_t rows, size_t es);
 void fc_copy_rows(void *dst, const void *src, size_t ld, size_t rows, size_t cols, size_t es);

@@ -114,7 +114,8 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
 
     fc_blocks_job step = {.packed = mp, .panel_row0 = 1 + I, .es = es, .tile_rows = kern->mr};
     step.args = (fc_block_args){.ld_init = row_main, .lda0 = P, .k0 = P,
-                                .ldh_in = P, .ldh_out = P, .activation = d->activation};
+                                .ldh_in = P, .ldh_out = P};
+    fc_epilogue_params(d, &step.args);
     fc_blocks_job cand = step, projection = {.kernel = kern->linear, .packed = &cell->proj,
                                              .es = es, .tile_rows = kern->mr};
     if (lstm) {
@@ -122,7 +123,6 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         step.kernel = kern->lstm;
         step.args.c_in = step.args.c_out = c;
         step.args.ldc_in = step.args.ldc_out = U;
-        step.args.forget_bias = d->forget_bias;
         step.args.has_clip = d->has_cell_clip;
         step.args.clip = d->cell_clip;
         if (cell->peepholes) {

@@ -22,12 +22,22 @@ cdef extern from "fastcells.h" nogil:
     ctypedef enum fc_cell_kind:
         FC_CELL_RNN, FC_CELL_LSTM, FC_CELL_GRU, FC_CELL_GRU_RA
     ctypedef enum fc_activation:
-        FC_ACT_TANH, FC_ACT_RELU, FC_ACT_SIGMOID, FC_ACT_LINEAR
+        FC_ACT_TANH, FC_ACT_RELU, FC_ACT_SIGMOID, FC_ACT_LINEAR, FC_ACT_HARD_SIGMOID,
+        FC_ACT_LEAKY_RELU, FC_ACT_THRESHOLDED_RELU, FC_ACT_SCALED_TANH, FC_ACT_AFFINE,
+        FC_ACT_ELU, FC_ACT_SOFTSIGN
+    ctypedef struct fc_act:
+        fc_activation kind
+        double alpha, beta
     ctypedef struct fc_cell_desc:
         fc_cell_kind kind
         fc_dtype dtype
         size_t input_size, num_units, rec_size
-        fc_activation activation
+        fc_act activation
+        fc_act gate_activation
+        fc_act output_activation
+        int has_preact_clip
+        double preact_clip
+        int input_forget
         double forget_bias
         int has_cell_clip
         double cell_clip
@@ -96,8 +106,35 @@ cdef extern from "fastcells.h" nogil:
 
 
 ISA_NAMES = tuple(fc_isa_name(<fc_isa>i).decode() for i in range(FC_ISA_COUNT))
-_ACTIVATIONS = {"tanh": FC_ACT_TANH, "relu": FC_ACT_RELU, "sigmoid": FC_ACT_SIGMOID,
-                "linear": FC_ACT_LINEAR}
+# name -> (kernel id, default alpha, default beta); alpha/beta as ONNX defines them
+ACTIVATIONS = {
+    "tanh": (FC_ACT_TANH, 0.0, 0.0),
+    "relu": (FC_ACT_RELU, 0.0, 0.0),
+    "sigmoid": (FC_ACT_SIGMOID, 0.0, 0.0),
+    "linear": (FC_ACT_LINEAR, 0.0, 0.0),
+    "hard_sigmoid": (FC_ACT_HARD_SIGMOID, 0.2, 0.5),
+    "leaky_relu": (FC_ACT_LEAKY_RELU, 0.01, 0.0),
+    "thresholded_relu": (FC_ACT_THRESHOLDED_RELU, 1.0, 0.0),
+    "scaled_tanh": (FC_ACT_SCALED_TANH, 1.0, 1.0),
+    "affine": (FC_ACT_AFFINE, 1.0, 0.0),
+    "elu": (FC_ACT_ELU, 1.0, 0.0),
+    "softsign": (FC_ACT_SOFTSIGN, 0.0, 0.0),
+}
+
+
+cdef fc_act _act(object spec, str argname) except *:
+    """A name, or (name, alpha, beta) with None for a default, -> the C descriptor."""
+    name, alpha, beta = (spec, None, None) if isinstance(spec, str) else tuple(spec)
+    if name not in ACTIVATIONS:
+        raise ValueError(f"{argname}: expected one of {tuple(ACTIVATIONS)}, got {name!r}")
+    cdef fc_act act
+    kind, default_alpha, default_beta = ACTIVATIONS[name]
+    act.kind = kind
+    act.alpha = default_alpha if alpha is None else float(alpha)
+    act.beta = default_beta if beta is None else float(beta)
+    return act
+
+
 _KINDS = {"rnn": FC_CELL_RNN, "lstm": FC_CELL_LSTM, "gru": FC_CELL_GRU, "gru_ra": FC_CELL_GRU_RA}
 _GRU_RA_NAMES = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel",
                  "candidate/input_projection/bias", "candidate/hidden_projection/kernel",
@@ -217,7 +254,12 @@ cdef class PackedCell:
     """The packed copy of one cell's weights, for one instruction set (C memory).
 
     PackedCell(kind, dtype, input_size, num_units, weights, activation="tanh",
-               forget_bias=1.0, cell_clip=None, proj_clip=None, isa=None)
+               forget_bias=1.0, cell_clip=None, proj_clip=None, isa=None,
+               gate_activation="sigmoid", output_activation=None, preact_clip=None,
+               input_forget=False)
+    Activations: a name of ACTIVATIONS or (name, alpha, beta), None = ONNX's default parameter.
+    output_activation (lstm, on c'): None = activation. preact_clip: clip every activation's
+    input except the lstm output's (ONNX `clip`). input_forget (lstm): f = 1 - i.
     kind: "rnn" | "lstm" | "gru" | "gru_ra"; weights: dict TF name -> array (copied, see fastcells.h):
       rnn  kernel [I+U,U], bias [U]
       lstm kernel [I+P,4U] (i,j,f,o), bias [4U], optional w_f_diag/w_i_diag/w_o_diag [U] and
@@ -237,7 +279,8 @@ cdef class PackedCell:
 
     def __init__(self, str kind, dtype, Py_ssize_t input_size, Py_ssize_t num_units,
                  dict weights, activation="tanh", forget_bias=1.0, cell_clip=None,
-                 proj_clip=None, isa=None):
+                 proj_clip=None, isa=None, gate_activation="sigmoid", output_activation=None,
+                 preact_clip=None, input_forget=False):
         if kind not in _KINDS:
             raise ValueError(f"kind: expected one of {tuple(_KINDS)}, got {kind!r}")
         dtype = np.dtype(dtype)
@@ -247,9 +290,10 @@ cdef class PackedCell:
             raise ValueError(f"input_size: expected >= 0, got {input_size}")
         if num_units < 1:
             raise ValueError(f"num_units: expected >= 1, got {num_units}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {tuple(_ACTIVATIONS)}, "
-                             f"got {activation!r}")
+        cdef fc_act act = _act(activation, "activation")
+        cdef fc_act gate_act = _act(gate_activation, "gate_activation")
+        cdef fc_act out_act = act if output_activation is None else _act(output_activation,
+                                                                            "output_activation")
         cdef fc_isa isa_id = _isa_id(isa)
         U, I = num_units, input_size
         P = U
@@ -297,7 +341,12 @@ cdef class PackedCell:
         desc.input_size = I
         desc.num_units = U
         desc.rec_size = P
-        desc.activation = _ACTIVATIONS[activation]
+        desc.activation = act
+        desc.gate_activation = gate_act
+        desc.output_activation = out_act
+        desc.has_preact_clip = preact_clip is not None
+        desc.preact_clip = preact_clip if preact_clip is not None else 0.0
+        desc.input_forget = bool(input_forget)
         desc.forget_bias = forget_bias
         desc.has_cell_clip = cell_clip is not None
         desc.cell_clip = cell_clip if cell_clip is not None else 0.0

@@ -327,7 +327,7 @@ def test_bridge_rejects_bad_operands():
     with pytest.raises(ValueError, match="weights: expected the names"):
         _core.PackedCell("lstm", np.float32, 3, 4, {"kernel": w["kernel"]})
     with pytest.raises(ValueError, match="activation: expected one of"):
-        _core.PackedCell("lstm", np.float32, 3, 4, w, activation="softsign")
+        _core.PackedCell("lstm", np.float32, 3, 4, w, activation="softplus")
     with pytest.raises(ValueError, match="num_units: expected >= 1, got 0"):
         _core.PackedCell("rnn", np.float32, 3, 0, {"kernel": np.zeros((3, 0)), "bias": []})
 
