@@ -10,7 +10,8 @@ Notation: B batch, T time, I input depth, U num_units, P num_proj (or U without 
 import numpy as np
 
 __all__ = [
-    "sigmoid", "tanh", "relu", "linear", "ACTIVATIONS", "get_activation",
+    "sigmoid", "tanh", "relu", "linear", "ACTIVATIONS", "PARAMETRIC", "activation",
+    "get_activation",
     "rnn_cell", "lstm_cell", "gru_cell", "gru_cell_reset_after",
     "dynamic_rnn", "reverse_sequence", "bidirectional_dynamic_rnn", "static_rnn", "multi_cell",
 ]
@@ -54,20 +55,52 @@ def linear(x):
 
 ACTIVATIONS = {"tanh": tanh, "relu": relu, "sigmoid": sigmoid, "linear": linear}
 
+# The ONNX activations with parameters (ONNX operator definitions; defaults as ONNX/tf-keras):
+# name -> (function of (x, alpha, beta), default alpha, default beta)
+PARAMETRIC = {
+    "hard_sigmoid": (lambda x, a, b: np.clip(a * x + b, 0, 1), 0.2, 0.5),
+    "leaky_relu": (lambda x, a, b: np.where(x < 0, a * x, x), 0.01, 0.0),
+    "thresholded_relu": (lambda x, a, b: np.where(x > a, x, 0), 1.0, 0.0),
+    "scaled_tanh": (lambda x, a, b: a * np.tanh(b * x), 1.0, 1.0),
+    "affine": (lambda x, a, b: a * x + b, 1.0, 0.0),
+    "elu": (lambda x, a, b: np.where(x < 0, a * np.expm1(np.minimum(x, 0)), x), 1.0, 0.0),
+    "softsign": (lambda x, a, b: x / (1 + np.abs(x)), 0.0, 0.0),
+}
 
-def get_activation(a):
-    """None -> tanh (the cells' default); a name in ACTIVATIONS -> that function; a callable -> itself."""
+
+def activation(name, alpha=None, beta=None):
+    """The elementwise function for an activation name: one of ACTIVATIONS, or one of
+    PARAMETRIC with its alpha/beta (None: the default)."""
+    if name in ACTIVATIONS and alpha is None and beta is None:
+        return ACTIVATIONS[name]
+    if name not in PARAMETRIC:
+        raise ValueError("activation: expected one of %s; got %r"
+                         % (sorted(ACTIVATIONS) + sorted(PARAMETRIC), name))
+    fn, default_alpha, default_beta = PARAMETRIC[name]
+    a = default_alpha if alpha is None else alpha
+    b = default_beta if beta is None else beta
+    return lambda x: fn(np.asarray(x), a, b)
+
+
+def get_activation(a, default=None):
+    """None -> `default` (tanh if not given, the cells' default); a name -> that function;
+    (name, alpha, beta) -> the parametric function; a callable -> itself."""
     if a is None:
-        return tanh
+        return tanh if default is None else default
     if isinstance(a, str):
-        try:
-            return ACTIVATIONS[a]
-        except KeyError:
-            raise ValueError("activation: expected one of %s, None or a callable; got %r"
-                             % (sorted(ACTIVATIONS), a)) from None
+        return activation(a)
+    if isinstance(a, tuple):
+        return activation(*a)
     if callable(a):
         return a
     raise TypeError("activation: expected None, a name or a callable; got %r" % (a,))
+
+
+def _clipped(act, preact_clip):
+    """act(clip(z, -preact_clip, preact_clip)) (ONNX `clip`), or act itself."""
+    if preact_clip is None:
+        return act
+    return lambda z: act(np.clip(z, -preact_clip, preact_clip))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,23 +118,25 @@ def _check_batch(x, h, hname):
                          % (hname, x.shape, h.shape))
 
 
-def rnn_cell(x, h, kernel, bias, activation=None):
+def rnn_cell(x, h, kernel, bias, activation=None, preact_clip=None):
     """TF BasicRNNCell step: ``h' = act([x, h] @ kernel + bias)``.
 
     x: [B,I]; h: [B,U] previous state; kernel: [I+U,U]; bias: [U]. Returns h': [B,U].
+    preact_clip (ONNX `clip`): clip the activation's input to [-preact_clip, preact_clip].
     """
     x, h, kernel, bias = map(np.asarray, (x, h, kernel, bias))
     _check_batch(x, h, "h")
     U = h.shape[1]
     _check_shape("kernel", kernel, (x.shape[1] + U, U))
     _check_shape("bias", bias, (U,))
-    act = get_activation(activation)
+    act = _clipped(get_activation(activation), preact_clip)
     return act(np.concatenate([x, h], axis=1) @ kernel + bias)
 
 
 def lstm_cell(x, c, h, kernel, bias, forget_bias=1.0, activation=None,
               w_i_diag=None, w_f_diag=None, w_o_diag=None,
-              cell_clip=None, proj_kernel=None, proj_clip=None):
+              cell_clip=None, proj_kernel=None, proj_clip=None, gate_activation=None,
+              output_activation=None, preact_clip=None, input_forget=False):
     """TF LSTMCell step (BasicLSTMCell is the call with no options). Returns ``(c', m')``.
 
     x: [B,I]; c: [B,U] previous cell state; h: [B,P] previous output m (P = num_proj, or U);
@@ -109,6 +144,10 @@ def lstm_cell(x, c, h, kernel, bias, forget_bias=1.0, activation=None,
     w_i_diag, w_f_diag, w_o_diag: [U] peepholes (all three or none);
     cell_clip: clip c' to [-cell_clip, cell_clip]; proj_kernel: [U,P] (no bias);
     proj_clip: clip the projected m' to [-proj_clip, proj_clip] (ignored without proj_kernel, as TF).
+    Beyond TF (ONNX/Keras cells): gate_activation replaces sig (default sigmoid);
+    output_activation replaces act on c' (default: activation); preact_clip clips the input of
+    every gate and of act(j) (ONNX `clip`; not c' before output_activation); input_forget:
+    the forget gate is 1 - (the input gate).
     Returns c': [B,U] and m': [B,P].
 
         z = [x, h] @ kernel + bias;  i, j, f, o = split(z, 4)
@@ -126,22 +165,27 @@ def lstm_cell(x, c, h, kernel, bias, forget_bias=1.0, activation=None,
     if not peepholes and any(d is not None for d in diags):
         raise ValueError("w_i_diag, w_f_diag, w_o_diag: expected all three or none")
     act = get_activation(activation)
+    out_act = get_activation(output_activation, default=act)
+    sig = _clipped(get_activation(gate_activation, default=sigmoid), preact_clip)
+    act_j = _clipped(act, preact_clip)
 
     z = np.concatenate([x, h], axis=1) @ kernel + bias
     i, j, f, o = np.split(z, 4, axis=1)
+    f = f + forget_bias
     if peepholes:
         w_i, w_f, w_o = map(np.asarray, diags)
         for name, w in zip(("w_i_diag", "w_f_diag", "w_o_diag"), (w_i, w_f, w_o)):
             _check_shape(name, w, (U,))
-        c_new = sigmoid(f + forget_bias + w_f * c) * c + sigmoid(i + w_i * c) * act(j)
-    else:
-        c_new = sigmoid(f + forget_bias) * c + sigmoid(i) * act(j)
+        i = i + w_i * c
+        f = f + w_f * c
+    gate_i = sig(i)
+    gate_f = 1 - gate_i if input_forget else sig(f)
+    c_new = gate_f * c + gate_i * act_j(j)
     if cell_clip is not None:
         c_new = np.clip(c_new, -cell_clip, cell_clip)
     if peepholes:
-        m = sigmoid(o + w_o * c_new) * act(c_new)
-    else:
-        m = sigmoid(o) * act(c_new)
+        o = o + w_o * c_new
+    m = sig(o) * out_act(c_new)
     if proj_kernel is not None:
         proj_kernel = np.asarray(proj_kernel)
         _check_shape("proj_kernel", proj_kernel, (U, P))
@@ -153,7 +197,8 @@ def lstm_cell(x, c, h, kernel, bias, forget_bias=1.0, activation=None,
     return c_new, m
 
 
-def gru_cell(x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias, activation=None):
+def gru_cell(x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias, activation=None,
+             gate_activation=None, preact_clip=None):
     """TF GRUCell step (reset BEFORE the recurrent matmul). Returns h'.
 
     x: [B,I]; h: [B,U]; gates_kernel: [I+U,2U] blocks r,u; gates_bias: [2U];
@@ -161,6 +206,7 @@ def gru_cell(x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias, a
 
         r, u = split(sig([x, h] @ gates_kernel + gates_bias), 2)
         c = act([x, r*h] @ candidate_kernel + candidate_bias);  h' = u*h + (1-u)*c
+    gate_activation replaces sig (default sigmoid); preact_clip clips every activation's input.
     """
     x, h = np.asarray(x), np.asarray(h)
     gates_kernel, gates_bias = np.asarray(gates_kernel), np.asarray(gates_bias)
@@ -171,15 +217,17 @@ def gru_cell(x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias, a
     _check_shape("gates_bias", gates_bias, (2 * U,))
     _check_shape("candidate_kernel", candidate_kernel, (I + U, U))
     _check_shape("candidate_bias", candidate_bias, (U,))
-    act = get_activation(activation)
+    act = _clipped(get_activation(activation), preact_clip)
+    sig = _clipped(get_activation(gate_activation, default=sigmoid), preact_clip)
 
-    r, u = np.split(sigmoid(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
+    r, u = np.split(sig(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
     cand = act(np.concatenate([x, r * h], axis=1) @ candidate_kernel + candidate_bias)
     return u * h + (1 - u) * cand
 
 
 def gru_cell_reset_after(x, h, gates_kernel, gates_bias, input_kernel, input_bias,
-                         hidden_kernel, hidden_bias, activation=None):
+                         hidden_kernel, hidden_bias, activation=None, gate_activation=None,
+                         preact_clip=None):
     """Reset-AFTER GRU step (TF CudnnCompatibleGRUCell, PyTorch, Keras reset_after=True,
     ONNX linear_before_reset=1). Returns h'.
 
@@ -190,6 +238,7 @@ def gru_cell_reset_after(x, h, gates_kernel, gates_bias, input_kernel, input_bia
         r, u = split(sig([x, h] @ gates_kernel + gates_bias), 2)
         c = act(x @ input_kernel + input_bias + r * (h @ hidden_kernel + hidden_bias))
         h' = u*h + (1-u)*c
+    gate_activation replaces sig (default sigmoid); preact_clip clips every activation's input.
     """
     x, h = np.asarray(x), np.asarray(h)
     gates_kernel, gates_bias = np.asarray(gates_kernel), np.asarray(gates_bias)
@@ -203,9 +252,10 @@ def gru_cell_reset_after(x, h, gates_kernel, gates_bias, input_kernel, input_bia
     _check_shape("input_bias", input_bias, (U,))
     _check_shape("hidden_kernel", hidden_kernel, (U, U))
     _check_shape("hidden_bias", hidden_bias, (U,))
-    act = get_activation(activation)
+    act = _clipped(get_activation(activation), preact_clip)
+    sig = _clipped(get_activation(gate_activation, default=sigmoid), preact_clip)
 
-    r, u = np.split(sigmoid(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
+    r, u = np.split(sig(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
     cand = act(x @ input_kernel + input_bias + r * (h @ hidden_kernel + hidden_bias))
     return u * h + (1 - u) * cand
 

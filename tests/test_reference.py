@@ -191,9 +191,27 @@ def test_get_activation():
     f = np.sin
     assert ref.get_activation(f) is f
     with pytest.raises(ValueError, match="activation"):
-        ref.get_activation("softsign")
+        ref.get_activation("softplus")
     with pytest.raises(TypeError, match="activation"):
         ref.get_activation(3)
+
+
+def test_parametric_activations_follow_onnx():
+    """The ONNX operator definitions, element by element, with defaults and given alpha/beta."""
+    x = np.array([-3.0, -0.5, 0.0, 0.25, 2.0, 7.0])
+    cases = {
+        ("hard_sigmoid", None, None): [max(0, min(1, 0.2 * v + 0.5)) for v in x],
+        ("hard_sigmoid", 1 / 6, 0.5): [max(0, min(1, v / 6 + 0.5)) for v in x],
+        ("leaky_relu", 0.1, None): [v if v >= 0 else 0.1 * v for v in x],
+        ("thresholded_relu", 0.3, None): [v if v > 0.3 else 0.0 for v in x],
+        ("scaled_tanh", 2.0, 0.5): [2.0 * math.tanh(0.5 * v) for v in x],
+        ("affine", 3.0, -1.0): [3.0 * v - 1.0 for v in x],
+        ("elu", 0.7, None): [v if v >= 0 else 0.7 * math.expm1(v) for v in x],
+        ("softsign", None, None): [v / (1 + abs(v)) for v in x],
+    }
+    for (name, alpha, beta), want in cases.items():
+        got = ref.get_activation((name, alpha, beta))(x)
+        np.testing.assert_allclose(got, want, rtol=1e-15, atol=0, err_msg=name)
 
 
 # ---------------------------------------------------------------------------------------------
