@@ -6,14 +6,24 @@ argument to a C kernel name or to a Python callable (the slower NumPy path).
                                                            name of the C epilogue that computes it.
     resolve(activation) -> (kernel_name or None, callable)
 
-`activation` may be None (the cell's default, tanh), one of the names "tanh", "relu",
-"sigmoid", "linear", one of the functions above (also `fastcells.nn.tanh` etc., the same
-objects), `numpy.tanh`, or any other callable on arrays (TF accepts any function); the latter
-runs through the NumPy path of the cell (same math, no C kernel).
+    fastcells.activations.activation(name, alpha=None, beta=None)
+                                                           the ONNX activations with parameters
+                                                           ("hard_sigmoid", "leaky_relu",
+                                                           "thresholded_relu", "scaled_tanh",
+                                                           "affine", "elu", "softsign"), also
+                                                           fused; alpha/beta as ONNX defines them
+                                                           (None: ONNX's default)
+
+`activation` may be None (the cell's default), one of the names above, one of the functions
+above (also `fastcells.nn.tanh` etc., the same objects), an `activation(...)` object,
+`numpy.tanh`, or any other callable on arrays (TF accepts any function); the latter runs
+through the NumPy path of the cell (same math, no C kernel).
 """
 import numpy as np
 
-__all__ = ["tanh", "relu", "sigmoid", "linear", "FUSED", "resolve"]
+from fastcells import _core
+
+__all__ = ["tanh", "relu", "sigmoid", "linear", "activation", "Activation", "FUSED", "resolve"]
 
 
 def tanh(x):
@@ -50,24 +60,80 @@ FUSED = {"tanh": tanh, "relu": relu, "sigmoid": sigmoid, "linear": linear}
 # callables from elsewhere that are exactly one of the fused functions
 _ALIASES = {id(np.tanh): "tanh"}
 
+#: activations with parameters (the C kernels' names beyond FUSED)
+PARAMETRIC = tuple(name for name in _core.ACTIVATIONS if name not in FUSED)
 
-def resolve(activation, argname="activation"):
-    """Maps a cell's `activation` argument to ``(kernel_name, function)``.
 
-    kernel_name is "tanh", "relu", "sigmoid" or "linear" when the C kernels compute it (then
-    `function` is the matching NumPy function of this module), or None for any other callable
-    (then `function` is that callable, run by the NumPy path). None means tanh.
-    Raises ValueError for an unknown name and TypeError for anything that is neither a name
-    nor a callable; both messages name `argname`.
+class Activation:
+    """An ONNX activation with its parameters, run fused in C by the cells; calling it applies
+    it to a NumPy array (through fastcells.reference, the formulas' one home).
+
+    name: one of PARAMETRIC (or a FUSED name); alpha, beta: floats or None for ONNX's default.
+    """
+    __slots__ = ("name", "alpha", "beta")
+
+    def __init__(self, name, alpha=None, beta=None):
+        if name not in _core.ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {sorted(_core.ACTIVATIONS)}, "
+                             f"got {name!r}")
+        for argname, value in (("alpha", alpha), ("beta", beta)):
+            if value is not None and (isinstance(value, bool) or
+                                      not isinstance(value, (int, float, np.number))):
+                raise TypeError(f"{argname}: expected a number or None, got {value!r}")
+        _, default_alpha, default_beta = _core.ACTIVATIONS[name]
+        self.name = name
+        self.alpha = float(default_alpha if alpha is None else alpha)
+        self.beta = float(default_beta if beta is None else beta)
+
+    @property
+    def spec(self):
+        """(name, alpha, beta), what the C kernels take."""
+        return (self.name, self.alpha, self.beta)
+
+    def __call__(self, x):
+        from fastcells import reference
+        return reference.activation(self.name, self.alpha, self.beta)(x)
+
+    def __eq__(self, other):
+        return isinstance(other, Activation) and self.spec == other.spec
+
+    def __hash__(self):
+        return hash(self.spec)
+
+    def __repr__(self):
+        return f"activation({self.name!r}, alpha={self.alpha}, beta={self.beta})"
+
+
+def activation(name, alpha=None, beta=None):
+    """The activation `name` as a callable the cells run fused in C: one of the plain functions
+    (tanh, relu, sigmoid, linear) when no parameter is given, else an Activation. Unknown names
+    (e.g. "softplus") are a ValueError."""
+    if name in FUSED and alpha is None and beta is None:
+        return FUSED[name]
+    return Activation(name, alpha, beta)
+
+
+def resolve(activation, argname="activation", default="tanh"):
+    """Maps a cell's `activation` argument to ``(kernel_spec, function)``.
+
+    kernel_spec is what the C kernels take — a name of FUSED, or (name, alpha, beta) — when
+    they compute it (then `function` is the matching NumPy function or Activation), or None for
+    any other callable (then `function` is that callable, run by the NumPy path). None means
+    `default`. Raises ValueError for an unknown name and TypeError for anything that is
+    neither a name nor a callable; both messages name `argname`.
     """
     if activation is None:
-        return "tanh", tanh
+        activation = default
     if isinstance(activation, str):
-        fn = FUSED.get(activation)
-        if fn is None:
-            raise ValueError(f"{argname}: expected None, a callable or one of the names "
-                             f"{sorted(FUSED)}, got {activation!r}")
-        return activation, fn
+        if activation in FUSED:
+            return activation, FUSED[activation]
+        if activation in PARAMETRIC:
+            act = Activation(activation)
+            return act.spec, act
+        raise ValueError(f"{argname}: expected None, a callable or one of the names "
+                         f"{sorted(FUSED) + sorted(PARAMETRIC)}, got {activation!r}")
+    if isinstance(activation, Activation):
+        return activation.spec, activation
     name = getattr(activation, "fused_kernel", None)
     if name in FUSED and FUSED[name] is activation:
         return name, activation

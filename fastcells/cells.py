@@ -462,6 +462,13 @@ class _FusedCell(RNNCell):
         self._num_units = _check_int(num_units, "num_units")
         self._fused, self._act = _resolve_activation(activation)
         self._activation = activation
+        # beyond TF (ONNX/Keras cells), set by _set_options: gate and output activations,
+        # the pre-activation clip, input_forget
+        self._gate_activation = self._output_activation = None
+        self._gate_fused, self._gate_act = "sigmoid", None
+        self._out_fused, self._out_act = None, None     # None: the same as activation
+        self._preact_clip = None
+        self._input_forget = False
         self._rng = np.random.default_rng(seed)
         self._input_size = None
         self._weights = {}          # name -> read-only array, TF creation order
@@ -473,8 +480,43 @@ class _FusedCell(RNNCell):
         """[(name, shape, initializer, initializer argname)] in TF's creation order."""
         raise NotImplementedError
 
+    def _set_options(self, gate_activation=None, output_activation=None, preact_clip=None,
+                     input_forget=False):
+        """The keyword-only options beyond TF (see the class docstrings)."""
+        self._gate_activation = gate_activation
+        self._gate_fused, gate_fn = _resolve_activation(gate_activation, "gate_activation",
+                                                        default="sigmoid")
+        self._gate_act = None if gate_activation is None else gate_fn
+        self._output_activation = output_activation
+        if output_activation is not None:
+            self._out_fused, self._out_act = _resolve_activation(output_activation,
+                                                                 "output_activation")
+        self._preact_clip = _check_clip(preact_clip, "preact_clip")
+        if not isinstance(input_forget, bool):
+            raise TypeError(f"input_forget: expected a bool, got {type(input_forget).__name__}")
+        self._input_forget = input_forget
+
+    @property
+    def _fusable(self):
+        """True when the C kernels compute every activation of this cell."""
+        return (self._fused is not None and self._gate_fused is not None and
+                (self._output_activation is None or self._out_fused is not None))
+
     def _packed_options(self):
-        return {}
+        """Options of the C cell shared by every kind (subclasses add theirs)."""
+        options = {"gate_activation": self._gate_fused, "preact_clip": self._preact_clip}
+        if self._out_fused is not None:
+            options["output_activation"] = self._out_fused
+        if self._input_forget:
+            options["input_forget"] = True
+        return options
+
+    def _reference_options(self):
+        """The same options for fastcells.reference (the NumPy path)."""
+        options = {"preact_clip": self._preact_clip}
+        if self._gate_act is not None:
+            options["gate_activation"] = self._gate_act
+        return options
 
     @property
     def _rec_size(self):
@@ -546,7 +588,7 @@ class _FusedCell(RNNCell):
         for name, value in arrays.items():
             stored[name] = _readonly(np.array(value, dtype=self._dtype, order="C", copy=True))
         packed = None
-        if self._fused is not None:
+        if self._fusable:
             packed = _core.PackedCell(self._KIND, self._dtype, I, self._num_units, stored,
                                       activation=self._fused, **self._packed_options())
         self._weights = stored
@@ -819,12 +861,15 @@ class BasicRNNCell(_SingleStateCell):
     reuse: accepted and ignored; name: default "basic_rnn_cell"; dtype: None (float32) or
     float64; seed: for the initializers' Generator.
     Weights: kernel [I+U, U] (glorot uniform), bias [U] (zeros).
+    preact_clip (keyword, beyond TF): clip the activation's input to [-preact_clip, preact_clip]
+    (ONNX ``clip``).
     """
     _KIND = "rnn"
 
     def __init__(self, num_units, activation=None, reuse=None, name=None, dtype=None, *,
-                 seed=None, **kwargs):
+                 preact_clip=None, seed=None, **kwargs):
         super().__init__(num_units, activation, name, dtype, seed, kwargs)
+        self._set_options(preact_clip=preact_clip)
 
     def _spec(self, I):
         U = self._num_units
@@ -834,7 +879,8 @@ class BasicRNNCell(_SingleStateCell):
     def _reference_step(self, x, parts):
         from fastcells import reference
         w = self._weights
-        return (reference.rnn_cell(x, parts[0], w["kernel"], w["bias"], activation=self._act),)
+        return (reference.rnn_cell(x, parts[0], w["kernel"], w["bias"], activation=self._act,
+                                   **self._reference_options()),)
 
 
 class GRUCell(_SingleStateCell):
@@ -856,18 +902,22 @@ class GRUCell(_SingleStateCell):
     candidate/hidden_projection/kernel [U, U], candidate/hidden_projection/bias [U].
     The two forms differ for the same weights (r*(h@W) != (r*h)@W); neither converts exactly
     into the other.
+
+    gate_activation, preact_clip (keywords, beyond TF): as BasicLSTMCell's, for the r and u
+    gates and the candidate.
     """
     _KIND = "gru"
     _KERNEL_NAME = "gates/kernel"
 
     def __init__(self, num_units, activation=None, reuse=None, kernel_initializer=None,
-                 bias_initializer=None, name=None, dtype=None, *, reset_after=False, seed=None,
-                 **kwargs):
+                 bias_initializer=None, name=None, dtype=None, *, reset_after=False,
+                 gate_activation=None, preact_clip=None, seed=None, **kwargs):
         if not isinstance(reset_after, bool):
             raise TypeError(f"reset_after: expected a bool, got {type(reset_after).__name__}")
         if reset_after:
             self._KIND = "gru_ra"
         super().__init__(num_units, activation, name, dtype, seed, kwargs)
+        self._set_options(gate_activation=gate_activation, preact_clip=preact_clip)
         self._reset_after = reset_after
         self._kernel_init = _check_initializer(kernel_initializer, "kernel_initializer")
         self._bias_init = _check_initializer(bias_initializer, "bias_initializer")
@@ -899,10 +949,10 @@ class GRUCell(_SingleStateCell):
                 x, parts[0], w["gates/kernel"], w["gates/bias"],
                 w["candidate/input_projection/kernel"], w["candidate/input_projection/bias"],
                 w["candidate/hidden_projection/kernel"], w["candidate/hidden_projection/bias"],
-                activation=self._act),)
+                activation=self._act, **self._reference_options()),)
         return (reference.gru_cell(x, parts[0], w["gates/kernel"], w["gates/bias"],
                                    w["candidate/kernel"], w["candidate/bias"],
-                                   activation=self._act),)
+                                   activation=self._act, **self._reference_options()),)
 
 
 class CudnnCompatibleGRUCell(GRUCell):
@@ -1023,7 +1073,14 @@ class _LSTMBase(_FusedCell):
         return h, c.base if c.base is not None else np.concatenate(outs, axis=1)
 
     def _packed_options(self):
-        return {"forget_bias": self._forget_bias}
+        return dict(super()._packed_options(), forget_bias=self._forget_bias)
+
+    def _reference_options(self):
+        options = super()._reference_options()
+        if self._output_activation is not None:
+            options["output_activation"] = self._out_act
+        options["input_forget"] = self._input_forget
+        return options
 
     def _reference_step(self, x, parts):
         from fastcells import reference
@@ -1033,7 +1090,8 @@ class _LSTMBase(_FusedCell):
             x, c, h, w["kernel"], w["bias"], forget_bias=self._forget_bias, activation=self._act,
             w_i_diag=w.get("w_i_diag"), w_f_diag=w.get("w_f_diag"), w_o_diag=w.get("w_o_diag"),
             cell_clip=getattr(self, "_cell_clip", None), proj_kernel=w.get("projection/kernel"),
-            proj_clip=getattr(self, "_proj_clip", None) if "projection/kernel" in w else None)
+            proj_clip=getattr(self, "_proj_clip", None) if "projection/kernel" in w else None,
+            **self._reference_options())
 
 
 class BasicLSTMCell(_LSTMBase):
@@ -1044,12 +1102,22 @@ class BasicLSTMCell(_LSTMBase):
     (LSTMStateTuple(c, h)) or False (one array concat(c, h)); other arguments as BasicRNNCell;
     name default "basic_lstm_cell". Weights: kernel [I+U, 4U] (blocks i, j, f, o; glorot
     uniform), bias [4U] (zeros).
+
+    Keyword-only options beyond TF (for ONNX and Keras models; the defaults are TF's cell):
+    gate_activation replaces sig on i, f, o (Keras ``recurrent_activation``, ONNX f);
+    output_activation replaces act on c' (ONNX h; None: the same as activation);
+    preact_clip clips the input of every gate and of act(j) to [-preact_clip, preact_clip]
+    (ONNX ``clip``; not c' before output_activation); input_forget: f = 1 - i (ONNX).
+    Each activation may be a name, fastcells.nn.activation(name, alpha, beta) or a callable.
     """
 
     def __init__(self, num_units, forget_bias=1.0, state_is_tuple=True, activation=None,
-                 reuse=None, name=None, dtype=None, *, seed=None, **kwargs):
+                 reuse=None, name=None, dtype=None, *, gate_activation=None,
+                 output_activation=None, preact_clip=None, input_forget=False, seed=None,
+                 **kwargs):
         super().__init__(num_units, activation, name, dtype, seed, kwargs)
         self._init_lstm(forget_bias, state_is_tuple, None)
+        self._set_options(gate_activation, output_activation, preact_clip, input_forget)
 
     def _spec(self, I):
         U = self._num_units
@@ -1074,9 +1142,11 @@ class LSTMCell(_LSTMBase):
     def __init__(self, num_units, use_peepholes=False, cell_clip=None, initializer=None,
                  num_proj=None, proj_clip=None, num_unit_shards=None, num_proj_shards=None,
                  forget_bias=1.0, state_is_tuple=True, activation=None, reuse=None, name=None,
-                 dtype=None, *, seed=None, **kwargs):
+                 dtype=None, *, gate_activation=None, output_activation=None, preact_clip=None,
+                 input_forget=False, seed=None, **kwargs):
         super().__init__(num_units, activation, name, dtype, seed, kwargs)
         self._init_lstm(forget_bias, state_is_tuple, num_proj)
+        self._set_options(gate_activation, output_activation, preact_clip, input_forget)
         self._use_peepholes = bool(use_peepholes)
         self._cell_clip = _check_clip(cell_clip, "cell_clip")
         self._proj_clip = _check_clip(proj_clip, "proj_clip")
@@ -1110,8 +1180,8 @@ class LSTMCell(_LSTMBase):
         return spec
 
     def _packed_options(self):
-        return {"forget_bias": self._forget_bias, "cell_clip": self._cell_clip,
-                "proj_clip": self._proj_clip if self._num_proj is not None else None}
+        return dict(super()._packed_options(), cell_clip=self._cell_clip,
+                    proj_clip=self._proj_clip if self._num_proj is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,515 @@
+"""The sequence runners of ``tf.nn`` (TF 1.x): whole sequences in one native call.
+
+    dynamic_rnn(cell, inputs, ...)                 -> (outputs [B,T,P], final_state)
+    static_rnn(cell, inputs_list, ...)             -> ([T x [B,P]], final_state)
+    bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, ...)
+                                                   -> ((out_fw, out_bw), (state_fw, state_bw))
+
+Semantics are TF's (FRAMEWORKS.md 1.11): for t >= sequence_length[b] the output row b is zero and
+the state row b is carried unchanged, so the final state of a row is its state after its last
+step (the initial state when its length is 0); the backward direction reads each row reversed
+within its own length and its outputs are written back in input order.
+
+The fast path: when every cell in play is a fastcells cell computed in C (BasicRNNCell,
+BasicLSTMCell, LSTMCell, GRUCell with a fused activation, and MultiRNNCell stacks of them, nested
+or not), the whole call is ONE ``_core.run_sequences`` call with the GIL released: all layers of
+a stack in it, and both directions of bidirectional_dynamic_rnn as two stacks on two cores. No
+Python runs per step. The slow path (a Python time loop with TF's masking) serves any other cell:
+a custom-callable activation, a user RNNCell subclass, a MultiRNNCell containing one, or a
+fastcells cell subclass that overrides ``__call__`` (its override is honoured).
+
+Decisions where TF leaves room (or cannot apply to NumPy):
+- ``parallel_iterations``, ``swap_memory`` and ``scope`` are accepted and ignored (graph-mode
+  and variable-scope options; weights live on the cells here).
+- The cells' dtype is fixed at construction: ``dtype`` must be None or the cell's dtype
+  (TypeError otherwise); it is required when there is no initial state (ValueError, as TF).
+  ``inputs`` and state arrays of another float precision are a TypeError; lists and integer
+  arrays are converted.
+- ``sequence_length`` must be integers (a float array is a TypeError, where TF would cast).
+- Inputs need not be contiguous (only a last axis that is not contiguous, negative strides or
+  misalignment cause a copy); the caller's arrays are never modified and never returned.
+- A cell not yet built is built from the input depth (layer k+1 from layer k's output size), as
+  by a first ``cell(x, state)`` call.
+- static_rnn returns its outputs as [B,P] views of one [T,B,P] array (disjoint memory).
+"""
+import numpy as np
+
+from fastcells import _core
+from fastcells.cells import (LSTMStateTuple, MultiRNNCell, _FusedCell, _LSTMBase, _as_array,
+                             _bridge_ready, _check_dtype, _describe)
+
+__all__ = ["dynamic_rnn", "static_rnn", "bidirectional_dynamic_rnn"]
+
+_INT64 = np.dtype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public runners
+# ---------------------------------------------------------------------------------------------
+
+def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=None,
+                parallel_iterations=None, swap_memory=False, time_major=False, scope=None):
+    """TF's ``dynamic_rnn``: runs `cell` over every time step of `inputs`.
+
+    cell: an RNN cell (a fastcells cell, a MultiRNNCell, or an RNNCell subclass);
+    inputs: [B,T,I] ([T,B,I] if time_major), T >= 1; sequence_length: None (all T) or integers
+    [B] in [0, T]; initial_state: a state in the cell's structure (``cell.state_size``) with
+    batch B, or None for zeros (then `dtype` is required); dtype: None or the cell's dtype;
+    time_major: the layout of inputs and outputs (the numbers are the same);
+    parallel_iterations, swap_memory, scope: TF graph options, accepted and ignored.
+
+    Returns ``(outputs, final_state)``: outputs [B,T,P] ([T,B,P] if time_major; P =
+    cell.output_size), zero past each row's length; final_state in the cell's structure
+    (LSTMStateTuple, one concatenated array with state_is_tuple=False, a tuple per layer for
+    MultiRNNCell), each row's state after its last step. All fresh arrays.
+    """
+    time_major = bool(time_major)
+    dt = _runner_dtype(cell, "cell", dtype, initial_state is None, "initial_state")
+    x = _check_sequence(inputs, dt, time_major, cells=(cell,))
+    T, B = _time_batch(x, time_major)
+    lengths = _check_lengths(sequence_length, B, T)
+    init = _check_initial_state(cell, initial_state, B, dt, "initial_state")
+    run = _NativeRun.plan(cell, x, dt, time_major, lengths, init, reverse=False)
+    if run is not None:
+        _core.run_sequences(T, B, [run.layers], time_major)
+        return run.outputs, run.final_state
+    return _python_loop(cell, x, lengths, init, dt, time_major)
+
+
+def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=None, scope=None):
+    """TF's ``static_rnn``: as dynamic_rnn over a Python list of T inputs [B,I].
+
+    inputs: a non-empty list (or tuple) of [B,I] arrays, one per time step; the other arguments
+    as dynamic_rnn (scope is accepted and ignored). Returns ``(outputs, final_state)`` with
+    outputs a list of T arrays [B,P] (zero past each row's length).
+    """
+    dt = _runner_dtype(cell, "cell", dtype, initial_state is None, "initial_state")
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"inputs: expected a list of [batch, depth] arrays (one per time step), "
+                        f"got {_describe(inputs)}")
+    if not inputs:
+        raise ValueError("inputs: expected at least one time step (a non-empty list), got an "
+                         "empty list")
+    xs = []
+    for t, v in enumerate(inputs):
+        a = _as_array(v, f"inputs[{t}]", dt)
+        if a.ndim != 2:
+            raise ValueError(f"inputs[{t}]: expected a 2-D array [batch, depth], got shape "
+                             f"{a.shape}")
+        if xs and a.shape != xs[0].shape:
+            raise ValueError(f"inputs[{t}]: expected shape {xs[0].shape} (as inputs[0]), got "
+                             f"shape {a.shape}")
+        xs.append(a)
+    x = np.stack(xs)                                    # [T,B,I], fresh and contiguous
+    T, B = x.shape[:2]
+    _check_depth(cell, x.shape[2])
+    lengths = _check_lengths(sequence_length, B, T)
+    init = _check_initial_state(cell, initial_state, B, dt, "initial_state")
+    run = _NativeRun.plan(cell, x, dt, True, lengths, init, reverse=False)
+    if run is not None:
+        _core.run_sequences(T, B, [run.layers], True)
+        outputs, state = run.outputs, run.final_state
+    else:
+        outputs, state = _python_loop(cell, x, lengths, init, dt, True)
+    return [_map(lambda a, t=t: a[t], outputs) for t in range(T)], state
+
+
+def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
+                              initial_state_fw=None, initial_state_bw=None, dtype=None,
+                              parallel_iterations=None, swap_memory=False, time_major=False,
+                              scope=None):
+    """TF's ``bidirectional_dynamic_rnn``: a forward and a backward dynamic_rnn over `inputs`.
+
+    cell_fw, cell_bw: cells of the same dtype (they may differ in type and size); inputs,
+    sequence_length, dtype, time_major as dynamic_rnn; initial_state_fw / initial_state_bw:
+    states of each cell's structure, or None for zeros (then `dtype` is required);
+    parallel_iterations, swap_memory, scope: accepted and ignored.
+
+    The backward cell reads each row reversed within its own length (TF's reverse_sequence) and
+    its outputs are reversed back, so ``out_bw[:, t]`` lines up with input t and ``state_bw`` is
+    the state after consuming ``x[:, 0]``. Returns ``((out_fw, out_bw), (state_fw, state_bw))``
+    (outputs not concatenated, as TF). With two fastcells stacks both directions run in one
+    native call, one per core.
+    """
+    time_major = bool(time_major)
+    dt = _runner_dtype(cell_fw, "cell_fw", dtype, initial_state_fw is None, "initial_state_fw")
+    dt_bw = _runner_dtype(cell_bw, "cell_bw", dtype, initial_state_bw is None,
+                          "initial_state_bw")
+    if dt_bw != dt:
+        raise TypeError(f"cell_bw: expected the dtype of cell_fw ({dt}), got {dt_bw}")
+    x = _check_sequence(inputs, dt, time_major, cells=(cell_fw, cell_bw))
+    T, B = _time_batch(x, time_major)
+    lengths = _check_lengths(sequence_length, B, T)
+    init_fw = _check_initial_state(cell_fw, initial_state_fw, B, dt, "initial_state_fw")
+    init_bw = _check_initial_state(cell_bw, initial_state_bw, B, dt, "initial_state_bw")
+    fw = _NativeRun.plan(cell_fw, x, dt, time_major, lengths, init_fw, reverse=False)
+    bw = _NativeRun.plan(cell_bw, x, dt, time_major, lengths, init_bw, reverse=True)
+    stacks = [run.layers for run in (fw, bw) if run is not None]
+    if stacks:
+        _core.run_sequences(T, B, stacks, time_major)
+    if fw is not None:
+        out_fw, state_fw = fw.outputs, fw.final_state
+    else:
+        out_fw, state_fw = _python_loop(cell_fw, x, lengths, init_fw, dt, time_major)
+    if bw is not None:
+        out_bw, state_bw = bw.outputs, bw.final_state
+    else:
+        rev = _reverse_sequence(x, lengths, time_major)
+        out_rev, state_bw = _python_loop(cell_bw, rev, lengths, init_bw, dt, time_major)
+        out_bw = _map(lambda a: _reverse_sequence(a, lengths, time_major), out_rev)
+    return (out_fw, out_bw), (state_fw, state_bw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checking (the boundary: every message names the argument, the expected, the got)
+# ---------------------------------------------------------------------------------------------
+
+def _runner_dtype(cell, cellname, dtype, no_state, statename):
+    """The dtype of the run: the cell's; `dtype` must be None or equal to it, and is required
+    when there is no initial state (as TF)."""
+    if not (hasattr(cell, "state_size") and hasattr(cell, "output_size") and callable(cell)):
+        raise TypeError(f"{cellname}: expected an RNN cell (with state_size, output_size and "
+                        f"__call__), got {_describe(cell)}")
+    if dtype is None and no_state:
+        raise ValueError(f"dtype: expected a dtype when {statename} is None (as TF: if there is "
+                         f"no initial_state, you must give a dtype), got None")
+    cell_dt = getattr(cell, "dtype", None)
+    cell_dt = None if cell_dt is None else _check_dtype(cell_dt, f"{cellname}.dtype")
+    if dtype is not None:
+        dt = _check_dtype(dtype, "dtype")
+        if cell_dt is not None and dt != cell_dt:
+            raise TypeError(f"dtype: expected the dtype of {cellname} ({cell_dt}) or None, "
+                            f"got {dt}")
+        return dt
+    return cell_dt if cell_dt is not None else np.dtype(np.float32)
+
+
+def _seq_ready(a):
+    """True if run_sequences can read the 3-D array `a` as is (mirrors _core's _seq_array):
+    aligned, last axis contiguous, other strides non-negative multiples of the item size."""
+    if a.size == 0:
+        return a.flags.aligned
+    item = a.itemsize
+    s0, s1, s2 = a.strides
+    return (a.flags.aligned and (a.shape[2] <= 1 or s2 == item)
+            and s0 >= 0 and s1 >= 0 and s0 % item == 0 and s1 % item == 0)
+
+
+def _check_sequence(inputs, dt, time_major, cells=()):
+    """inputs -> a 3-D array of dtype `dt` with T >= 1 that the bridge can read (copied only
+    when it cannot); checks the depth against the (first) built cell of each of `cells`."""
+    x = _as_array(inputs, "inputs", dt)
+    layout = "[time, batch, depth]" if time_major else "[batch, time, depth]"
+    if x.ndim != 3:
+        raise ValueError(f"inputs: expected a 3-D array {layout}"
+                         f"{' (time_major=True)' if time_major else ''}, got shape {x.shape}")
+    T = x.shape[0 if time_major else 1]
+    if T == 0:
+        raise ValueError(f"inputs: expected at least one time step (T >= 1) in {layout}, got "
+                         f"shape {x.shape}")
+    for cell in cells:
+        _check_depth(cell, x.shape[2])
+    if not _seq_ready(x):
+        x = np.array(x, order="C")            # a fresh, aligned, contiguous copy
+    return x
+
+
+def _first_leaf(cell):
+    while isinstance(cell, MultiRNNCell):
+        cell = cell.cells[0]
+    return cell
+
+
+def _check_depth(cell, depth):
+    """The input depth must match the first layer's input size if that layer is a built
+    fastcells cell (other cells check it themselves on their first call)."""
+    first = _first_leaf(cell)
+    if isinstance(first, _FusedCell) and first.built and first.input_size != depth:
+        raise ValueError(f"inputs: expected depth (last dimension) {first.input_size}, the input "
+                         f"size the cell {first.name!r} is built for, got depth {depth}")
+
+
+def _time_batch(x, time_major):
+    return (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
+
+
+def _check_lengths(sequence_length, B, T):
+    """None, or a 1-D integer vector [B] with values in [0, T] -> an int64 array [B]."""
+    if sequence_length is None:
+        return None
+    a = sequence_length
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except Exception as e:
+            raise TypeError(f"sequence_length: expected a vector of {B} integers, got "
+                            f"{_describe(sequence_length)} ({e})") from None
+        if a.size == 0 and a.dtype.kind == "f":          # [] -> float64; it is no float
+            a = a.astype(_INT64)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"sequence_length: expected integers (an int32/int64 vector of shape "
+                        f"({B},)), got dtype {a.dtype}")
+    if a.shape != (B,):
+        raise ValueError(f"sequence_length: expected a vector of shape ({B},) (the batch size "
+                         f"of inputs), got shape {a.shape}")
+    if B:
+        bad = np.flatnonzero((a < 0) | (a > T))
+        if bad.size:
+            b = int(bad[0])
+            raise ValueError(f"sequence_length: expected values in [0, {T}] (T = {T} time "
+                             f"steps), got sequence_length[{b}] = {a[b]} (min {a.min()}, max "
+                             f"{a.max()})")
+    return np.array(a, dtype=_INT64)                       # a private copy
+
+
+def _size_text(size):
+    if isinstance(size, LSTMStateTuple):
+        return f"LSTMStateTuple(c=[B, {size.c}], h=[B, {size.h}])"
+    if isinstance(size, (tuple, list)):
+        return "(" + ", ".join(_size_text(s) for s in size) + ")"
+    return f"[B, {size}]"
+
+
+def _check_initial_state(cell, state, B, dt, argname):
+    """None, or a state in the structure of cell.state_size with batch B -> the same
+    structure (LSTMStateTuple where state_size has one, tuples elsewhere) of arrays of dtype
+    `dt` that the bridge can read (converted or copied only when needed)."""
+    if state is None:
+        return None
+    return _check_state(cell.state_size, state, B, dt, argname)
+
+
+def _check_state(size, state, B, dt, name):
+    if isinstance(size, (tuple, list)):
+        if not isinstance(state, (tuple, list)) or len(state) != len(size):
+            raise ValueError(f"{name}: expected {_size_text(size)} (state_size "
+                             f"{size!r}), got {_describe(state)}")
+        fields = getattr(size, "_fields", None)
+        items = [_check_state(s, v, B, dt, f"{name}.{fields[k]}" if fields else f"{name}[{k}]")
+                 for k, (s, v) in enumerate(zip(size, state))]
+        return type(size)(*items) if fields else tuple(items)
+    try:
+        cols = int(size)
+    except (TypeError, ValueError):
+        cols = None                          # a user cell's exotic state_size: not checked
+    if isinstance(state, tuple):             # a nested state where one array is expected
+        raise ValueError(f"{name}: expected one array {_size_text(size)} (state_size "
+                         f"{size!r}), got {_describe(state)}")
+    a = _as_array(state, name, dt)
+    if cols is not None:
+        if a.ndim != 2 or a.shape[1] != cols:
+            raise ValueError(f"{name}: expected shape [{B}, {cols}], got shape {a.shape}")
+        if a.shape[0] != B:
+            raise ValueError(f"{name}: expected shape [{B}, {cols}] (batch {B} as inputs), got "
+                             f"shape {a.shape}")
+        if not _bridge_ready(a):
+            a = np.array(a, order="C")
+    elif a.ndim < 1 or a.shape[0] != B:
+        raise ValueError(f"{name}: expected an array [{B}, ...] (batch {B} as inputs), got "
+                         f"shape {a.shape}")
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# Nested structures
+# ---------------------------------------------------------------------------------------------
+
+def _flatten(s):
+    if isinstance(s, (tuple, list)):
+        return [leaf for item in s for leaf in _flatten(item)]
+    return [s]
+
+
+def _pack_as(structure, leaves):
+    it = iter(leaves)
+
+    def build(s):
+        if isinstance(s, (tuple, list)):
+            items = [build(v) for v in s]
+            if hasattr(s, "_fields"):
+                return type(s)(*items)
+            return type(s)(items)
+        return next(it)
+
+    return build(structure)
+
+
+def _map(fn, s):
+    return _pack_as(s, [fn(leaf) for leaf in _flatten(s)])
+
+
+def _empty_state(size, B, dt):
+    """Uninitialised arrays in the structure of `size` (LSTMStateTuple kept)."""
+    if isinstance(size, (tuple, list)):
+        items = [_empty_state(s, B, dt) for s in size]
+        return type(size)(*items) if hasattr(size, "_fields") else tuple(items)
+    return np.empty((B, int(size)), dtype=dt)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path: one run_sequences call
+# ---------------------------------------------------------------------------------------------
+
+def _own_call(cell, base):
+    """True if `cell` is a `base` whose ``__call__`` is fastcells' own (a subclass that
+    overrides it keeps its override: it runs through the slow path)."""
+    if not isinstance(cell, base):
+        return False
+    for klass in type(cell).__mro__:
+        if "__call__" in vars(klass):
+            return klass.__module__ == "fastcells.cells"
+    return False
+
+
+def _native_leaves(cell):
+    """The list of C-computed cells that `cell` stacks (itself, or a MultiRNNCell's cells,
+    flattened through nested MultiRNNCells), or None if any of them is not one."""
+    if _own_call(cell, MultiRNNCell):
+        leaves = []
+        for sub in cell.cells:
+            sub_leaves = _native_leaves(sub)
+            if sub_leaves is None:
+                return None
+            leaves.extend(sub_leaves)
+        return leaves
+    if _own_call(cell, _FusedCell) and cell._fusable:
+        return [cell]
+    return None
+
+
+def _leaf_states(cell, state):
+    """A state of `cell` (a C-computed cell or a MultiRNNCell of them) -> [(c, h)] per leaf
+    cell, as views (c None for non-LSTM cells); state None gives (None, None) per leaf."""
+    if isinstance(cell, MultiRNNCell):
+        if state is None:
+            subs = [None] * len(cell.cells)
+        elif cell.state_is_tuple:
+            subs = state
+        else:
+            subs, at = [], 0
+            for sub in cell.cells:
+                m = int(sub.state_size)
+                subs.append(state[:, at:at + m])
+                at += m
+        return [p for sub, s in zip(cell.cells, subs) for p in _leaf_states(sub, s)]
+    if state is None:
+        return [(None, None)]
+    if isinstance(cell, _LSTMBase):
+        if cell.state_is_tuple:
+            return [(state[0], state[1])]
+        U = cell.num_units
+        return [(state[:, :U], state[:, U:])]
+    return [(None, state)]
+
+
+class _NativeRun:
+    """One stack of layers for run_sequences, with its fresh output and final-state arrays."""
+    __slots__ = ("layers", "outputs", "final_state")
+
+    @classmethod
+    def plan(cls, cell, x, dt, time_major, lengths, init, reverse):
+        """The stack for `cell` over `x`, or None if a cell in it has no C kernel (then the
+        slow path runs it). Builds unbuilt cells from the input depth, as a first call would."""
+        leaves = _native_leaves(cell)
+        if leaves is None:
+            return None
+        T, B = _time_batch(x, time_major)
+        I = x.shape[2]
+        for k, leaf in enumerate(leaves):
+            if not leaf.built:
+                leaf.build(I)
+            elif leaf.input_size != I:
+                where, got = (("inputs", f"depth {I}") if k == 0 else
+                              ("cell", f"{I} (the output size of layer {k - 1})"))
+                raise ValueError(f"{where}: expected input size {leaf.input_size} for layer {k} "
+                                 f"({leaf.name!r}, built for it), got {got}")
+            I = leaf.output_size
+        final = _empty_state(cell.state_size, B, dt)
+        run = cls()
+        run.final_state = final
+        run.layers = []
+        inp = x
+        for leaf, (c0, h0), (cf, hf) in zip(leaves, _leaf_states(cell, init),
+                                            _leaf_states(cell, final)):
+            P = leaf.output_size
+            out = np.empty((T, B, P) if time_major else (B, T, P), dtype=dt)
+            layer = {"cell": leaf._packed, "x": inp, "out": out, "lengths": lengths,
+                     "h0": h0, "h_final": hf, "reverse": reverse}
+            if isinstance(leaf, _LSTMBase):
+                layer["c0"], layer["c_final"] = c0, cf
+            run.layers.append(layer)
+            inp = out
+        run.outputs = inp
+        return run
+
+
+# ---------------------------------------------------------------------------------------------
+# The slow path: a Python time loop (cells without a C kernel)
+# ---------------------------------------------------------------------------------------------
+
+def _python_loop(cell, x, lengths, init, dt, time_major):
+    """SLOW PATH, one Python cell call per step, for cells the C sequence driver cannot run
+    (custom-callable activations, user RNNCell subclasses, stacks containing them).
+
+    TF's masking: the cell runs on every row at every step up to max(sequence_length); for
+    t >= lengths[b] output row b is zero and state row b keeps its previous value (np.where,
+    so NaNs of finished rows are discarded, as TF). Returns (outputs, final_state) with outputs
+    in the layout of `x` (nested if the cell's output is nested).
+    """
+    xs = x if time_major else x.swapaxes(0, 1)             # [T,B,I] view
+    T, B = xs.shape[:2]
+    state = init if init is not None else cell.zero_state(B, dt)
+    state = _map(lambda a: np.array(a, copy=True), state)    # never hand back the caller's
+    t_stop = T if lengths is None else (int(lengths.max()) if B else 0)
+    outputs = None
+    for t in range(t_stop):
+        out, new_state = cell(xs[t], state)
+        out_leaves = [np.asarray(o) for o in _flatten(out)]
+        if outputs is None:
+            for o in out_leaves:
+                if o.ndim < 1 or o.shape[0] != B:
+                    raise ValueError(f"cell: its output has shape {o.shape}, expected [{B}, ...] "
+                                     f"(batch {B} as inputs)")
+            outputs = _pack_as(out, [_zero_outputs(o.shape[1:], T, B, o.dtype, time_major)
+                                     for o in out_leaves])
+        olds, news = _flatten(state), _flatten(new_state)
+        if len(olds) != len(news):
+            raise ValueError(f"cell: returned a state with {len(news)} arrays, the state has "
+                             f"{len(olds)} (state_size {cell.state_size!r})")
+        if lengths is None:
+            for dst, o in zip(_flatten(outputs), out_leaves):
+                _at(dst, t, time_major)[...] = o
+            state = _pack_as(new_state, [np.array(n, copy=True) for n in news])
+            continue
+        valid = t < lengths                                 # [B] bool
+        for dst, o in zip(_flatten(outputs), out_leaves):
+            _at(dst, t, time_major)[valid] = o[valid]       # rows past their length stay zero
+        state = _pack_as(new_state, [
+            np.where(valid.reshape((B,) + (1,) * (np.ndim(n) - 1)), n, o)
+            for n, o in zip(news, olds)])
+    if outputs is None:                                     # no step ran (every length 0)
+        outputs = _map(lambda size: _zero_outputs((int(size),), T, B, dt, time_major),
+                       cell.output_size)
+    return outputs, state
+
+
+def _zero_outputs(tail, T, B, dt, time_major):
+    return np.zeros(((T, B) if time_major else (B, T)) + tuple(tail), dtype=dt)
+
+
+def _at(a, t, time_major):
+    return a[t] if time_major else a[:, t]
+
+
+def _reverse_sequence(a, lengths, time_major):
+    """TF's reverse_sequence: each row reversed within its first lengths[b] steps (all T when
+    lengths is None), the tail unchanged. A new array."""
+    if lengths is None:
+        return np.array(a[::-1] if time_major else a[:, ::-1], order="C")
+    out = np.array(a, copy=True)
+    for b, n in enumerate(lengths.tolist()):
+        if time_major:
+            out[:n, b] = a[:n, b][::-1]
+        else:
+            out[b, :n] = a[b, :n][::-1]
+    return out
