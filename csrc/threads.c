@@ -4,8 +4,8 @@
  * equal chunks, chunk 0 on the calling thread. The split is static, so the same call shape gives
  * every thread the same panels every time (they stay in that core's L2), and results never
  * depend on the thread count (each output element is computed by exactly one thread, always with
- * the same arithmetic). Workers spin for a while after each region, then sleep on a condition
- * variable. One region runs at a time: a caller that finds the pool busy (another Python thread
+ * the same arithmetic). Workers spin for a while after each region (yielding the core now and
+ * then), then sleep on a condition variable. One region runs at a time: a caller that finds the pool busy (another Python thread
  * inside a kernel) runs its work serially instead of waiting.
  */
 #include <pthread.h>
@@ -23,7 +23,11 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-enum { MAX_THREADS = 64, SPIN_ROUNDS = 1 << 16 };
+/* A worker spins this many rounds for the next region before it sleeps; waiting threads yield
+ * the core every YIELD_EVERY rounds, and the caller waiting at the barrier yields after
+ * CALLER_SPINS rounds, so a busy machine (more runnable threads than cores) is not made slower
+ * by threads burning a time slice each. */
+enum { MAX_THREADS = 64, SPIN_ROUNDS = 1 << 16, YIELD_EVERY = 64, CALLER_SPINS = 1 << 12 };
 
 static struct {
     pthread_mutex_t region;         /* held by the caller running a parallel region */
@@ -88,7 +92,7 @@ static void *worker(void *arg)
         int spins = 0;
         while ((now = atomic_load(&pool.generation)) == seen && spins < SPIN_ROUNDS) {
             CPU_RELAX();
-            spins++;
+            if (++spins % YIELD_EVERY == 0) sched_yield();
         }
         if (now == seen) {
             pthread_mutex_lock(&pool.sleep_mutex);
@@ -143,7 +147,10 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
         pthread_mutex_unlock(&pool.sleep_mutex);
     }
     run_chunk(0, threads);
-    while (atomic_load(&pool.pending) > 0) CPU_RELAX();
+    for (int spins = 0; atomic_load(&pool.pending) > 0; spins++) {
+        if (spins < CALLER_SPINS) CPU_RELAX();
+        else sched_yield();
+    }
     pthread_mutex_unlock(&pool.region);
 }
 
