@@ -1,12 +1,16 @@
 /* threads.c — a small fork-safe thread pool for splitting one kernel call across cores.
  *
  * fc_parallel_for(n, T, fn, ctx) runs fn(ctx, begin, end) over [0, n) split into T contiguous,
- * equal chunks, chunk 0 on the calling thread. The split is static, so the same call shape gives
- * every thread the same panels every time (they stay in that core's L2), and results never
- * depend on the thread count (each output element is computed by exactly one thread, always with
- * the same arithmetic). Workers spin for a while after each region (yielding the core now and
- * then), then sleep on a condition variable. One region runs at a time: a caller that finds the pool busy (another Python thread
- * inside a kernel) runs its work serially instead of waiting.
+ * equal chunks. Chunk t belongs to thread t (the caller is thread 0): the split is static, so
+ * the same call shape gives every thread the same panels every time and they stay in that
+ * core's L2. A chunk is claimed before it runs, and once the caller has run its own chunk it
+ * claims and runs any chunk whose thread has not started yet — a worker that the OS has not
+ * scheduled (a busy machine) delays nothing. Results never depend on the thread count or on who
+ * ran a chunk: each output element is computed by one chunk, always with the same arithmetic.
+ *
+ * Workers spin for a while after each region (yielding the core now and then), then sleep on a
+ * condition variable. One region runs at a time: a caller that finds the pool busy (another
+ * Python thread inside a kernel, or a nested call) runs its work serially instead of waiting.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -23,10 +27,8 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* A worker spins this many rounds for the next region before it sleeps; waiting threads yield
- * the core every YIELD_EVERY rounds, and the caller waiting at the barrier yields after
- * CALLER_SPINS rounds, so a busy machine (more runnable threads than cores) is not made slower
- * by threads burning a time slice each. */
+/* A worker spins this many rounds for the next region before it sleeps, yielding the core every
+ * YIELD_EVERY rounds; the caller waiting for running chunks yields after CALLER_SPINS rounds. */
 enum { MAX_THREADS = 64, SPIN_ROUNDS = 1 << 16, YIELD_EVERY = 64, CALLER_SPINS = 1 << 12 };
 
 static struct {
@@ -35,12 +37,13 @@ static struct {
     pthread_cond_t wake;
     atomic_uint generation;         /* bumped to start a region */
     atomic_int sleepers;
-    atomic_int pending;             /* workers that have not finished the current region */
+    atomic_uint claimed[MAX_THREADS];   /* generation in which chunk t was last claimed */
+    atomic_int done;                /* chunks of the current region finished */
     int started;                    /* workers running */
-    fc_task_fn fn;
+    fc_task_fn fn;                  /* the current region (valid while it runs) */
     void *ctx;
     size_t n;
-    int active;                     /* threads taking part in the current region */
+    int chunks;
 } pool = {
     .region = PTHREAD_MUTEX_INITIALIZER,
     .sleep_mutex = PTHREAD_MUTEX_INITIALIZER,
@@ -48,7 +51,6 @@ static struct {
 };
 
 static int num_threads;             /* 0 until first asked: then the usable cores */
-static unsigned start_generation[MAX_THREADS];  /* the generation a new worker has seen */
 
 static int usable_cores(void)
 {
@@ -76,17 +78,25 @@ fc_status fc_set_num_threads(int n)
     return FC_OK;
 }
 
-static void run_chunk(int t, int threads)
+/* Claims chunk t for region `gen` (once per region; generations compare modulo 2^32) and runs
+ * it. The region's fields are read only after a successful claim: the region cannot end, and so
+ * cannot be replaced, while one of its chunks is unfinished. */
+static void try_chunk(int t, unsigned gen)
 {
-    const size_t begin = pool.n * (size_t)t / (size_t)threads;
-    const size_t end = pool.n * (size_t)(t + 1) / (size_t)threads;
+    unsigned seen = atomic_load(&pool.claimed[t]);
+    do {
+        if ((int)(gen - seen) <= 0) return;     /* claimed in this region or a later one */
+    } while (!atomic_compare_exchange_weak(&pool.claimed[t], &seen, gen));
+    const size_t begin = pool.n * (size_t)t / (size_t)pool.chunks;
+    const size_t end = pool.n * (size_t)(t + 1) / (size_t)pool.chunks;
     if (begin < end) pool.fn(pool.ctx, begin, end);
+    atomic_fetch_add(&pool.done, 1);
 }
 
 static void *worker(void *arg)
 {
     const int index = (int)(size_t)arg;       /* 1-based: chunk 0 is the caller's */
-    unsigned seen = start_generation[index];     /* set before pthread_create */
+    unsigned seen = atomic_load(&pool.generation);
     for (;;) {
         unsigned now;
         int spins = 0;
@@ -103,13 +113,12 @@ static void *worker(void *arg)
             pthread_mutex_unlock(&pool.sleep_mutex);
         }
         seen = now;
-        if (index < pool.active) run_chunk(index, pool.active);
-        atomic_fetch_sub(&pool.pending, 1);
+        try_chunk(index, now);
     }
     return NULL;
 }
 
-/* Starts workers up to `want` (total threads, caller included); returns how many can run. */
+/* Starts workers up to `want` threads (caller included); returns how many there are. */
 static int ensure_workers(int want)
 {
     while (pool.started + 1 < want) {
@@ -117,8 +126,6 @@ static int ensure_workers(int want)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        /* The region about to start must be one this worker waits for. */
-        start_generation[pool.started + 1] = atomic_load(&pool.generation);
         const int err = pthread_create(&thread, &attr, worker, (void *)(size_t)(pool.started + 1));
         pthread_attr_destroy(&attr);
         if (err) break;
@@ -130,6 +137,7 @@ static int ensure_workers(int want)
 void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
 {
     if (threads > (int)n) threads = (int)n;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads <= 1 || pthread_mutex_trylock(&pool.region) != 0) {
         if (n) fn(ctx, 0, n);
         return;
@@ -138,16 +146,20 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n = n;
-    pool.active = threads;
-    atomic_store(&pool.pending, pool.started);
-    atomic_fetch_add(&pool.generation, 1);        /* seq_cst: pairs with the sleepers check */
+    pool.chunks = threads;
+    atomic_store(&pool.done, 0);
+    const unsigned gen = atomic_load(&pool.generation) + 1;
+    for (int t = threads; t <= pool.started; t++)     /* workers sitting this region out */
+        atomic_store(&pool.claimed[t], gen);
+    /* seq_cst: publishes the fields above, and pairs with the sleepers check */
+    atomic_fetch_add(&pool.generation, 1);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.sleep_mutex);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.sleep_mutex);
     }
-    run_chunk(0, threads);
-    for (int spins = 0; atomic_load(&pool.pending) > 0; spins++) {
+    for (int t = 0; t < threads; t++) try_chunk(t, gen);     /* own chunk, then unstarted ones */
+    for (int spins = 0; atomic_load(&pool.done) < threads; spins++) {
         if (spins < CALLER_SPINS) CPU_RELAX();
         else sched_yield();
     }
@@ -161,7 +173,6 @@ static void after_fork_in_child(void)
     pthread_mutex_init(&pool.sleep_mutex, NULL);
     pthread_cond_init(&pool.wake, NULL);
     atomic_store(&pool.sleepers, 0);
-    atomic_store(&pool.pending, 0);
     pool.started = 0;
 }
 
