@@ -2,6 +2,8 @@
 
     python -m fastcells            accuracy check + timing table; exit status 1 on any mismatch
     python -m fastcells check      accuracy check only
+    python -m fastcells bench      one cell call over the benchmark grid, fastcells beside NumPy
+                                   and (if installed) torch, as a table (fastcells._bench)
 
 It prints show_config() first. The accuracy check runs each cell for 100 steps (batch 4) from
 TF-initialised weights and compares every output with fastcells.reference computed in float64
@@ -128,10 +130,15 @@ def timing(out=sys.stdout, batch=1, units=128):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastcells", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="all", choices=["all", "check"])
+    parser.add_argument("command", nargs="?", default="all", choices=["all", "check", "bench"])
+    parser.add_argument("--quick", action="store_true", help="bench: fewer, shorter repeats")
     args = parser.parse_args(argv)
     fastcells.show_config()
     print()
+    if args.command == "bench":
+        from fastcells import _bench
+        _bench.run(quick=args.quick)
+        return 0
     ok = check()
     if args.command == "all":
         timing()
