@@ -158,6 +158,17 @@ def _init():
                        f"one of {', '.join(ISA_NAMES)} (available here: {usable})")
 
 
+cdef int _check(fc_status st, str call) except -1:
+    """Turns a C status into the Python exception (the arguments were validated before)."""
+    if st == FC_OK:
+        return 0
+    if st == FC_ERR_NOMEM:
+        raise MemoryError(f"fastcells: {call}: out of memory")
+    if st == FC_ERR_ISA:
+        raise ValueError(f"fastcells: {call}: instruction set not available")
+    raise ValueError(f"fastcells: {call}: invalid arguments (status {st})")
+
+
 cdef fc_isa _isa_id(object name) except *:
     if name is None:
         return fc_default_isa()
@@ -370,10 +381,7 @@ cdef class PackedCell:
         cdef fc_cell *created = NULL
         with nogil:
             st = fc_cell_create(&desc, &w, isa_id, &created)
-        if st == FC_ERR_NOMEM:
-            raise MemoryError("fastcells: out of memory packing the weights")
-        if st != FC_OK:
-            raise ValueError(f"fastcells: fc_cell_create refused the cell (status {st})")
+        _check(st, "fc_cell_create (packing the weights)")
         if self.cell != NULL:
             fc_cell_destroy(self.cell)
         self.cell = created
@@ -420,10 +428,7 @@ cdef class PackedCell:
         with nogil:
             st = fc_cell_step(self.cell, <size_t>B, px, ldx, pc_in, ldc_in, ph_in, ldh_in,
                               pc_out, ldc_out, ph_out, ldh_out)
-        if st == FC_ERR_NOMEM:
-            raise MemoryError("fastcells: out of memory for the step's scratch")
-        if st != FC_OK:
-            raise RuntimeError(f"fastcells: fc_cell_step failed (status {st})")
+        _check(st, "fc_cell_step")
 
 
 cdef class PackedMatrix:
@@ -455,10 +460,7 @@ cdef class PackedMatrix:
         cdef fc_matrix *created = NULL
         cdef fc_status st = fc_matrix_create(dt, b.shape[0], b.shape[1], cnp.PyArray_DATA(b), pbias,
                                              isa_id, &created)
-        if st == FC_ERR_NOMEM:
-            raise MemoryError("fastcells: out of memory packing b")
-        if st != FC_OK:
-            raise ValueError(f"fastcells: fc_matrix_create refused b (status {st})")
+        _check(st, "fc_matrix_create (packing b)")
         if self.mat != NULL:
             fc_matrix_destroy(self.mat)
         self.mat = created
@@ -487,8 +489,7 @@ cdef class PackedMatrix:
         cdef fc_status st
         with nogil:
             st = fc_matmul(self.mat, <size_t>m, pa, lda, pc, ldc)
-        if st == FC_ERR_NOMEM:
-            raise MemoryError("fastcells: out of memory for the product's scratch")
+        _check(st, "fc_matmul")
         return out
 
 
@@ -604,10 +605,7 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
         nstacks = len(stacks)
         with nogil:
             st = fc_run_sequences(<size_t>T, <size_t>B, nstacks, layers, nlayers)
-        if st == FC_ERR_NOMEM:
-            raise MemoryError("fastcells: out of memory for the sequence workspace")
-        if st != FC_OK:
-            raise RuntimeError(f"fastcells: fc_run_sequences failed (status {st})")
+        _check(st, "fc_run_sequences")
     finally:
         free(layers[0])
         free(layers[1])
