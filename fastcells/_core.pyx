@@ -256,8 +256,9 @@ cdef int _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bint w
         raise ValueError(f"{name}: the array is not aligned to its dtype")
     if writable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name}: the array is read-only")
-    ptr[0] = <char *>cnp.PyArray_DATA(arr)
-    ld[0] = <size_t>(s0 // item) if r > 1 else <size_t>c
+    if ptr != NULL:
+        ptr[0] = <char *>cnp.PyArray_DATA(arr)
+        ld[0] = <size_t>(s0 // item) if r > 1 else <size_t>c
     return 0
 
 
@@ -402,6 +403,31 @@ cdef class PackedCell:
     def step(self, x, state_in, state_out):
         """One time step: x [B,I]; state_in/state_out (h,) or, for lstm, (c, h); c [B,U],
         h [B,P]. state_out arrays may be state_in's (in place). Returns None."""
+        if len(state_out) != (2 if self.lstm else 1):
+            raise ValueError(f"state: expected {2 if self.lstm else 1} arrays out, "
+                             f"got {len(state_out)}")
+        if self.lstm:
+            self._step(x, state_in, state_out[0], state_out[1])
+        else:
+            self._step(x, state_in, None, state_out[0])
+
+    def call(self, x, state_in):
+        """As step, into new C-contiguous arrays, which it returns: (c', h') or (h',)."""
+        if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
+            _matrix(x, -1, self.input_size, self.typenum, False, "x", NULL, NULL)
+        cdef cnp.npy_intp dims[2]
+        dims[0] = cnp.PyArray_DIM(<cnp.ndarray>x, 0)
+        dims[1] = self.output_size
+        h = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
+        if not self.lstm:
+            self._step(x, state_in, None, h)
+            return (h,)
+        dims[1] = self.num_units
+        c = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
+        self._step(x, state_in, c, h)
+        return (c, h)
+
+    cdef int _step(self, x, state_in, c_out, h_out) except -1:
         if self.cell == NULL:
             raise ValueError("PackedCell: not initialised")
         cdef char *px = NULL
@@ -411,24 +437,22 @@ cdef class PackedCell:
         cdef char *ph_out = NULL
         cdef size_t ldx = 0, ldc_in = 0, ldh_in = 0, ldc_out = 0, ldh_out = 0
         cdef Py_ssize_t n_state = 2 if self.lstm else 1
-        if len(state_in) != n_state or len(state_out) != n_state:
-            raise ValueError(f"state: expected {n_state} arrays in and out, "
-                             f"got {len(state_in)} and {len(state_out)}")
+        if len(state_in) != n_state:
+            raise ValueError(f"state: expected {n_state} arrays, got {len(state_in)}")
         _matrix(x, -1, self.input_size, self.typenum, False, "x", &px, &ldx)
         cdef Py_ssize_t B = cnp.PyArray_DIM(<cnp.ndarray>x, 0)
         _matrix(state_in[1] if self.lstm else state_in[0], B, self.output_size, self.typenum,
                 False, "h", &ph_in, &ldh_in)
-        _matrix(state_out[1] if self.lstm else state_out[0], B, self.output_size, self.typenum,
-                True, "h_out", &ph_out, &ldh_out)
+        _matrix(h_out, B, self.output_size, self.typenum, True, "h_out", &ph_out, &ldh_out)
         if self.lstm:
             _matrix(state_in[0], B, self.num_units, self.typenum, False, "c", &pc_in, &ldc_in)
-            _matrix(state_out[0], B, self.num_units, self.typenum, True, "c_out",
-                    &pc_out, &ldc_out)
+            _matrix(c_out, B, self.num_units, self.typenum, True, "c_out", &pc_out, &ldc_out)
         cdef fc_status st
         with nogil:
             st = fc_cell_step(self.cell, <size_t>B, px, ldx, pc_in, ldc_in, ph_in, ldh_in,
                               pc_out, ldc_out, ph_out, ldh_out)
         _check(st, "fc_cell_step")
+        return 0
 
 
 cdef class PackedMatrix:

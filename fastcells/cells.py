@@ -824,8 +824,7 @@ class _SingleStateCell(_FusedCell):
         arrays are never modified. The first call builds the cell from ``inputs.shape[-1]``.
         """
         try:
-            out = _empty((inputs.shape[0], self._num_units), self._dtype)
-            self._packed.step(inputs, (state,), (out,))
+            out, = self._packed.call(inputs, (state,))
             return out, out
         except _RETRY:
             return self._call_checked(inputs, state)
@@ -1010,11 +1009,7 @@ class _LSTMBase(_FusedCell):
         """
         try:
             if self._state_is_tuple and type(state) is LSTMStateTuple:
-                c_in, h_in = state           # the bridge wants an exact tuple
-                B = inputs.shape[0]
-                c = _empty((B, self._num_units), self._dtype)
-                h = _empty((B, self._P), self._dtype)
-                self._packed.step(inputs, (c_in, h_in), (c, h))
+                c, h = self._packed.call(inputs, state)
                 return h, _new_state_tuple(LSTMStateTuple, (c, h))
             if not self._state_is_tuple and type(state) is _ndarray:
                 U = self._num_units
