@@ -76,8 +76,11 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
         st = fc_pack(&cell->main, w->kernel, w->bias, I + U, 2, U, es, pw);
         if (st == FC_OK) st = fc_pack(&cell->cand, w->cand_kernel, w->cand_bias, I + U, 1, U, es, pw);
         break;
-    case FC_CELL_GRU_RA:
-        st = fc_pack(&cell->main, w->kernel, w->bias, I + U, 4, U, es, pw);
+    case FC_CELL_GRU_RA:                              /* 3-vector panels: r, u, n */
+        if (!w->cand_kernel || !w->cand_bias) { st = FC_ERR_ARG; break; }
+        st = fc_pack(&cell->main, w->kernel, w->bias, I, 3, U, es, 3 * kernels->vw);
+        if (st == FC_OK)
+            st = fc_pack(&cell->cand, w->cand_kernel, w->cand_bias, U, 3, U, es, 3 * kernels->vw);
         break;
     }
     if (st != FC_OK) {
@@ -117,6 +120,19 @@ void fc_epilogue_params(const fc_cell_desc *d, fc_block_args *args)
     args->forget_bias = d->forget_bias;
 }
 
+/* The reset-after GRU's input projection for `rows` rows of x:
+ * zx [rows, nblocks*3VW] = x @ [Wr Wu Wi] + [br bu bi], in panel layout (the steps' init). */
+void fc_gru_ra_project(const fc_cell *cell, size_t rows, const void *x, size_t ldx, void *zx,
+                       size_t ld_zx)
+{
+    fc_blocks_job project = {.kernel = cell->kernels->linear3, .packed = &cell->main,
+                             .whole_panels = 1, .es = cell->elem,
+                             .tile_rows = cell->kernels->mr};
+    project.args = (fc_block_args){.rows = rows, .a0 = x, .lda0 = ldx,
+                                   .k0 = cell->desc.input_size, .h_out = zx, .ldh_out = ld_zx};
+    fc_run_blocks(&project);
+}
+
 /* Runs `kernel` over every panel of `packed` for all rows of `args` (bias-initialised). */
 static void run_blocks(fc_block_kernel kernel, const fc_packed *packed, const fc_block_args *args,
                        size_t es, size_t tile_rows)
@@ -154,7 +170,9 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
     const size_t n_x = copy_x ? B * I : 0, n_h = copy_h ? B * P : 0, n_c = copy_c ? B * U : 0;
     const size_t n_gru = gru ? 2 * B * lds : 0;
     const size_t n_m = lstm && d->has_projection ? B * U : 0;
-    const size_t n_total = n_x + n_h + n_c + n_gru + n_m;
+    const size_t row_zx = cell->main.nblocks * cell->main.pw;       /* gru_ra x projection */
+    const size_t n_zx = d->kind == FC_CELL_GRU_RA ? B * row_zx : 0;
+    const size_t n_total = n_x + n_h + n_c + n_gru + n_m + n_zx;
     unsigned char *scratch = NULL;
     if (n_total) {
         scratch = fc_aligned_alloc(n_total * es);
@@ -176,7 +194,14 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         run_blocks(kern->rnn, &cell->main, &args, es, kern->mr);
         break;
     case FC_CELL_GRU_RA:
-        run_blocks(kern->gru_ra, &cell->main, &args, es, kern->mr);
+        fc_gru_ra_project(cell, B, x, ldx, next, row_zx);
+        args.init = next;
+        args.ld_init = row_zx;
+        args.a0 = h_in;
+        args.lda0 = ldh_in;
+        args.k0 = U;
+        args.k1 = 0;
+        run_blocks(kern->gru_ra, &cell->cand, &args, es, kern->mr);
         break;
     case FC_CELL_LSTM: {
         const size_t npeep = cell->main.nblocks * cell->main.nru;

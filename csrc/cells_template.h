@@ -233,38 +233,45 @@ INLINE vec vact_clipped(const fc_block_args *a, const fc_act *act, vec x)
 /* Every element is the same chain of FMAs in k order whatever the tile height, so results do
  * not depend on how the batch is cut into tiles or split across threads. (At one row the chain
  * is latency-bound in registers but the step is bound by streaming the weights anyway.) */
-INLINE void tile_segment(const int mr, vec acc[FC_MR][4], const FC_T *w, const FC_T *a,
-                         size_t lda, size_t k)
+INLINE void tile_segment(const int mr, const int nv, vec acc[FC_MR][4], const FC_T *w,
+                         const FC_T *a, size_t lda, size_t k)
 {
-    for (size_t kk = 0; kk < k; kk++, w += PW) {
-        const vec w0 = vload(w), w1 = vload(w + FC_VW), w2 = vload(w + 2 * FC_VW),
-                  w3 = vload(w + 3 * FC_VW);
+    const int pw = nv * FC_VW;                      /* nv = 4 everywhere but the 3-gate GRU */
+    for (size_t kk = 0; kk < k; kk++, w += pw) {
+        vec wv[4];
+        for (int v = 0; v < nv; v++) wv[v] = vload(w + v * FC_VW);
         for (int m = 0; m < mr; m++) {
             const vec am = vsplat(a[m * lda + kk]);
-            acc[m][0] += am * w0;
-            acc[m][1] += am * w1;
-            acc[m][2] += am * w2;
-            acc[m][3] += am * w3;
+            for (int v = 0; v < nv; v++) acc[m][v] += am * wv[v];
         }
     }
 }
 
-INLINE void tile_product(const int mr, vec acc[FC_MR][4], const fc_block_args *a, size_t row)
+/* acc = (init rows, or the panel's bias row when init is NULL) + a0 @ W0 + a1 @ W1, for a
+ * panel of nv vectors per row */
+INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
+                            const fc_block_args *a, size_t row, const void *init_rows)
 {
     const FC_T *w = (const FC_T *)a->panel;
-    if (a->init) {                                  /* precomputed x @ Wx + bias */
-        const FC_T *init = (const FC_T *)a->init + row * a->ld_init;
+    if (init_rows) {                                /* precomputed x @ Wx + bias */
+        const FC_T *init = (const FC_T *)init_rows + row * a->ld_init;
         for (int m = 0; m < mr; m++)
-            for (int v = 0; v < 4; v++) acc[m][v] = vload(init + m * a->ld_init + v * FC_VW);
+            for (int v = 0; v < nv; v++) acc[m][v] = vload(init + m * a->ld_init + v * FC_VW);
     } else {
         for (int m = 0; m < mr; m++)
-            for (int v = 0; v < 4; v++) acc[m][v] = vload(w + v * FC_VW);
-        w += PW;
+            for (int v = 0; v < nv; v++) acc[m][v] = vload(w + v * FC_VW);
+        w += nv * FC_VW;
     }
     const FC_T *a0 = (const FC_T *)a->a0 + row * a->lda0;
-    const FC_T *a1 = a->k1 ? (const FC_T *)a->a1 + row * a->lda1 : NULL;
-    tile_segment(mr, acc, w, a0, a->lda0, a->k0);
-    if (a->k1) tile_segment(mr, acc, w + a->k0 * PW, a1, a->lda1, a->k1);
+    tile_segment(mr, nv, acc, w, a0, a->lda0, a->k0);
+    if (a->k1)
+        tile_segment(mr, nv, acc, w + a->k0 * nv * FC_VW,
+                     (const FC_T *)a->a1 + row * a->lda1, a->lda1, a->k1);
+}
+
+INLINE void tile_product(const int mr, vec acc[FC_MR][4], const fc_block_args *a, size_t row)
+{
+    tile_product_nv(mr, 4, acc, a, row, a->init);
 }
 
 /* valid lanes of vector q of a block whose gate has nu valid units */
@@ -364,21 +371,34 @@ INLINE void gru_cand_tile(const int mr, const fc_block_args *a, size_t row)
     }
 }
 
-/* GRU, reset after, G=4 (r, u, cx, ch one vector each, VW units); cx holds x@Wi + bi and ch
- * h@Wh + bh (the packed kernel has zero blocks where they do not apply):
- *   h' = u*h + (1-u)*act(cx + r*ch) */
+/* GRU, reset after, 3 gates (r, u, n one vector each, VW units) on panels of 3 vectors: the
+ * recurrent product starts from the h panel's bias row (0, 0, bh); init holds the input
+ * projection x@[Wr Wu Wi] + [br bu bi] (sequence.c, fc_cell_step):
+ *   r = sig(xr + hr), u = sig(xu + hu), h' = u*h + (1-u)*act(xi + r*(h@Wh + bh)) */
 INLINE void gru_ra_tile(const int mr, const fc_block_args *a, size_t row)
 {
     vec acc[FC_MR][4];
-    tile_product(mr, acc, a, row);
+    tile_product_nv(mr, 3, acc, a, row, NULL);
     const size_t n = a->nu;
     for (int m = 0; m < mr; m++) {
         const size_t r = row + m;
+        const FC_T *x_part = (const FC_T *)a->init + r * a->ld_init;
         const vec h_prev = vload_part((const FC_T *)a->h_in + r * a->ldh_in + a->unit0, n);
-        const vec reset = vact_clipped(a, &a->gate_act, acc[m][0]);
-        const vec u = vact_clipped(a, &a->gate_act, acc[m][1]);
-        const vec c = vact_clipped(a, &a->act, acc[m][2] + reset * acc[m][3]);
+        const vec reset = vact_clipped(a, &a->gate_act, vload(x_part) + acc[m][0]);
+        const vec u = vact_clipped(a, &a->gate_act, vload(x_part + FC_VW) + acc[m][1]);
+        const vec c = vact_clipped(a, &a->act, vload(x_part + 2 * FC_VW) + reset * acc[m][2]);
         vstore_part((FC_T *)a->h_out + r * a->ldh_out + a->unit0, u * h_prev + (1 - u) * c, n);
+    }
+}
+
+/* The input projection of the 3-gate GRU: panels of 3 vectors, stored whole (init rows). */
+INLINE void linear3_tile(const int mr, const fc_block_args *a, size_t row)
+{
+    vec acc[FC_MR][4];
+    tile_product_nv(mr, 3, acc, a, row, NULL);
+    for (int m = 0; m < mr; m++) {
+        FC_T *out = (FC_T *)a->h_out + (row + m) * a->ldh_out + a->unit0;
+        for (int q = 0; q < 3; q++) vstore(out + q * FC_VW, acc[m][q]);
     }
 }
 
@@ -427,6 +447,7 @@ FC_BLOCK_KERNEL(lstm)
 FC_BLOCK_KERNEL(gru_gates)
 FC_BLOCK_KERNEL(gru_cand)
 FC_BLOCK_KERNEL(gru_ra)
+FC_BLOCK_KERNEL(linear3)
 FC_BLOCK_KERNEL(linear)
 
 const fc_kernels FC_CAT(fc_kernels_, FC_SUFFIX) = {
@@ -440,5 +461,6 @@ const fc_kernels FC_CAT(fc_kernels_, FC_SUFFIX) = {
     .gru_gates = FC_FN(gru_gates_block),
     .gru_cand = FC_FN(gru_cand_block),
     .gru_ra = FC_FN(gru_ra_block),
+    .linear3 = FC_FN(linear3_block),
     .linear = FC_FN(linear_block),
 };

@@ -91,11 +91,11 @@ typedef struct fc_cell_desc {
 /* TF-layout weights, C-contiguous, of the cell's dtype. Unused pointers may be NULL. */
 typedef struct fc_cell_weights {
     const void *kernel;         /* rnn [I+U,U]; lstm [I+P,4U] gates i,j,f,o; gru gates [I+U,2U] r,u;
-                                   gru_ra [I+U,4U] blocks r, u, cx, ch with x rows [Wr Wu Wi 0]
-                                   and h rows [Wr Wu 0 Wh] */
-    const void *bias;           /* [G*U]; gru_ra [4U]: br, bu, bi, bh */
-    const void *cand_kernel;    /* gru: candidate/kernel [I+U,U] */
-    const void *cand_bias;      /* gru: candidate/bias [U] */
+                                   gru_ra: the x part [I,3U] = [Wr Wu Wi] (x rows) */
+    const void *bias;           /* [G*U]; gru_ra [3U]: br, bu, bi */
+    const void *cand_kernel;    /* gru: candidate/kernel [I+U,U]; gru_ra: the h part [U,3U] =
+                                   [Wr Wu Wh] (h rows) */
+    const void *cand_bias;      /* gru: candidate/bias [U]; gru_ra [3U]: 0, 0, bh */
     const void *w_i_diag;       /* lstm peepholes [U] */
     const void *w_f_diag;
     const void *w_o_diag;

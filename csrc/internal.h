@@ -2,7 +2,8 @@
  * files share: the block-kernel arguments, the kernel table, and the packed cell.
  *
  * Packed layout (pack.c). A product with G gates over U units uses panels of PW = 4*VW columns
- * (four vectors of the ISA), each panel holding NRU = PW/G units of every gate side by side:
+ * (four vectors of the ISA; 3*VW for the 3-gate reset-after GRU), each panel holding
+ * NRU = PW/G units of every gate side by side:
  *     panel j: row 0      bias             [PW]   (zero for the projection)
  *              rows 1..K  weight row k     [PW]   K = k0 + k1 (x rows, then h rows)
  *     column g*NRU + u of a row = gate g of unit j*NRU + u (zero past U).
@@ -57,7 +58,9 @@ typedef struct fc_kernels {
     fc_block_kernel lstm;       /* G=4: c_out, h_out from i,j,f,o */
     fc_block_kernel gru_gates;  /* G=2: s0 = r*h_in, s1 = u */
     fc_block_kernel gru_cand;   /* G=1: h_out = u*h_in + (1-u)*act(z) */
-    fc_block_kernel gru_ra;     /* G=4 (r, u, cx, ch): h_out = u*h_in + (1-u)*act(cx + r*ch) */
+    fc_block_kernel gru_ra;     /* 3 gates r, u, n on 3-vector panels of Wh; init = x projection:
+                                   h_out = u*h_in + (1-u)*act(xn + r*(h@Whn + bhn)) */
+    fc_block_kernel linear3;    /* 3-vector panels, whole: the gru_ra input projection */
     fc_block_kernel linear;     /* G=1: h_out = z, clipped if has_clip (projection, GEMM) */
 } fc_kernels;
 
@@ -101,8 +104,8 @@ struct fc_cell {
     fc_cell_desc desc;
     const fc_kernels *kernels;
     size_t elem;                /* sizeof the dtype */
-    fc_packed main;             /* rnn kernel / lstm kernel / gru gates / gru_ra combined */
-    fc_packed cand;             /* gru candidate */
+    fc_packed main;             /* rnn kernel / lstm kernel / gru gates / gru_ra x part */
+    fc_packed cand;             /* gru candidate / gru_ra h part */
     fc_packed proj;             /* lstm projection (no bias) */
     void *peepholes;            /* [3][main.nblocks*main.nru] i, f, o, zero padded; or NULL */
 };
@@ -121,6 +124,8 @@ void fc_run_blocks(const fc_blocks_job *job);
 
 /* cells.c helpers shared with sequence.c */
 void fc_epilogue_params(const fc_cell_desc *d, fc_block_args *args);  /* activations, clips */
+void fc_gru_ra_project(const fc_cell *cell, size_t rows, const void *x, size_t ldx, void *zx,
+                       size_t ld_zx);
 int fc_overlaps(const void *a, size_t lda, size_t cols_a, const void *b, size_t ldb,
                 size_t cols_b, size_t rows, size_t es);
 void fc_copy_rows(void *dst, const void *src, size_t ld, size_t rows, size_t cols, size_t es);

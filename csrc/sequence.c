@@ -46,6 +46,7 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     const size_t es = cell->elem, I = d->input_size, U = d->num_units, P = d->rec_size;
     const int lstm = d->kind == FC_CELL_LSTM, gru = d->kind == FC_CELL_GRU;
     const int proj = lstm && d->has_projection;
+    const int ra = d->kind == FC_CELL_GRU_RA;      /* its x part: 3-vector panels of main */
     const fc_packed *mp = &cell->main, *cp = &cell->cand;
     const size_t row_main = mp->nblocks * mp->pw, row_cand = gru ? cp->nblocks * cp->pw : 0;
     const size_t lds = gru ? fc_round_up(U, cp->nru) : 0;
@@ -147,8 +148,12 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         cand.args.lda0 = lds;
         cand.args.s1 = s1;
         cand.args.lds = lds;
+    } else if (ra) {
+        step.kernel = kern->gru_ra;                /* h part (cand) from its bias row, init = zx */
+        step.packed = cp;
+        step.panel_row0 = 0;
     } else {
-        step.kernel = d->kind == FC_CELL_GRU_RA ? kern->gru_ra : kern->rnn;
+        step.kernel = kern->rnn;
     }
 
     for (size_t t0 = 0; t0 < t_max; t0 += chunk) {
@@ -163,9 +168,13 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
                 memcpy(AT(xs, rows * I, es),
                        AT(io->x, src_t * io->x_stride_t + b * io->x_stride_b, es), I * es);
             }
-        project.args.rows = rows;
-        project.args.h_out = zx;
-        fc_run_blocks(&project);
+        if (ra) {
+            fc_gru_ra_project(cell, rows, xs, I, zx, row_main);
+        } else {
+            project.args.rows = rows;
+            project.args.h_out = zx;
+            fc_run_blocks(&project);
+        }
         if (gru) {
             project_cand.args.rows = rows;
             fc_run_blocks(&project_cand);

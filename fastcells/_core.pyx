@@ -339,13 +339,13 @@ cdef class PackedCell:
                 raise ValueError(f"weights[{name!r}]: expected shape {shape}, got {a.shape}")
             arrays[name] = a
         if kind == "gru_ra":
-            # one [I+U, 4U] product, blocks r, u, cx, ch: x rows [Wr Wu Wi 0], h rows [Wr Wu 0 Wh]
+            # x part [I, 3U] = [Wr Wu Wi] with [br bu bi]; h part [U, 3U] = [Wr Wu Wh] with
+            # [0 0 bh] (fastcells.h)
             gk, gb, ik, ib, hk, hb = (arrays[n] for n in _GRU_RA_NAMES)
-            kernel = np.zeros((I + U, 4 * U), dtype)
-            kernel[:, :2 * U] = gk
-            kernel[:I, 2 * U:3 * U] = ik
-            kernel[I:, 3 * U:] = hk
-            arrays = {"kernel": kernel, "bias": np.concatenate([gb, ib, hb])}
+            arrays = {"kernel": np.ascontiguousarray(np.concatenate([gk[:I], ik], axis=1)),
+                      "bias": np.concatenate([gb, ib]),
+                      "candidate/kernel": np.ascontiguousarray(np.concatenate([gk[I:], hk], axis=1)),
+                      "candidate/bias": np.concatenate([np.zeros(2 * U, dtype), hb])}
 
         cdef fc_cell_desc desc
         desc.kind = _KINDS[kind]
@@ -371,8 +371,9 @@ cdef class PackedCell:
         main = "gates/" if kind == "gru" else ""
         w.kernel = cnp.PyArray_DATA(arrays[main + "kernel"])
         w.bias = cnp.PyArray_DATA(arrays[main + "bias"])
-        w.cand_kernel = cnp.PyArray_DATA(arrays["candidate/kernel"]) if kind == "gru" else NULL
-        w.cand_bias = cnp.PyArray_DATA(arrays["candidate/bias"]) if kind == "gru" else NULL
+        gru = kind == "gru" or kind == "gru_ra"
+        w.cand_kernel = cnp.PyArray_DATA(arrays["candidate/kernel"]) if gru else NULL
+        w.cand_bias = cnp.PyArray_DATA(arrays["candidate/bias"]) if gru else NULL
         w.w_i_diag = cnp.PyArray_DATA(arrays["w_i_diag"]) if peepholes else NULL
         w.w_f_diag = cnp.PyArray_DATA(arrays["w_f_diag"]) if peepholes else NULL
         w.w_o_diag = cnp.PyArray_DATA(arrays["w_o_diag"]) if peepholes else NULL
