@@ -1,12 +1,20 @@
-"""pytest-benchmark suite of fastcells beside its peers (bench/test_bench_cells.py).
+"""pytest-benchmark suites of fastcells beside its peers: one cell call
+(bench/test_bench_cells.py), a whole sequence (bench/test_bench_sequences.py) and the
+input-projection GEMM (bench/test_bench_gemm.py).
 
-    pytest bench/ --benchmark-only                        the default grid (~3 min on 2 cores)
-    FASTCELLS_BENCH_FULL=1 pytest bench/ --benchmark-only  the bigger grid
+    pytest bench/ --benchmark-only                        the default grids
+    FASTCELLS_BENCH_FULL=1 pytest bench/ --benchmark-only  the bigger grids
 
 Not collected by a plain `pytest` (pyproject's testpaths = ["tests"]). After pytest-benchmark's
-tables, a summary per group (one group per case): the ratio peer time / fastcells-call time and
-fastcells' GFLOP/s, from the minimum round time of each benchmark of this same run. With
---benchmark-json the same ratios are written under the key "fastcells_ratios".
+tables, a summary per suite and group (one group per case): the ratio peer time / baseline time
+(the suite's fastcells benchmark) and the baseline's GFLOP/s, from the minimum round time of each
+benchmark of this same run. With --benchmark-json the same ratios are written under the key
+"fastcells_ratios" (one entry per group, every suite).
+
+A suite other than the cell one describes itself to ``bench_results.record(..., suite=SUITE)``
+with a dict: name, title, baseline (peer name), peers (names in column order), unit ("us" or
+"ms": the baseline time column), optionally peer_gflops (True: a GFLOP/s column per peer) and
+note (a line printed under the title). Its tests put extra_info["baseline"] for the JSON.
 """
 import importlib.util
 import pathlib
@@ -26,32 +34,42 @@ except ImportError:                      # the test module skips with the reason
 
 from peers import BASELINE, PEER_NAMES
 
-_RESULTS = pytest.StashKey[list]()
+_RESULTS = pytest.StashKey[list]()              # rows of the cell suite (as before)
+_SUITES = pytest.StashKey[dict]()               # name -> (suite dict, rows), other suites
+
+CELL_SUITE = {"name": "cell", "title": "one cell call", "baseline": BASELINE,
+              "peers": PEER_NAMES, "unit": "us"}
 
 
 def pytest_configure(config):
     config.stash[_RESULTS] = []
+    config.stash[_SUITES] = {}
 
 
 class _Recorder:
-    def __init__(self, rows):
+    def __init__(self, rows, suites):
         self._rows = rows
+        self._suites = suites
 
-    def record(self, case, peer, benchmark, other_cores=None):
-        """Keeps (group, peer, min s, median s, flops, other cores) of a finished benchmark."""
+    def record(self, case, peer, benchmark, other_cores=None, suite=None):
+        """Keeps (group, peer, min s, median s, flops, other cores) of a finished benchmark,
+        under `suite` (a dict, see the module docstring; None: the cell suite)."""
         meta = benchmark.stats               # None when benchmarks are disabled
         if meta is None or not getattr(meta, "stats", None):
             return
-        self._rows.append((case.id, peer, meta.stats.min, meta.stats.median, case.flops,
-                           other_cores))
+        if suite is None or suite["name"] == CELL_SUITE["name"]:
+            rows = self._rows
+        else:
+            rows = self._suites.setdefault(suite["name"], (suite, []))[1]
+        rows.append((case.id, peer, meta.stats.min, meta.stats.median, case.flops, other_cores))
 
 
 @pytest.fixture
 def bench_results(request):
-    return _Recorder(request.config.stash[_RESULTS])
+    return _Recorder(request.config.stash[_RESULTS], request.config.stash[_SUITES])
 
 
-def ratios(rows):
+def ratios(rows, baseline=BASELINE):
     """{group: {"flops", "fastcells-call_s", "gflops", "other_cores", peer: peer time / baseline
     time}} from rows (group, peer, min s, median s, flops, other cores); "other_cores" is the
     most any of the group's benchmarks saw other processes use (None off Linux); groups without
@@ -64,34 +82,51 @@ def ratios(rows):
             g["others"] = max(others, g["others"] or 0.0)
     result = {}
     for group, g in groups.items():
-        base = g["times"].get(BASELINE)
+        base = g["times"].get(baseline)
         if not base:
             continue
-        entry = {"flops": g["flops"], f"{BASELINE}_s": base, "gflops": g["flops"] / base / 1e9,
+        entry = {"flops": g["flops"], f"{baseline}_s": base, "gflops": g["flops"] / base / 1e9,
                  "other_cores": g["others"]}
-        entry.update({p: t / base for p, t in g["times"].items() if p != BASELINE})
+        entry.update({p: t / base for p, t in g["times"].items() if p != baseline})
         result[group] = entry
     return result
 
 
-def summary_lines(rows):
-    table = ratios(rows)
+def summary_lines(rows, suite=None):
+    suite = CELL_SUITE if suite is None else suite
+    baseline, unit = suite["baseline"], suite.get("unit", "us")
+    table = ratios(rows, baseline)
     if not table:
         return []
-    others = [p for p in PEER_NAMES if p != BASELINE]
+    others = [p for p in suite["peers"] if p != baseline]
     width = max(len(p) for p in others) + 2
-    lines = [f"ratio = peer time / {BASELINE} time, from the min round of each benchmark in this "
-             f"run (> 1: fastcells cell(x, state) is faster); GFLOP/s of {BASELINE}; other = "
-             f"most cores other processes used during one of the group's benchmarks (above ~0.2 "
-             f"the group is disturbed: rerun it, e.g. with -k)",
-             f"{'group (case)':<24}{'call us':>9}{'GFLOP/s':>9}" + "".join(
-                 f"{p:>{width}}" for p in others) + f"{'other':>7}"]
+    scale = 1e6 if unit == "us" else 1e3
+    subject = "fastcells cell(x, state)" if suite is CELL_SUITE else baseline
+    time_col = f"call {unit}" if suite is CELL_SUITE else f"{baseline[:9]} {unit}"
+    gw = max(len(time_col) + 2, 9)
+    peer_gflops = suite.get("peer_gflops", False)
+    lines = [f"ratio = peer time / {baseline} time, from the min round of each benchmark in this "
+             f"run (> 1: {subject} is faster); GFLOP/s of {baseline}"
+             + (" and of each peer" if peer_gflops else "") + "; other = most cores other "
+             "processes used during one of the group's benchmarks (above ~0.2 the group is "
+             "disturbed: rerun it, e.g. with -k)"]
+    if suite.get("note"):
+        lines.append(suite["note"])
+    gwidth = max(len(p) for p in others) + 10
+    name_w = max(24, max(len(g) for g in table) + 2)
+    lines.append(f"{'group (case)':<{name_w}}{time_col:>{gw}}{'GFLOP/s':>9}" + "".join(
+        f"{p:>{width}}" for p in others)
+        + ("".join(f"{p + ' GFLOP/s':>{gwidth}}" for p in others) if peer_gflops else "")
+        + f"{'other':>7}")
     lines.append("-" * len(lines[-1]))
     for group, e in table.items():
         cells = "".join(f"{e[p]:>{width}.2f}" if p in e else f"{'-':>{width}}" for p in others)
+        if peer_gflops:
+            cells += "".join(f"{e['gflops'] / e[p]:>{gwidth}.1f}" if p in e
+                             else f"{'-':>{gwidth}}" for p in others)
         load = "-" if e["other_cores"] is None else f"{e['other_cores']:.1f}"
-        lines.append(f"{group:<24}{e[f'{BASELINE}_s'] * 1e6:>9.2f}{e['gflops']:>9.1f}{cells}"
-                     f"{load:>7}")
+        lines.append(f"{group:<{name_w}}{e[f'{baseline}_s'] * scale:>{gw}.2f}"
+                     f"{e['gflops']:>9.1f}{cells}{load:>7}")
     return lines
 
 
@@ -102,13 +137,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_sep("-", "fastcells vs peers: one cell call")
         for line in lines:
             terminalreporter.write_line(line)
+    for suite, rows in config.stash.get(_SUITES, {}).values():
+        lines = summary_lines(rows, suite)
+        if lines:
+            terminalreporter.write_sep("-", f"fastcells vs peers: {suite['title']}")
+            for line in lines:
+                terminalreporter.write_line(line)
 
 
 if pytest_benchmark is not None:
     def pytest_benchmark_update_json(config, benchmarks, output_json):
-        """Adds "fastcells_ratios" (as the terminal summary) to --benchmark-json's output."""
-        rows = [(b["group"], b["extra_info"].get("peer"), b["stats"]["min"],
-                 b["stats"]["median"], b["extra_info"].get("flops"),
-                 b["extra_info"].get("other_cores"))
-                for b in output_json.get("benchmarks", []) if "peer" in b.get("extra_info", {})]
-        output_json["fastcells_ratios"] = ratios(rows)
+        """Adds "fastcells_ratios" (as the terminal summaries, every suite's groups; a group's
+        baseline is its benchmarks' extra_info["baseline"], else fastcells-call) to
+        --benchmark-json's output."""
+        by_baseline = {}
+        for b in output_json.get("benchmarks", []):
+            info = b.get("extra_info", {})
+            if "peer" not in info:
+                continue
+            by_baseline.setdefault(info.get("baseline", BASELINE), []).append(
+                (b["group"], info.get("peer"), b["stats"]["min"], b["stats"]["median"],
+                 info.get("flops"), info.get("other_cores")))
+        result = {}
+        for baseline, rows in by_baseline.items():
+            result.update(ratios(rows, baseline))
+        output_json["fastcells_ratios"] = result

@@ -4,6 +4,8 @@
     python -m fastcells check      accuracy check only
     python -m fastcells bench      one cell call over the benchmark grid, fastcells beside NumPy
                                    and (if installed) torch, as a table (fastcells._bench)
+    python -m fastcells bench-seq  whole sequences (BENCH.md's grid) beside a NumPy loop, torch
+                                   and onnxruntime when installed (fastcells._bench_seq)
 
 It prints show_config() first. The accuracy check runs each cell for 100 steps (batch 4) from
 TF-initialised weights and compares every output with fastcells.reference computed in float64
@@ -130,7 +132,7 @@ def timing(out=sys.stdout, batch=1, units=128):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastcells", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="all", choices=["all", "check", "bench"])
+    parser.add_argument("command", nargs="?", default="all", choices=["all", "check", "bench", "bench-seq"])
     parser.add_argument("--quick", action="store_true", help="bench: fewer, shorter repeats")
     args = parser.parse_args(argv)
     fastcells.show_config()
@@ -138,6 +140,10 @@ def main(argv=None):
     if args.command == "bench":
         from fastcells import _bench
         _bench.run(quick=args.quick)
+        return 0
+    if args.command == "bench-seq":
+        from fastcells import _bench_seq
+        _bench_seq.run(quick=args.quick)
         return 0
     ok = check()
     if args.command == "all":

@@ -1,0 +1,548 @@
+"""A whole sequence forward, fastcells beside its peers: the grid, the peer adapters, a table.
+
+    python -c "import fastcells._bench_seq as b; b.run()"          (~2.5 min on 2 cores)
+    python -c "import fastcells._bench_seq as b; b.run(quick=True)" (shorter repeats)
+
+The pytest-benchmark suite bench/test_bench_sequences.py imports the grid and the adapters from
+here (one group per case, one test per peer). Same structure as fastcells._bench (one cell call),
+whose helpers it reuses: Runner, Unavailable, assert_close, case_atol, warm_up, time_call,
+cpu_snapshot, other_cores.
+
+Grid: ``SeqCase(kind, B, I, H, T, variable_lengths=False)``, float32, x [B,T,I] (batch-major, the
+default layout of dynamic_rnn and of torch's batch_first=True), zero initial state. ``grid()`` =
+BENCH.md's LSTM rows, the same (B, I, H, T) for GRU (reset-after) and RNN, and one LSTM case with
+sequence lengths uniform in [1, T]; ``grid(full=True)`` (FASTCELLS_BENCH_FULL=1 for pytest) adds
+more. ``case.flops`` = T x the per-step formula of BENCH.md (LSTM 8*B*H*(I+H), GRU 6*B*H*(I+H),
+RNN 2*B*H*(I+H)); for variable lengths the useful work only, sum(lengths) x the per-row formula.
+
+Peers (``PEERS``, in timing order; each ``make_runner(peer, subject).fn`` is a zero-argument
+callable computing the WHOLE forward sequence (outputs [B,T,H] and the final state) from the same
+weights, to be called inside ``runner.context()``). Every runner's first result is checked against
+fastcells' (float32: rtol 1e-5, atol 1e-6 scaled with I+H as fastcells._bench.case_atol), and
+fastcells itself against the float64 NumPy oracle, before anything is timed.
+
+    fastcells        fastcells.nn.dynamic_rnn(cell, x, sequence_length, dtype=float32): one
+                     native call; BasicLSTMCell(forget_bias=1.0), GRUCell(reset_after=True)
+                     (torch's and ONNX linear_before_reset=1's GRU), BasicRNNCell (tanh)
+    numpy-loop       fastcells.reference.*_cell per step in a Python loop, float32 (BENCH.md's
+                     "NumPy loop"); variable lengths: reference.dynamic_rnn's masking
+    torch            torch.nn.LSTM/GRU/RNN(batch_first=True); variable lengths:
+                     pack_padded_sequence(enforce_sorted=False) + pad_packed_sequence
+    torch-cell-loop  a Python loop of torch.nn.LSTMCell/GRUCell/RNNCell over x.unbind(1), outputs
+                     stacked to [B,T,H]; variable lengths: torch.where masks (as TF's)
+    onnxruntime      one ONNX LSTM/GRU/RNN node (layout 0, GRU linear_before_reset=1, weights as
+                     initializers, sequence_lens fed as an input), intra_op_num_threads = ours,
+                     inter_op_num_threads = 1. ONNX takes X time-major [T,B,I]: the callable
+                     includes the copy x.transpose(1,0,2) -> contiguous [T,B,I] (its cost is
+                     charged to onnxruntime); Y [T,1,B,H] is returned as a [B,T,H] view (free).
+    The torch peers run under torch.inference_mode() with torch.set_num_threads = ours. torch's
+    and ONNX's weights come from fastcells.convert.to_torch_state_dict(cell) (TF layout -> torch,
+    forget_bias folded into the f bias), ONNX's by reordering those gate blocks with
+    fastcells.convert.GATE_ORDER: one place for each layout fact.
+
+Timing (``run``): per case, fastcells first, each peer warmed up (fastcells for >= 0.25 s: OpenBLAS,
+torch and onnxruntime leave worker threads spinning for ~100 ms after a call, which would take
+the second core away from fastcells), then the best of `repeat` timeit repeats. "% peak" is
+fastcells' GFLOP/s over the achievable peak measured once per run: a fastcells
+``_core.PackedMatrix`` 2048x2048x2048 float32 matmul at the same thread count (no OpenBLAS).
+"""
+import dataclasses
+import functools
+import sys
+import timeit
+
+import numpy as np
+
+import fastcells
+from fastcells import convert, nn, reference
+from fastcells._bench import (RTOL, Runner, Unavailable, _blas_note, _import_torch,
+                              assert_close, case_atol, cpu_snapshot, other_cores, time_call,
+                              warm_up)
+
+__all__ = ["SeqCase", "grid", "PEERS", "BASELINE", "SeqSubject", "make_subject", "make_runner",
+           "measure_peak", "run", "Unavailable"]
+
+DTYPE = np.float32
+FORGET_BIAS = 1.0                 # TF's default, kept; folded into torch's / ONNX's f bias
+SEED = 0
+KINDS = ("lstm", "gru", "rnn")
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+ONNX_OPSET = 17
+
+
+# ---------------------------------------------------------------------------------------------
+# The grid
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SeqCase:
+    """A whole forward sequence: kind in lstm|gru|rnn, x [B,T,I], hidden H, float32;
+    variable_lengths: sequence_length [B] drawn uniformly from [1, T] (seeded, see lengths())."""
+    kind: str
+    B: int
+    I: int
+    H: int
+    T: int
+    variable_lengths: bool = False
+
+    @property
+    def id(self):
+        return (f"{self.kind}-B{self.B}-I{self.I}-H{self.H}-T{self.T}"
+                + ("-varlen" if self.variable_lengths else ""))
+
+    def lengths(self):
+        """sequence_length [B] int64 in [1, T] (seeded), or None for full-length rows."""
+        if not self.variable_lengths:
+            return None
+        return np.random.default_rng(SEED + 2).integers(1, self.T + 1, size=self.B)
+
+    @property
+    def flops(self):
+        """T x (LSTM 8, GRU 6, RNN 2) * B*H*(I+H) (products only); with variable lengths
+        sum(lengths) x the per-row cost, the work a masked step really needs."""
+        rows = self.B * self.T if not self.variable_lengths else int(self.lengths().sum())
+        return 2 * _GATES[self.kind] * rows * self.H * (self.I + self.H)
+
+    def __str__(self):
+        return self.id
+
+
+_BENCH_MD_ROWS = ((1, 128, 100), (1, 256, 100), (1, 512, 100), (1, 1024, 50), (16, 256, 100),
+                  (64, 512, 50), (256, 1024, 20))                       # (B, I=H, T)
+
+
+def grid(full=False):
+    """default: BENCH.md's (B, I=H, T) rows for every kind, plus lstm B16 H256 T100 with
+    variable lengths (~2.5 min for run() on 2 cores);
+    full: also (8, 256, 100), (16, 512, 100), (64, 1024, 50), (256, 512, 50), and the
+    variable-length case for every kind and at B=64 H=512 T=50."""
+    rows = list(_BENCH_MD_ROWS)
+    var = [(16, 256, 100)]
+    if full:
+        rows += [(8, 256, 100), (16, 512, 100), (64, 1024, 50), (256, 512, 50)]
+        rows.sort()
+        var.append((64, 512, 50))
+    cases = []
+    for kind in KINDS:
+        cases += [SeqCase(kind, B, H, H, T) for B, H, T in rows]
+        if full or kind == "lstm":
+            cases += [SeqCase(kind, B, H, H, T, variable_lengths=True) for B, H, T in var]
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------
+# The subject: one fastcells cell, its weights, an input sequence and fastcells' result
+# ---------------------------------------------------------------------------------------------
+
+def _new_cell(kind, H):
+    if kind == "lstm":
+        return fastcells.BasicLSTMCell(H, forget_bias=FORGET_BIAS, dtype=DTYPE, seed=SEED)
+    if kind == "gru":
+        return fastcells.GRUCell(H, dtype=DTYPE, seed=SEED, reset_after=True)
+    return fastcells.BasicRNNCell(H, dtype=DTYPE, seed=SEED)
+
+
+@dataclasses.dataclass
+class SeqSubject:
+    """What every peer of one case computes from: `cell` (built, TF-initialised, seed SEED),
+    `weights` (cell.get_weights()), `x` [B,T,I] standard normal, `lengths` ([B] or None), and
+    `expected`: fastcells' result as {"output": [B,T,H], "c": [B,H] (LSTM), "h": [B,H]}."""
+    case: SeqCase
+    cell: object
+    weights: dict
+    x: np.ndarray
+    lengths: object
+    expected: dict
+
+
+def _result(kind, outputs, state):
+    """{"output", "c", "h"} (LSTM) or {"output", "h"} from outputs [B,T,H] and a final state."""
+    if kind == "lstm":
+        c, h = state
+        return {"output": outputs, "c": c, "h": h}
+    return {"output": outputs, "h": state}
+
+
+def _reference_step(kind, w, forget_bias=FORGET_BIAS):
+    """step(x_t, state) -> (output, new_state) of fastcells.reference on the TF weights `w`
+    (arrays of the dtype to compute in), for reference.dynamic_rnn."""
+    if kind == "lstm":
+        k, b = w["kernel"], w["bias"]
+
+        def step(x, state):
+            c, h = reference.lstm_cell(x, state[0], state[1], k, b, forget_bias=forget_bias)
+            return h, (c, h)
+    elif kind == "gru":
+        args = (w["gates/kernel"], w["gates/bias"], w["candidate/input_projection/kernel"],
+                w["candidate/input_projection/bias"], w["candidate/hidden_projection/kernel"],
+                w["candidate/hidden_projection/bias"])
+
+        def step(x, h):
+            h = reference.gru_cell_reset_after(x, h, *args)
+            return h, h
+    else:
+        k, b = w["kernel"], w["bias"]
+
+        def step(x, h):
+            h = reference.rnn_cell(x, h, k, b)
+            return h, h
+    return step
+
+
+def _zero_state(kind, B, H, dtype):
+    z = lambda: np.zeros((B, H), dtype)                            # noqa: E731
+    return (z(), z()) if kind == "lstm" else z()
+
+
+@functools.lru_cache(maxsize=1)
+def make_subject(case):
+    """Builds the subject of `case` (the last one is cached, so the peers of a case share it)
+    and checks fastcells' dynamic_rnn against the float64 NumPy oracle (reference.dynamic_rnn)."""
+    cell = _new_cell(case.kind, case.H)
+    cell.build(case.I)
+    weights = {k: np.array(v) for k, v in cell.get_weights().items()}
+    rng = np.random.default_rng(SEED + 1)
+    x = rng.standard_normal((case.B, case.T, case.I)).astype(DTYPE)
+    lengths = case.lengths()
+    outputs, state = nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=DTYPE)
+    expected = _result(case.kind, outputs, state)
+    w64 = {k: v.astype(np.float64) for k, v in weights.items()}
+    want = reference.dynamic_rnn(_reference_step(case.kind, w64), x.astype(np.float64),
+                                 _zero_state(case.kind, case.B, case.H, np.float64),
+                                 sequence_length=lengths)
+    assert_close(f"{case.id} fastcells nn.dynamic_rnn vs float64 reference.dynamic_rnn",
+                 expected, _result(case.kind, *want), atol=case_atol(case))
+    return SeqSubject(case, cell, weights, x, lengths, expected)
+
+
+def _check(s, peer, got):
+    assert_close(f"{s.case.id} {peer}", got, s.expected, atol=case_atol(s.case))
+
+
+# ---------------------------------------------------------------------------------------------
+# The peers
+# ---------------------------------------------------------------------------------------------
+
+def _fastcells(s):
+    cell, x, lengths = s.cell, s.x, s.lengths
+
+    def fn():
+        return nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=DTYPE)
+
+    _check(s, "fastcells", _result(s.case.kind, *fn()))
+    return Runner(fn, checked="float64 reference.dynamic_rnn")
+
+
+def _numpy_loop(s):
+    kind, (B, T, H), x, lengths = s.case.kind, (s.case.B, s.case.T, s.case.H), s.x, s.lengths
+    step = _reference_step(kind, s.weights)          # float32 weights: float32 NumPy
+    if lengths is None:
+        def fn():
+            state = _zero_state(kind, B, H, DTYPE)
+            outs = []
+            for t in range(T):
+                out, state = step(x[:, t], state)
+                outs.append(out)
+            return np.stack(outs, axis=1), state
+    else:
+        def fn():
+            return reference.dynamic_rnn(step, x, _zero_state(kind, B, H, DTYPE),
+                                         sequence_length=lengths)
+
+    _check(s, "numpy-loop", _result(kind, *fn()))
+    return Runner(fn, checked="fastcells")
+
+
+def _torch_params(torch, s, suffix=""):
+    """{torch parameter name + suffix: tensor} from the fastcells cell (TF layout -> torch
+    layout, forget_bias folded into bias_ih's f block: fastcells.convert)."""
+    return {name + suffix: torch.from_numpy(np.ascontiguousarray(v, DTYPE))
+            for name, v in convert.to_torch_state_dict(s.cell).items()}
+
+
+def _torch_module(torch, s, cls_names):
+    """(torch.nn class for the case's kind from `cls_names`, its extra kwargs, I, H)."""
+    kind, I, H = s.case.kind, s.case.I, s.case.H
+    kw = {"nonlinearity": "tanh"} if kind == "rnn" else {}
+    return getattr(torch.nn, cls_names[kind]), kw, I, H
+
+
+def _torch(s):
+    torch = _import_torch()
+    torch.set_num_threads(fastcells.get_num_threads())
+    kind, T = s.case.kind, s.case.T
+    cls, kw, I, H = _torch_module(torch, s, {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"})
+    with torch.inference_mode():
+        module = cls(I, H, batch_first=True, **kw)
+        for name, value in _torch_params(torch, s, "_l0").items():
+            getattr(module, name).copy_(value)
+        module.eval()
+        x = torch.from_numpy(s.x)
+        if s.lengths is None:
+            def fn():
+                return module(x)
+        else:
+            utils = torch.nn.utils.rnn
+            pack, pad = utils.pack_padded_sequence, utils.pad_packed_sequence
+            lengths = torch.from_numpy(np.asarray(s.lengths, np.int64))
+
+            def fn():
+                out, state = module(pack(x, lengths, batch_first=True, enforce_sorted=False))
+                return pad(out, batch_first=True, total_length=T)[0], state
+
+        out, state = fn()
+        if kind == "lstm":
+            got = {"output": out.numpy(), "c": state[1][0].numpy(), "h": state[0][0].numpy()}
+        else:
+            got = {"output": out.numpy(), "h": state[0].numpy()}
+    _check(s, "torch", got)
+    return Runner(fn, context=torch.inference_mode, checked="fastcells")
+
+
+def _torch_cell_loop(s):
+    torch = _import_torch()
+    torch.set_num_threads(fastcells.get_num_threads())
+    kind, B = s.case.kind, s.case.B
+    cls, kw, I, H = _torch_module(torch, s, {"lstm": "LSTMCell", "gru": "GRUCell",
+                                             "rnn": "RNNCell"})
+    with torch.inference_mode():
+        module = cls(I, H, **kw)
+        for name, value in _torch_params(torch, s).items():
+            getattr(module, name).copy_(value)
+        module.eval()
+        x = torch.from_numpy(s.x)
+        zero = torch.zeros(B, H)
+        valid = None
+        if s.lengths is not None:       # valid[t]: [B,1] bool, t < length (TF's masking)
+            steps = torch.arange(s.case.T).reshape(-1, 1, 1)
+            valid = steps < torch.from_numpy(np.asarray(s.lengths, np.int64)).reshape(1, -1, 1)
+
+        if kind == "lstm":
+            def fn():
+                h, c, outs = zero, zero, []
+                for t, x_t in enumerate(x.unbind(1)):
+                    h_new, c_new = module(x_t, (h, c))
+                    if valid is None:
+                        h, c = h_new, c_new
+                        outs.append(h)
+                    else:
+                        v = valid[t]
+                        h, c = torch.where(v, h_new, h), torch.where(v, c_new, c)
+                        outs.append(torch.where(v, h_new, zero))
+                return torch.stack(outs, 1), (c, h)
+        else:
+            def fn():
+                h, outs = zero, []
+                for t, x_t in enumerate(x.unbind(1)):
+                    h_new = module(x_t, h)
+                    if valid is None:
+                        h = h_new
+                        outs.append(h)
+                    else:
+                        v = valid[t]
+                        h = torch.where(v, h_new, h)
+                        outs.append(torch.where(v, h_new, zero))
+                return torch.stack(outs, 1), h
+
+        out, state = fn()
+        if kind == "lstm":
+            got = {"output": out.numpy(), "c": state[0].numpy(), "h": state[1].numpy()}
+        else:
+            got = {"output": out.numpy(), "h": state.numpy()}
+    _check(s, "torch-cell-loop", got)
+    return Runner(fn, context=torch.inference_mode, checked="fastcells")
+
+
+def onnx_model(s):
+    """An ONNX ModelProto with one LSTM/GRU/RNN node on the subject's weights: inputs X [T,B,I]
+    (and sequence_lens [B] int32 for variable lengths), outputs Y [T,1,B,H], Y_h [1,B,H]
+    (and Y_c for LSTM); layout 0, GRU linear_before_reset=1."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as e:
+        raise Unavailable(f"onnx is not importable ({e}): pip install onnx onnxruntime") from None
+    kind, (B, I, H, T) = s.case.kind, (s.case.B, s.case.I, s.case.H, s.case.T)
+    p = convert.to_torch_state_dict(s.cell)
+    if kind == "rnn":
+        reorder = np.asarray
+    else:
+        src, dst = convert.GATE_ORDER["torch"][kind], convert.GATE_ORDER["onnx"][kind]
+        reorder = lambda a: convert._perm(a, src, dst, axis=0)      # noqa: E731
+    W = reorder(p["weight_ih"])[None]                                 # [1, G*H, I]
+    R = reorder(p["weight_hh"])[None]                                 # [1, G*H, H]
+    Bias = np.concatenate([reorder(p["bias_ih"]), reorder(p["bias_hh"])])[None]   # [1, 2*G*H]
+    inits = [numpy_helper.from_array(np.ascontiguousarray(a, DTYPE), name)
+             for name, a in (("W", W), ("R", R), ("B", Bias))]
+    op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[kind]
+    attrs = {"hidden_size": H, "direction": "forward", "layout": 0}
+    if kind == "gru":
+        attrs["linear_before_reset"] = 1
+    seq = s.lengths is not None
+    outputs = ["Y", "Y_h"] + (["Y_c"] if kind == "lstm" else [])
+    node = helper.make_node(op, ["X", "W", "R", "B", "sequence_lens" if seq else ""], outputs,
+                            **attrs)
+    f32 = TensorProto.FLOAT
+    graph_inputs = [helper.make_tensor_value_info("X", f32, [T, B, I])]
+    if seq:
+        graph_inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, [B]))
+    graph_outputs = [helper.make_tensor_value_info("Y", f32, [T, 1, B, H])] + [
+        helper.make_tensor_value_info(n, f32, [1, B, H]) for n in outputs[1:]]
+    graph = helper.make_graph([node], f"fastcells_bench_{kind}", graph_inputs, graph_outputs,
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+                              producer_name="fastcells._bench_seq")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _onnxruntime(s):
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise Unavailable(f"onnxruntime is not importable ({e}): pip install onnx "
+                          f"onnxruntime") from None
+    model = onnx_model(s)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = fastcells.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    kind, x = s.case.kind, s.x
+    lens = None if s.lengths is None else np.asarray(s.lengths, np.int32)
+
+    def fn():
+        feeds = {"X": np.ascontiguousarray(x.transpose(1, 0, 2))}  # [B,T,I] -> [T,B,I], charged
+        if lens is not None:
+            feeds["sequence_lens"] = lens
+        res = sess.run(None, feeds)
+        y = res[0][:, 0].transpose(1, 0, 2)                          # [B,T,H] view
+        return (y, (res[2][0], res[1][0])) if kind == "lstm" else (y, res[1][0])
+
+    _check(s, "onnxruntime", _result(kind, *fn()))
+    return Runner(fn, checked="fastcells")
+
+
+PEERS = {                              # timing order: fastcells first (see the docstring)
+    "fastcells": _fastcells,
+    "numpy-loop": _numpy_loop,
+    "torch": _torch,
+    "torch-cell-loop": _torch_cell_loop,
+    "onnxruntime": _onnxruntime,
+}
+BASELINE = "fastcells"                 # ratios are peer time / this peer's time
+
+
+def make_runner(peer, subject):
+    """The checked Runner of `peer` (a key of PEERS) for `subject`; raises Unavailable."""
+    return PEERS[peer](subject)
+
+
+# ---------------------------------------------------------------------------------------------
+# The achievable peak and the table
+# ---------------------------------------------------------------------------------------------
+
+PEAK_SIZE = 2048
+
+
+def measure_peak(n=PEAK_SIZE, min_seconds=0.2, repeat=5):
+    """GFLOP/s of fastcells' own float32 GEMM, _core.PackedMatrix(b).matmul(a, out), n x n x n,
+    at the current fastcells thread count: the machine's achievable peak (no OpenBLAS). Packing
+    is done once, outside the timing."""
+    rng = np.random.default_rng(SEED)
+    a = rng.uniform(-1, 1, (n, n)).astype(DTYPE)
+    b = rng.uniform(-1, 1, (n, n)).astype(DTYPE)
+    packed = fastcells._core.PackedMatrix(b)
+    out = np.empty((n, n), DTYPE)
+    fn = functools.partial(packed.matmul, a, out)
+    warm_up(fn, 0.25)
+    return 2 * n ** 3 / time_call(fn, min_seconds, repeat) / 1e9
+
+
+def _fmt_ms(seconds):
+    if seconds is None:
+        return "-"
+    ms = seconds * 1e3
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.1f}"
+
+
+_SHORT = {"fastcells": "fastcells", "numpy-loop": "numpy", "torch": "torch",
+          "torch-cell-loop": "tcell", "onnxruntime": "ort"}
+
+
+def run(out=sys.stdout, quick=False, cases=None):
+    """Prints versions, threads and the measured peak, then per case: ms per whole sequence for
+    every peer, the ratio peer time / fastcells time (> 1: fastcells is faster), "best" = the
+    fastest peer's ratio, fastcells' GFLOP/s and % of the measured peak, and how busy the rest
+    of the machine was meanwhile. quick=True: shorter, fewer repeats. Returns
+    {case.id: {peer: seconds or None, "other_cores": float or None}, "peak_gflops": float}."""
+    min_seconds, repeat, warm_seconds = (0.01, 3, 0.05) if quick else (0.03, 5, 0.1)
+    base_warm = 0.25                   # > the ~0.1 s other libraries' threads keep spinning
+    cases = grid() if cases is None else cases
+    threads = fastcells.get_num_threads()
+    notes = []
+    for mod in ("torch", "onnxruntime"):
+        try:
+            notes.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            notes.append(f"{mod} not installed")
+    peak = measure_peak()
+    print(f"fastcells {fastcells.__version__}: whole-sequence forward, float32, x [B,T,I] "
+          f"batch-major, zero initial state, isa {fastcells._core.default_isa()}, "
+          f"{threads} thread(s)", file=out)
+    print(f"peers: NumPy {np.__version__} (reference cells in a Python loop), "
+          f"{', '.join(notes)}; torch/ort at {threads} thread(s), torch under inference_mode",
+          file=out)
+    print(f"achievable peak: {peak:.1f} GFLOP/s = fastcells _core.PackedMatrix "
+          f"{PEAK_SIZE}^3 float32 matmul at {threads} thread(s) (OpenBLAS-free; % peak is "
+          f"relative to it)", file=out)
+    print(f"per peer: checked against fastcells (fastcells against the float64 oracle; rtol "
+          f"{RTOL:g}, atol scaled with I+H), {warm_seconds * 1e3:g} ms warm-up "
+          f"({base_warm * 1e3:g} ms for fastcells, timed first), best of {repeat} (3 when a "
+          f"call takes > 50 ms) repeats of >= {min_seconds * 1e3:g} ms", file=out)
+    print("x = peer time / fastcells time (> 1: fastcells is faster); best = the fastest peer's "
+          "x; ort includes the [B,T,I] -> [T,B,I] input copy; varlen flops count valid steps "
+          "only", file=out)
+    print("other = cores busy with other processes (or steal) while the row ran: above ~0.2 "
+          "the row is disturbed; rerun it", file=out)
+    note = _blas_note()
+    if note:
+        print(note, file=out)
+    others_peers = [p for p in PEERS if p != BASELINE]
+    header = (f"{'case':<30}{'fastcells':>10}" + "".join(f"{_SHORT[p]:>9}" for p in others_peers)
+              + "".join(f"{_SHORT[p] + ' x':>9}" for p in others_peers)
+              + f"{'best x':>8}{'GFLOP/s':>9}{'%peak':>7}{'other':>7}")
+    print(f"\n{'':<30}{'--- ms per sequence ---':>55}\n" + header + "\n" + "-" * len(header),
+          file=out)
+    results = {"peak_gflops": peak}
+    for case in cases:
+        subject = make_subject(case)
+        times = {}
+        before = cpu_snapshot()
+        for peer in PEERS:
+            try:
+                runner = make_runner(peer, subject)
+            except Unavailable:
+                times[peer] = None
+                continue
+            with runner.context():
+                warm_up(runner.fn, base_warm if peer == BASELINE else warm_seconds)
+                one = timeit.timeit(runner.fn, number=1)
+                times[peer] = time_call(runner.fn, min_seconds, repeat if one < 0.05 else 3)
+            del runner
+        others = other_cores(before, cpu_snapshot())
+        results[case.id] = dict(times, other_cores=others)
+        base = times[BASELINE]
+        ratio = lambda p: "-" if times[p] is None else f"{times[p] / base:.2f}"   # noqa: E731
+        peers_t = [times[p] for p in others_peers if times[p] is not None]
+        best = f"{min(peers_t) / base:.2f}" if peers_t else "-"
+        gflops = case.flops / base / 1e9
+        print(f"{case.id:<30}{_fmt_ms(base):>10}"
+              + "".join(f"{_fmt_ms(times[p]):>9}" for p in others_peers)
+              + "".join(f"{ratio(p):>9}" for p in others_peers)
+              + f"{best:>8}{gflops:>9.1f}{100 * gflops / peak:>7.1f}"
+              + f"{'-' if others is None else f'{others:.1f}':>7}", file=out, flush=True)
+    make_subject.cache_clear()
+    return results
