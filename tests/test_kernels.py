@@ -454,3 +454,23 @@ def test_matmul_rejects_bad_operands():
         _core.PackedMatrix(np.ones((3, 4), np.float32), bias=np.ones(3))
     with pytest.raises(TypeError, match="b: expected float32 or float64, got int64"):
         _core.PackedMatrix(np.ones((3, 4), np.int64))
+
+
+@pytest.mark.parametrize("value,message", [
+    ("avx9", "FASTCELLS_ISA='avx9' names no instruction set"),
+    *[(isa, f"FASTCELLS_ISA='{isa}': this CPU or build cannot run that instruction set")
+      for isa in MISSING],
+])
+def test_bad_isa_override_fails_at_import(value, message, tmp_path):
+    """FASTCELLS_ISA naming no path, or one this CPU lacks, is an error at import, not a crash."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    import fastcells
+    package_parent = str(pathlib.Path(fastcells.__file__).resolve().parent.parent)
+    env = dict(os.environ, FASTCELLS_ISA=value, PYTHONPATH=package_parent)
+    run = subprocess.run([sys.executable, "-c", "import fastcells"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert message in run.stderr, run.stderr[-2000:]
