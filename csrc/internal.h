@@ -131,9 +131,38 @@ int fc_overlaps(const void *a, size_t lda, size_t cols_a, const void *b, size_t 
 void fc_copy_rows(void *dst, const void *src, size_t ld, size_t rows, size_t cols, size_t es);
 static inline size_t fc_elem_size(fc_dtype dtype) { return dtype == FC_F64 ? 8 : 4; }
 
+/* Member `part` of `parts` runs its share of the job: a contiguous range of panels (the same
+ * panels for the same job every time, so they stay in that core's L2), or, when there are fewer
+ * panels than parts, a range of whole register tiles of rows. The shares of parts 0..parts-1
+ * cover the job once; each element is computed with the same arithmetic whoever computes it. */
+void fc_run_blocks_share(const fc_blocks_job *job, size_t part, size_t parts);
+/* FLOPs of the job's products, padding included (2 per multiply-add, the bias row as one). */
+size_t fc_blocks_flops(const fc_blocks_job *job);
+/* How many threads the job repays, at least `min_flops_per_thread` each (1..num_threads). */
+size_t fc_blocks_threads(const fc_blocks_job *job, size_t min_flops_per_thread);
+
 /* threads.c: fn(ctx, begin, end) over [0, n) in `threads` static contiguous chunks */
 typedef void (*fc_task_fn)(void *ctx, size_t begin, size_t end);
 void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx);
+
+/* A team: up to `threads` threads (the caller is rank 0) running fn(ctx, team) together, each
+ * with its rank, meeting at fc_team_barrier. Workers that have not joined within max_wait_ns
+ * of the start are left out (a busy machine): the team is then smaller, down to the caller
+ * alone, and fn must split its work by team->size. Nested or concurrent calls run alone. */
+typedef struct fc_team {
+    int rank, size;
+    unsigned barriers;          /* barriers this member has passed */
+    struct team_shared *shared;
+} fc_team;
+typedef void (*fc_team_fn)(void *ctx, fc_team *team);
+/* Between fc_pool_hold and fc_pool_release (calls nest) idle workers spin, yielding, instead of
+ * sleeping: for a run of many regions or teams with serial work between them. hold also wakes
+ * sleeping workers, which here can take milliseconds (an idle virtual CPU). */
+void fc_pool_hold(void);
+void fc_pool_release(void);
+void fc_team_run(int threads, long max_wait_ns, fc_team_fn fn, void *ctx);
+/* Returns once every member has called it (as often as this one): a full memory barrier. */
+void fc_team_barrier(fc_team *team);
 
 /* pack.c */
 fc_status fc_pack(fc_packed *out, const void *kernel, const void *bias, size_t k, size_t gates,
@@ -143,6 +172,7 @@ void *fc_aligned_alloc(size_t bytes);
 void fc_aligned_free(void *p);
 
 static inline size_t fc_min(size_t a, size_t b) { return a < b ? a : b; }
+static inline size_t fc_max(size_t a, size_t b) { return a > b ? a : b; }
 static inline size_t fc_round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
 
 #endif /* FASTCELLS_INTERNAL_H */

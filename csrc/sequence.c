@@ -11,6 +11,10 @@
  *      Steps are taken in chunks so zx stays a few MiB (cache resident), whatever T and B.
  *   3. The recurrence: per step only h_{t-1} @ Wh (the panels' h rows) and the fused update, on
  *      the running prefix; h ping-pongs between two buffers, c is updated in place.
+ *   Threads: a chunk of steps runs as one team (threads.c): each thread keeps the same panels
+ *   (its slice of Wh stays in its core's L2, the DeepCPU split), or with a single panel the
+ *   same rows, and the threads meet at one barrier per step (two for the GRU and the LSTM
+ *   with projection, whose second product reads every unit of the first).
  *   4. Outputs are written in the caller's order (reversed back for a reverse layer), zero past
  *      each row's length; the final state of a row is its state after its last step (its
  *      initial state when its length is 0), as TF.
@@ -24,6 +28,20 @@
 #include "internal.h"
 
 enum { CHUNK_BYTES = 4 << 20 };         /* gathered inputs + projections per chunk of steps */
+/* A step is shared by as many threads as get this many FLOPs each: a barrier costs about
+ * 35 ns here, and 16K FLOPs at one row (32 KB of weights from L2) about 0.3 us. */
+enum { MIN_FLOPS_PER_MEMBER = 16 * 1024 };
+/* A team is formed per chunk of steps. A spinning worker joins within a microsecond; one that
+ * is asleep can take milliseconds to wake here (an idle virtual CPU), and one whose core is
+ * taken (another process, or another library's spinning threads) joins when it is scheduled.
+ * So the caller waits only JOIN_WAIT_NS and runs with whoever joined; a team short of members
+ * runs about RETRY_FLOPS of steps and is formed again, so a late worker (kept awake by
+ * fc_pool_hold for the rest of the call) soon joins. Chunks are about CHUNK_FLOPS of work
+ * (~0.1 ms), so forming teams costs about 1%. */
+enum { JOIN_WAIT_NS = 5 * 1000, CHUNK_FLOPS = 16 << 20, RETRY_FLOPS = 8 << 20 };
+/* ... but at least this many rows (steps x running rows) per chunk, so that the projection
+ * reads each weight of Wx that many times: at one row it would stream Wx every step. */
+enum { MIN_PROJECTION_ROWS = 64 };
 
 typedef struct row_order {
     size_t len, index;
@@ -37,6 +55,96 @@ static int longest_first(const void *a, const void *b)
 }
 
 #define AT(base, offset_elems, es) ((unsigned char *)(base) + (size_t)(offset_elems) * (es))
+
+/* One chunk of steps of one layer, run by every member of a team with its rank: each member
+ * gathers and projects its share of the chunk's inputs, then takes its share of every step's
+ * products (the same panels each step, so its slice of the recurrent weights stays in its
+ * core's L2), meeting the others at a barrier after each product whose output another member
+ * reads. Read-only to the members. */
+typedef struct layer_loop {
+    const fc_seq_io *io;
+    const row_order *order;
+    const size_t *active;           /* rows running at step t */
+    size_t t0, t1, I, P, es;        /* this chunk: steps [t0, t1) */
+    size_t t_begin;                 /* this team's first step; t0: gather and project first */
+    size_t members, retry_steps;    /* a team short of `members` runs only retry_steps steps */
+    size_t t_done;                  /* written by rank 0: the step the team stopped before */
+    unsigned char *xs, *zx, *zc, *hbuf[2];
+    int gru, proj;
+    fc_blocks_job project, project_cand;    /* zx (zc) = xs @ Wx + bias, for a chunk */
+    fc_blocks_job step, cand, projection;   /* per step; rows, init, h set per step */
+} layer_loop;
+
+static void time_loop(void *ctx, fc_team *team)
+{
+    const layer_loop *L = ctx;
+    const fc_seq_io *io = L->io;
+    const size_t part = (size_t)team->rank, parts = (size_t)team->size;
+    const size_t es = L->es, I = L->I, P = L->P;
+    fc_blocks_job project = L->project, project_cand = L->project_cand;
+    fc_blocks_job step = L->step, cand = L->cand, projection = L->projection;
+    const size_t t0 = L->t0, t1 = L->t1;
+    if (L->t_begin == t0) {
+        /* gather the running rows of steps [t0, t1), step-major, reversed within length for a
+         * reverse layer; row r of step t sits at (row offset of t) + r. Member's share: rows
+         * [rows*part/parts, rows*(part+1)/parts). */
+        size_t rows = 0;
+        for (size_t t = t0; t < t1; t++) rows += L->active[t];
+        const size_t mine0 = rows * part / parts, mine1 = rows * (part + 1) / parts;
+        for (size_t t = t0, row = 0; t < t1 && row < mine1; t++)
+            for (size_t i = 0; i < L->active[t]; i++, row++) {
+                if (row < mine0 || row >= mine1) continue;
+                const size_t b = L->order[i].index;
+                const size_t src_t = io->reverse ? L->order[i].len - 1 - t : t;
+                memcpy(AT(L->xs, row * I, es),
+                       AT(io->x, src_t * io->x_stride_t + b * io->x_stride_b, es), I * es);
+            }
+        fc_team_barrier(team);
+        project.args.rows = project_cand.args.rows = rows;
+        fc_run_blocks_share(&project, part, parts);
+        if (L->gru) fc_run_blocks_share(&project_cand, part, parts);
+        fc_team_barrier(team);
+    }
+
+    /* A team short of members (a worker not scheduled in time) stops early, and the caller
+     * forms a new one: a late worker joins after retry_steps steps, not after the chunk. */
+    const size_t t_stop = parts < L->members ? fc_min(t1, L->t_begin + L->retry_steps) : t1;
+    size_t row0 = 0;                /* first gathered row of step t */
+    for (size_t t = t0; t < L->t_begin; t++) row0 += L->active[t];
+    for (size_t t = L->t_begin; t < t_stop; row0 += L->active[t], t++) {
+        const size_t bt = L->active[t];
+        unsigned char *h_prev = L->hbuf[t % 2], *h_next = L->hbuf[(t + 1) % 2];
+        step.args.rows = bt;
+        step.args.init = AT(L->zx, row0 * step.args.ld_init, es);
+        step.args.a0 = h_prev;
+        step.args.h_in = h_prev;
+        if (!L->proj && !L->gru) step.args.h_out = h_next;
+        fc_run_blocks_share(&step, part, parts);
+        if (L->gru) {               /* the candidate reads every unit's r*h */
+            fc_team_barrier(team);
+            cand.args.rows = bt;
+            cand.args.init = AT(L->zc, row0 * cand.args.ld_init, es);
+            cand.args.h_in = h_prev;
+            cand.args.h_out = h_next;
+            fc_run_blocks_share(&cand, part, parts);
+        }
+        if (L->proj) {              /* the projection reads every unit of m */
+            fc_team_barrier(team);
+            projection.args.rows = bt;
+            projection.args.h_out = h_next;
+            fc_run_blocks_share(&projection, part, parts);
+        }
+        /* h_next is complete; nobody writes it again before the next step's barrier */
+        fc_team_barrier(team);
+        for (size_t i = bt * part / parts; i < bt * (part + 1) / parts; i++) {
+            const size_t b = L->order[i].index;
+            const size_t out_t = io->reverse ? L->order[i].len - 1 - t : t;
+            memcpy(AT(io->out, out_t * io->out_stride_t + b * io->out_stride_b, es),
+                   AT(h_next, i * P, es), P * es);
+        }
+    }
+    if (part == 0) ((layer_loop *)ctx)->t_done = t_stop;
+}
 
 /* One layer; its buffers are carved from one allocation. */
 static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq_io *io)
@@ -67,9 +175,15 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         active[t] = i;
     }
 
-    /* steps per chunk: gathered x, zx (and zc) for every row of every step in the chunk */
+    /* steps per chunk: gathered x, zx (and zc) for every row of every step in the chunk, and
+     * about CHUNK_FLOPS of work (a team is formed per chunk) */
     const size_t per_step = B * (I + row_main + row_cand) * es;
+    const size_t flops_per_step = 2 * B * (I + P + 1) * (row_main + row_cand) +
+                                  (proj ? 2 * B * U * P : 0);
     size_t chunk = per_step ? CHUNK_BYTES / per_step : t_max;
+    if (flops_per_step && B)        /* but enough rows to keep the projection a GEMM */
+        chunk = fc_min(chunk, fc_max(CHUNK_FLOPS / flops_per_step,
+                                     (MIN_PROJECTION_ROWS + B - 1) / B));
     chunk = chunk < 1 ? 1 : chunk > t_max ? t_max : chunk;
     const size_t n_xs = chunk * B * I, n_zx = chunk * B * row_main, n_zc = chunk * B * row_cand;
     const size_t n_h = B * P, n_c = lstm ? B * U : 0, n_s = gru ? 2 * B * lds : 0;
@@ -105,20 +219,25 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         for (size_t t = io->lengths ? (size_t)io->lengths[b] : T; t < T; t++)
             memset(AT(io->out, t * io->out_stride_t + b * io->out_stride_b, es), 0, P * es);
 
-    fc_blocks_job project = {.kernel = kern->linear, .packed = mp, .whole_panels = 1, .es = es,
-                             .tile_rows = kern->mr};
-    project.args = (fc_block_args){.a0 = xs, .lda0 = I, .k0 = I, .ldh_out = row_main};
-    fc_blocks_job project_cand = project;
-    project_cand.packed = cp;
-    project_cand.args.ldh_out = row_cand;
-    project_cand.args.h_out = zc;
+    layer_loop loop = {.io = io, .order = order, .active = active, .I = I, .P = P, .es = es,
+                       .xs = xs,
+                       .hbuf = {hbuf[0], hbuf[1]}, .gru = gru, .proj = proj};
+    /* the input projection: zx (and for gru zc) rows = xs rows @ Wx + bias, panel layout */
+    loop.project = (fc_blocks_job){.kernel = ra ? kern->linear3 : kern->linear, .packed = mp,
+                                   .whole_panels = 1, .es = es, .tile_rows = kern->mr};
+    loop.project.args = (fc_block_args){.a0 = xs, .lda0 = I, .k0 = I, .h_out = zx,
+                                        .ldh_out = row_main};
+    loop.project_cand = loop.project;
+    loop.project_cand.packed = cp;
+    loop.project_cand.args.h_out = zc;
+    loop.project_cand.args.ldh_out = row_cand;
 
+    /* the recurrence: h rows of the panels, starting from zx; init is set per step */
     fc_blocks_job step = {.packed = mp, .panel_row0 = 1 + I, .es = es, .tile_rows = kern->mr};
     step.args = (fc_block_args){.ld_init = row_main, .lda0 = P, .k0 = P,
                                 .ldh_in = P, .ldh_out = P};
     fc_epilogue_params(d, &step.args);
-    fc_blocks_job cand = step, projection = {.kernel = kern->linear, .packed = &cell->proj,
-                                             .es = es, .tile_rows = kern->mr};
+    fc_blocks_job cand = step;
     if (lstm) {
         const size_t npeep = mp->nblocks * mp->nru;
         step.kernel = kern->lstm;
@@ -132,9 +251,13 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
             step.args.peep_o = AT(cell->peepholes, 2 * npeep, es);
         }
         if (proj) {
+            step.args.h_out = m;
             step.args.ldh_out = U;
-            projection.args = (fc_block_args){.a0 = m, .lda0 = U, .k0 = U, .ldh_out = P,
-                                              .has_clip = d->has_proj_clip, .clip = d->proj_clip};
+            loop.projection = (fc_blocks_job){.kernel = kern->linear, .packed = &cell->proj,
+                                              .es = es, .tile_rows = kern->mr};
+            loop.projection.args = (fc_block_args){.a0 = m, .lda0 = U, .k0 = U, .ldh_out = P,
+                                                   .has_clip = d->has_proj_clip,
+                                                   .clip = d->proj_clip};
         }
     } else if (gru) {
         step.kernel = kern->gru_gates;
@@ -155,60 +278,20 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     } else {
         step.kernel = kern->rnn;
     }
+    loop.step = step;
+    loop.cand = cand;
+    loop.zx = zx;
+    loop.zc = zc;
 
-    for (size_t t0 = 0; t0 < t_max; t0 += chunk) {
-        const size_t t1 = t0 + chunk < t_max ? t0 + chunk : t_max;
-        /* gather the running rows of steps [t0, t1), step-major, reversed within length for a
-         * reverse layer; row r of step t sits at (row offset of t) + r */
-        size_t rows = 0;
-        for (size_t t = t0; t < t1; t++)
-            for (size_t i = 0; i < active[t]; i++, rows++) {
-                const size_t b = order[i].index;
-                const size_t src_t = io->reverse ? order[i].len - 1 - t : t;
-                memcpy(AT(xs, rows * I, es),
-                       AT(io->x, src_t * io->x_stride_t + b * io->x_stride_b, es), I * es);
-            }
-        if (ra) {
-            fc_gru_ra_project(cell, rows, xs, I, zx, row_main);
-        } else {
-            project.args.rows = rows;
-            project.args.h_out = zx;
-            fc_run_blocks(&project);
-        }
-        if (gru) {
-            project_cand.args.rows = rows;
-            fc_run_blocks(&project_cand);
-        }
-
-        size_t row0 = 0;                /* first gathered row of step t */
-        for (size_t t = t0; t < t1; row0 += active[t], t++) {
-            const size_t bt = active[t];
-            unsigned char *h_prev = hbuf[t % 2], *h_next = hbuf[(t + 1) % 2];
-            step.args.rows = bt;
-            step.args.init = AT(zx, row0 * row_main, es);
-            step.args.a0 = h_prev;
-            step.args.h_in = h_prev;
-            step.args.h_out = proj ? m : gru ? NULL : h_next;
-            fc_run_blocks(&step);
-            if (gru) {
-                cand.args.rows = bt;
-                cand.args.init = AT(zc, row0 * row_cand, es);
-                cand.args.h_in = h_prev;
-                cand.args.h_out = h_next;
-                fc_run_blocks(&cand);
-            }
-            if (proj) {
-                projection.args.rows = bt;
-                projection.args.h_out = h_next;
-                fc_run_blocks(&projection);
-            }
-            for (size_t i = 0; i < bt; i++) {
-                const size_t b = order[i].index;
-                const size_t out_t = io->reverse ? order[i].len - 1 - t : t;
-                memcpy(AT(io->out, out_t * io->out_stride_t + b * io->out_stride_b, es),
-                       AT(h_next, i * P, es), P * es);
-            }
-        }
+    /* Threads: as many as one step's products repay (the longest step: all B rows). */
+    fc_blocks_job widest = step;
+    widest.args.rows = B;
+    loop.members = fc_blocks_threads(&widest, MIN_FLOPS_PER_MEMBER);
+    loop.retry_steps = flops_per_step ? fc_max(1, RETRY_FLOPS / flops_per_step) : t_max;
+    for (loop.t0 = 0; loop.t0 < t_max; loop.t0 = loop.t1) {
+        loop.t1 = fc_min(loop.t0 + chunk, t_max);
+        for (loop.t_begin = loop.t0; loop.t_begin < loop.t1; loop.t_begin = loop.t_done)
+            fc_team_run((int)loop.members, JOIN_WAIT_NS, time_loop, &loop);
     }
 
     /* final state: a row's h after its last step sits in hbuf[len % 2] */
@@ -249,12 +332,14 @@ fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks, fc_seq_layer *con
 {
     if (nstacks < 1 || nstacks > 2) return FC_ERR_ARG;
     stacks_job job = {.T = T, .B = B};
+    fc_pool_hold();                 /* keep the workers awake from team to team */
     for (size_t s = 0; s < nstacks; s++) {
         job.layers[s] = layers[s];
         job.nlayers[s] = nlayers[s];
     }
     /* Two stacks: one per core, each single-threaded inside (nested regions run serially). */
     fc_parallel_for(nstacks, nstacks == 2 ? fc_get_num_threads() : 1, run_stack, &job);
+    fc_pool_release();
     for (size_t s = 0; s < nstacks; s++)
         if (job.status[s] != FC_OK) return job.status[s];
     return FC_OK;

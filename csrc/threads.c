@@ -9,13 +9,21 @@
  * ran a chunk: each output element is computed by one chunk, always with the same arithmetic.
  *
  * Workers spin for a while after each region (yielding the core now and then), then sleep on a
- * condition variable. One region runs at a time: a caller that finds the pool busy (another
- * Python thread inside a kernel, or a nested call) runs its work serially instead of waiting.
+ * condition variable; under fc_pool_hold they keep spinning. One region runs at a time: a caller
+ * that finds the pool busy (another Python thread inside a kernel, or a nested call) runs its
+ * work serially instead of waiting.
+ *
+ * fc_team_run builds a team on the same workers: one region whose members stay together and
+ * meet at barriers (the time loop of a sequence), for work that cannot be cut into independent
+ * chunks. The team is whoever joins within a short wait, so a busy machine shrinks it instead
+ * of stalling it.
  */
+#define _GNU_SOURCE                 /* CPU affinity (Linux), sched_getcpu */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -37,9 +45,12 @@ static struct {
     pthread_cond_t wake;
     atomic_uint generation;         /* bumped to start a region */
     atomic_int sleepers;
+    atomic_int held;                /* fc_pool_hold calls not yet released: workers stay awake */
+    atomic_int caller_cpu;          /* where the last region's caller ran, or -1 */
     atomic_uint claimed[MAX_THREADS];   /* generation in which chunk t was last claimed */
     atomic_int done;                /* chunks of the current region finished */
     int started;                    /* workers running */
+    unsigned created_in[MAX_THREADS];   /* generation when worker t was created */
     fc_task_fn fn;                  /* the current region (valid while it runs) */
     void *ctx;
     size_t n;
@@ -48,7 +59,39 @@ static struct {
     .region = PTHREAD_MUTEX_INITIALIZER,
     .sleep_mutex = PTHREAD_MUTEX_INITIALIZER,
     .wake = PTHREAD_COND_INITIALIZER,
+    .caller_cpu = -1,
 };
+
+/* A woken thread is often placed on its waker's CPU, and here the kernel can take a few hundred
+ * milliseconds to move one of the two apart: meanwhile caller and worker share one core. So a
+ * worker that finds itself on the CPU of the region's caller leaves it: its affinity becomes the
+ * CPUs it was allowed, less that one (workers only; the caller's affinity is never touched). */
+#if defined(__linux__) && defined(CPU_COUNT)
+static cpu_set_t worker_cpus;       /* the process's CPUs when the first worker started */
+static int worker_cpus_known;
+
+static int current_cpu(void) { return sched_getcpu(); }
+
+static void leave_caller_cpu(void)
+{
+    const int caller = atomic_load_explicit(&pool.caller_cpu, memory_order_relaxed);
+    if (!worker_cpus_known || caller < 0 || caller >= CPU_SETSIZE || sched_getcpu() != caller)
+        return;
+    cpu_set_t others = worker_cpus;
+    CPU_CLR(caller, &others);
+    if (CPU_COUNT(&others) > 0) pthread_setaffinity_np(pthread_self(), sizeof others, &others);
+}
+
+static void remember_worker_cpus(void)
+{
+    if (!worker_cpus_known)
+        worker_cpus_known = sched_getaffinity(0, sizeof worker_cpus, &worker_cpus) == 0;
+}
+#else
+static int current_cpu(void) { return -1; }
+static void leave_caller_cpu(void) {}
+static void remember_worker_cpus(void) {}
+#endif
 
 static int num_threads;             /* 0 until first asked: then the usable cores */
 
@@ -96,36 +139,46 @@ static void try_chunk(int t, unsigned gen)
 static void *worker(void *arg)
 {
     const int index = (int)(size_t)arg;       /* 1-based: chunk 0 is the caller's */
-    unsigned seen = atomic_load(&pool.generation);
+    /* the generation before the region that started us, which it may already have bumped */
+    unsigned seen = pool.created_in[index];
     for (;;) {
-        unsigned now;
-        int spins = 0;
-        while ((now = atomic_load(&pool.generation)) == seen && spins < SPIN_ROUNDS) {
+        unsigned now, spins = 0;
+        while ((now = atomic_load(&pool.generation)) == seen &&
+               (spins < SPIN_ROUNDS || atomic_load(&pool.held) > 0)) {
             CPU_RELAX();
-            if (++spins % YIELD_EVERY == 0) sched_yield();
+            if (++spins % YIELD_EVERY == 0) {
+                leave_caller_cpu();
+                sched_yield();
+            }
         }
         if (now == seen) {
             pthread_mutex_lock(&pool.sleep_mutex);
             atomic_fetch_add(&pool.sleepers, 1);
-            while ((now = atomic_load(&pool.generation)) == seen)
+            while ((now = atomic_load(&pool.generation)) == seen && atomic_load(&pool.held) == 0)
                 pthread_cond_wait(&pool.wake, &pool.sleep_mutex);
             atomic_fetch_sub(&pool.sleepers, 1);
             pthread_mutex_unlock(&pool.sleep_mutex);
+            if (now == seen) continue;              /* woken by fc_pool_hold: spin again */
         }
         seen = now;
+        leave_caller_cpu();
         try_chunk(index, now);
     }
     return NULL;
 }
 
+static void wake_sleepers(void);
+
 /* Starts workers up to `want` threads (caller included); returns how many there are. */
 static int ensure_workers(int want)
 {
+    if (pool.started + 1 < want) remember_worker_cpus();
     while (pool.started + 1 < want) {
         pthread_t thread;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pool.created_in[pool.started + 1] = atomic_load(&pool.generation);
         const int err = pthread_create(&thread, &attr, worker, (void *)(size_t)(pool.started + 1));
         pthread_attr_destroy(&attr);
         if (err) break;
@@ -143,6 +196,7 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
         return;
     }
     threads = ensure_workers(threads);
+    atomic_store_explicit(&pool.caller_cpu, current_cpu(), memory_order_relaxed);
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n = n;
@@ -153,17 +207,104 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
         atomic_store(&pool.claimed[t], gen);
     /* seq_cst: publishes the fields above, and pairs with the sleepers check */
     atomic_fetch_add(&pool.generation, 1);
-    if (atomic_load(&pool.sleepers) > 0) {
-        pthread_mutex_lock(&pool.sleep_mutex);
-        pthread_cond_broadcast(&pool.wake);
-        pthread_mutex_unlock(&pool.sleep_mutex);
-    }
+    wake_sleepers();
     for (int t = 0; t < threads; t++) try_chunk(t, gen);     /* own chunk, then unstarted ones */
     for (int spins = 0; atomic_load(&pool.done) < threads; spins++) {
         if (spins < CALLER_SPINS) CPU_RELAX();
         else sched_yield();
     }
     pthread_mutex_unlock(&pool.region);
+}
+
+/* ---- teams: one region whose members meet at barriers ------------------------------------ */
+
+enum { TEAM_CLOSED = 1u << 31, BARRIER_SPINS = 1 << 12 };
+
+struct team_shared {
+    fc_team_fn fn;
+    void *ctx;
+    int wanted;                 /* members asked for, the caller included */
+    long max_wait_ns;
+    /* workers that joined (they are ranks 1..); TEAM_CLOSED once the caller stops waiting */
+    _Alignas(64) atomic_uint joined;
+    _Alignas(64) atomic_uint arrived;      /* barrier arrivals, all members, all barriers */
+};
+
+static long elapsed_ns(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000000000L + (now.tv_nsec - since->tv_nsec);
+}
+
+static void team_member(void *ctx, size_t begin, size_t end)
+{
+    struct team_shared *ts = ctx;
+    fc_team team = {.shared = ts};
+    unsigned state;
+    if (begin == 0) {
+        /* the caller: wait for the workers to join (unless running everything alone), close */
+        if (end - begin == 1 && ts->wanted > 1) {
+            struct timespec start;
+            clock_gettime(CLOCK_MONOTONIC, &start);
+            for (int spins = 0; atomic_load(&ts->joined) < (unsigned)(ts->wanted - 1); spins++) {
+                CPU_RELAX();
+                if (spins % 64 == 63 && elapsed_ns(&start) > ts->max_wait_ns) break;
+            }
+        }
+        state = atomic_fetch_or(&ts->joined, TEAM_CLOSED);
+        team.rank = 0;
+    } else {
+        state = atomic_load(&ts->joined);
+        do {
+            if (state & TEAM_CLOSED) return;           /* too late: the team runs without us */
+        } while (!atomic_compare_exchange_weak(&ts->joined, &state, state + 1));
+        team.rank = (int)state + 1;
+        while (!((state = atomic_load(&ts->joined)) & TEAM_CLOSED)) CPU_RELAX();
+    }
+    team.size = (int)(state & ~TEAM_CLOSED) + 1;
+    ts->fn(ts->ctx, &team);
+}
+
+void fc_team_run(int threads, long max_wait_ns, fc_team_fn fn, void *ctx)
+{
+    struct team_shared ts = {.fn = fn, .ctx = ctx, .wanted = threads < 1 ? 1 : threads,
+                             .max_wait_ns = max_wait_ns};
+    atomic_init(&ts.joined, 0);
+    atomic_init(&ts.arrived, 0);
+    fc_parallel_for((size_t)ts.wanted, ts.wanted, team_member, &ts);
+}
+
+void fc_team_barrier(fc_team *team)
+{
+    if (team->size <= 1) return;
+    struct team_shared *ts = team->shared;
+    const unsigned target = ++team->barriers * (unsigned)team->size;
+    atomic_fetch_add(&ts->arrived, 1);              /* seq_cst: publishes this member's writes */
+    for (int spins = 1; (int)(atomic_load(&ts->arrived) - target) < 0; spins++) {
+        CPU_RELAX();
+        if (spins % BARRIER_SPINS == 0) sched_yield();  /* a member may share our core */
+    }
+}
+
+static void wake_sleepers(void)
+{
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.sleep_mutex);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.sleep_mutex);
+    }
+}
+
+void fc_pool_hold(void)
+{
+    atomic_fetch_add(&pool.held, 1);               /* seq_cst: pairs with the sleepers check */
+    wake_sleepers();
+}
+
+void fc_pool_release(void)
+{
+    atomic_fetch_sub(&pool.held, 1);
 }
 
 /* After fork() only the forking thread exists in the child: forget the workers. */
@@ -173,7 +314,12 @@ static void after_fork_in_child(void)
     pthread_mutex_init(&pool.sleep_mutex, NULL);
     pthread_cond_init(&pool.wake, NULL);
     atomic_store(&pool.sleepers, 0);
+    atomic_store(&pool.held, 0);
+    atomic_store(&pool.caller_cpu, -1);
     pool.started = 0;
+#if defined(__linux__) && defined(CPU_COUNT)
+    worker_cpus_known = 0;
+#endif
 }
 
 __attribute__((constructor)) static void register_fork_handler(void)

@@ -158,6 +158,15 @@ def ref_step(cell):
             h = reference.rnn_cell(x, h, w["kernel"], w["bias"], act)
             return h, h
         return step
+    if isinstance(cell, GRUCell) and cell.reset_after:
+        names = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel",
+                 "candidate/input_projection/bias", "candidate/hidden_projection/kernel",
+                 "candidate/hidden_projection/bias")
+
+        def step(x, h):
+            h = reference.gru_cell_reset_after(x, h, *(w[n] for n in names), activation=act)
+            return h, h
+        return step
     if isinstance(cell, GRUCell):
         def step(x, h):
             h = reference.gru_cell(x, h, w["gates/kernel"], w["gates/bias"],
@@ -690,6 +699,49 @@ def test_threads_1_and_2_bit_identical(restore_threads):
                                        time_major=True),
                         nn.bidirectional_dynamic_rnn(lstm, multi, x, lengths, dtype=np.float32)))
     assert_equal(results[0], results[1], "threads 1 vs 2")
+
+
+TEAM_CONFIGS = {**{k: CONFIGS[k] for k in ("rnn", "basic_lstm", "lstm-all", "lstm-proj", "gru")},
+                "gru-reset_after": lambda U, dt, s: GRUCell(U, reset_after=True, dtype=dt, seed=s)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("B, T, U", [(1, 9, 130), (64, 6, 8), (37, 5, 40)],
+                         ids=["panels-B1-U130", "rows-B64-U8", "B37-U40"])
+@pytest.mark.parametrize("config", sorted(TEAM_CONFIGS))
+def test_threads_share_every_step(config, B, T, U, dtype, restore_threads):
+    """Two threads share each step of one layer, by panels (one row, wide layer) or by rows
+    (a layer of one panel, many rows), meeting at a barrier per step: forward and reverse,
+    ragged lengths; equal to the reference, bit-identical to one thread."""
+    rng = np.random.default_rng(22)
+    cell = randomize(TEAM_CONFIGS[config](U, dtype, 4), rng, 6)
+    x = rng.uniform(-1.5, 1.5, (B, T, 6)).astype(dtype)
+    lengths = random_lengths(B, T, rng)
+    cell.build((None, 6))
+    results = []
+    for n in (1, 2):
+        fastcells.set_num_threads(n)
+        runs = []
+        for reverse in (False, True):
+            layer = {"cell": cell._packed, "x": x, "lengths": lengths.astype(np.int64),
+                     "out": np.full((B, T, cell.output_size), np.nan, dtype),
+                     "h_final": np.full((B, cell.output_size), np.nan, dtype),
+                     "c_final": np.full((B, U), np.nan, dtype) if "lstm" in config else None,
+                     "h0": None, "c0": None, "reverse": reverse}
+            _core.run_sequences(T, B, [[layer]])
+            runs.append((layer["out"], layer["h_final"]) +
+                        ((layer["c_final"],) if "lstm" in config else ()))
+        results.append(tuple(runs))
+    assert_equal(results[0], results[1], "threads 1 vs 2")
+    step, zero = ref_step(cell), zero_like_state(cell, B)
+    want_fw = reference.dynamic_rnn(step, f64(x), zero, sequence_length=lengths)
+    out_bw, state_bw = reference.dynamic_rnn(step, reference.reverse_sequence(f64(x), lengths),
+                                             zero, sequence_length=lengths)
+    want_bw = (reference.reverse_sequence(out_bw, lengths), state_bw)
+    for (out, h, *c), (want_out, want_state) in zip(results[1], (want_fw, want_bw)):
+        want_h, want_c = (want_state.h, want_state.c) if "lstm" in config else (want_state, None)
+        assert_close((out, h) + tuple(c), (want_out, want_h) + ((want_c,) if c else ()), dtype,
+                     config)
 
 
 def test_cells_use_the_default_isa():
