@@ -18,7 +18,7 @@
  * chunks. The team is whoever joins within a short wait, so a busy machine shrinks it instead
  * of stalling it.
  */
-#define _GNU_SOURCE                 /* CPU affinity (Linux), sched_getcpu */
+#define _GNU_SOURCE                 /* sched_getaffinity and CPU_COUNT (Linux) */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -46,7 +46,6 @@ static struct {
     atomic_uint generation;         /* bumped to start a region */
     atomic_int sleepers;
     atomic_int held;                /* fc_pool_hold calls not yet released: workers stay awake */
-    atomic_int caller_cpu;          /* where the last region's caller ran, or -1 */
     atomic_uint claimed[MAX_THREADS];   /* generation in which chunk t was last claimed */
     atomic_int done;                /* chunks of the current region finished */
     int started;                    /* workers running */
@@ -59,39 +58,7 @@ static struct {
     .region = PTHREAD_MUTEX_INITIALIZER,
     .sleep_mutex = PTHREAD_MUTEX_INITIALIZER,
     .wake = PTHREAD_COND_INITIALIZER,
-    .caller_cpu = -1,
 };
-
-/* A woken thread is often placed on its waker's CPU, and here the kernel can take a few hundred
- * milliseconds to move one of the two apart: meanwhile caller and worker share one core. So a
- * worker that finds itself on the CPU of the region's caller leaves it: its affinity becomes the
- * CPUs it was allowed, less that one (workers only; the caller's affinity is never touched). */
-#if defined(__linux__) && defined(CPU_COUNT)
-static cpu_set_t worker_cpus;       /* the process's CPUs when the first worker started */
-static int worker_cpus_known;
-
-static int current_cpu(void) { return sched_getcpu(); }
-
-static void leave_caller_cpu(void)
-{
-    const int caller = atomic_load_explicit(&pool.caller_cpu, memory_order_relaxed);
-    if (!worker_cpus_known || caller < 0 || caller >= CPU_SETSIZE || sched_getcpu() != caller)
-        return;
-    cpu_set_t others = worker_cpus;
-    CPU_CLR(caller, &others);
-    if (CPU_COUNT(&others) > 0) pthread_setaffinity_np(pthread_self(), sizeof others, &others);
-}
-
-static void remember_worker_cpus(void)
-{
-    if (!worker_cpus_known)
-        worker_cpus_known = sched_getaffinity(0, sizeof worker_cpus, &worker_cpus) == 0;
-}
-#else
-static int current_cpu(void) { return -1; }
-static void leave_caller_cpu(void) {}
-static void remember_worker_cpus(void) {}
-#endif
 
 static int num_threads;             /* 0 until first asked: then the usable cores */
 
@@ -146,10 +113,7 @@ static void *worker(void *arg)
         while ((now = atomic_load(&pool.generation)) == seen &&
                (spins < SPIN_ROUNDS || atomic_load(&pool.held) > 0)) {
             CPU_RELAX();
-            if (++spins % YIELD_EVERY == 0) {
-                leave_caller_cpu();
-                sched_yield();
-            }
+            if (++spins % YIELD_EVERY == 0) sched_yield();
         }
         if (now == seen) {
             pthread_mutex_lock(&pool.sleep_mutex);
@@ -161,7 +125,6 @@ static void *worker(void *arg)
             if (now == seen) continue;              /* woken by fc_pool_hold: spin again */
         }
         seen = now;
-        leave_caller_cpu();
         try_chunk(index, now);
     }
     return NULL;
@@ -172,7 +135,6 @@ static void wake_sleepers(void);
 /* Starts workers up to `want` threads (caller included); returns how many there are. */
 static int ensure_workers(int want)
 {
-    if (pool.started + 1 < want) remember_worker_cpus();
     while (pool.started + 1 < want) {
         pthread_t thread;
         pthread_attr_t attr;
@@ -196,7 +158,6 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
         return;
     }
     threads = ensure_workers(threads);
-    atomic_store_explicit(&pool.caller_cpu, current_cpu(), memory_order_relaxed);
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n = n;
@@ -315,11 +276,7 @@ static void after_fork_in_child(void)
     pthread_cond_init(&pool.wake, NULL);
     atomic_store(&pool.sleepers, 0);
     atomic_store(&pool.held, 0);
-    atomic_store(&pool.caller_cpu, -1);
     pool.started = 0;
-#if defined(__linux__) && defined(CPU_COUNT)
-    worker_cpus_known = 0;
-#endif
 }
 
 __attribute__((constructor)) static void register_fork_handler(void)

@@ -7,6 +7,9 @@ Tolerances (stated once, used everywhere): float32 results within RTOL_F32 norm-
 elementwise of the float64 oracle on the same (float32-rounded) weights and inputs; float64 within
 TOL_F64 both ways.
 """
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -403,6 +406,22 @@ def test_set_num_threads_validates(restore_threads):
         _core.set_num_threads(2.0)
     _core.set_num_threads(1)
     assert _core.get_num_threads() == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and at least two usable CPUs")
+def test_default_threads_are_the_usable_cpus(tmp_path):
+    """A process restricted to one CPU (taskset) defaults to one thread, not to the CPU count."""
+    import pathlib
+    import subprocess
+    import fastcells
+    package_parent = str(pathlib.Path(fastcells.__file__).resolve().parent.parent)
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "import fastcells; print(fastcells.get_num_threads())")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         env=dict(os.environ, PYTHONPATH=package_parent), text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "1"
 
 
 # ---- the packed GEMM ---------------------------------------------------------------------------
