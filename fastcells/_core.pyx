@@ -5,6 +5,8 @@ Python (fastcells/cells.py) validates arguments and produces the user-facing mes
 module re-checks what C relies on (dtype, shape, last axis contiguous, alignment, writability)
 so that no call can reach C with memory it must not touch.
 """
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_SET_ITEM
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free
 cimport numpy as cnp
@@ -228,6 +230,21 @@ def kernel_tile(isa, dtype):
     return int(fc_tile_rows(i, t)), int(fc_tile_cols(i, t))
 
 
+cdef extern from "Python.h":
+    object PyType_GenericAlloc(type subtype, Py_ssize_t nitems)
+
+
+cdef tuple _pair(type tuple_type, object first, object second):
+    """tuple_type((first, second)) for a tuple subclass without __new__ logic of its own (a
+    namedtuple such as LSTMStateTuple): allocated as tuple.__new__ does, without its call."""
+    cdef tuple pair = <tuple>PyType_GenericAlloc(tuple_type, 2)
+    Py_INCREF(first)
+    PyTuple_SET_ITEM(pair, 0, first)
+    Py_INCREF(second)
+    PyTuple_SET_ITEM(pair, 1, second)
+    return pair
+
+
 cdef int _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bint writable,
                  str name, char **ptr, size_t *ld) except -1:
     """Checks that `a` is a [rows, cols] array C may read (or write): right dtype, last axis
@@ -414,21 +431,64 @@ cdef class PackedCell:
 
     def call(self, x, state_in):
         """As step, into new C-contiguous arrays, which it returns: (c', h') or (h',)."""
+        cdef Py_ssize_t n_state = 2 if self.lstm else 1
+        if len(state_in) != n_state:
+            raise ValueError(f"state: expected {n_state} arrays, got {len(state_in)}")
+        h = self._new_rows(x, self.output_size)
+        if not self.lstm:
+            self._step_arrays(x, None, state_in[0], None, h)
+            return (h,)
+        c = self._new_rows(x, self.num_units)
+        self._step_arrays(x, state_in[0], state_in[1], c, h)
+        return (c, h)
+
+    def tf_call(self, x, state, type state_type=None):
+        """TF's cell(x, state) on the common forms, into new arrays. rnn/gru: state h [B,U],
+        returns (h', h'). lstm: state exactly of type state_type (LSTMStateTuple(c, h)), returns
+        (h', state_type(c', h')). Any other form: TypeError (the cell's checked path serves it)."""
+        if not self.lstm:
+            h = self._new_rows(x, self.output_size)
+            self._step_arrays(x, None, state, None, h)
+            return (h, h)
+        if state_type is None or type(state) is not state_type or len(<tuple>state) != 2:
+            raise TypeError(f"state: expected a {state_type}, got {type(state).__name__}")
+        h = self._new_rows(x, self.output_size)
+        c = self._new_rows(x, self.num_units)
+        self._step_arrays(x, (<tuple>state)[0], (<tuple>state)[1], c, h)
+        return (h, _pair(state_type, c, h))
+
+    def tf_step_(self, x, state, type state_type=None):
+        """TF's cell.step_(x, state) on the common forms, in place: rnn/gru: state h [B,U] is
+        overwritten and returned; lstm: state exactly of type state_type (LSTMStateTuple(c, h)),
+        c and h overwritten, h returned. Any other form: TypeError."""
+        if not self.lstm:
+            self._step_arrays(x, None, state, None, state)
+            return state
+        if state_type is None or type(state) is not state_type or len(<tuple>state) != 2:
+            raise TypeError(f"state: expected a {state_type}, got {type(state).__name__}")
+        c, h = (<tuple>state)[0], (<tuple>state)[1]
+        self._step_arrays(x, c, h, c, h)
+        return h
+
+    cdef object _new_rows(self, x, Py_ssize_t cols):
+        """A new C-contiguous [B, cols] array of the cell's dtype, B = x's rows."""
         if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
             _matrix(x, -1, self.input_size, self.typenum, False, "x", NULL, NULL)
         cdef cnp.npy_intp dims[2]
         dims[0] = cnp.PyArray_DIM(<cnp.ndarray>x, 0)
-        dims[1] = self.output_size
-        h = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
-        if not self.lstm:
-            self._step(x, state_in, None, h)
-            return (h,)
-        dims[1] = self.num_units
-        c = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
-        self._step(x, state_in, c, h)
-        return (c, h)
+        dims[1] = cols
+        return cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
 
     cdef int _step(self, x, state_in, c_out, h_out) except -1:
+        cdef Py_ssize_t n_state = 2 if self.lstm else 1
+        if len(state_in) != n_state:
+            raise ValueError(f"state: expected {n_state} arrays, got {len(state_in)}")
+        if self.lstm:
+            return self._step_arrays(x, state_in[0], state_in[1], c_out, h_out)
+        return self._step_arrays(x, None, state_in[0], None, h_out)
+
+    cdef int _step_arrays(self, x, c_in, h_in, c_out, h_out) except -1:
+        """One step, every operand checked (c_in, c_out: lstm only, else None)."""
         if self.cell == NULL:
             raise ValueError("PackedCell: not initialised")
         cdef char *px = NULL
@@ -437,16 +497,12 @@ cdef class PackedCell:
         cdef char *pc_out = NULL
         cdef char *ph_out = NULL
         cdef size_t ldx = 0, ldc_in = 0, ldh_in = 0, ldc_out = 0, ldh_out = 0
-        cdef Py_ssize_t n_state = 2 if self.lstm else 1
-        if len(state_in) != n_state:
-            raise ValueError(f"state: expected {n_state} arrays, got {len(state_in)}")
         _matrix(x, -1, self.input_size, self.typenum, False, "x", &px, &ldx)
         cdef Py_ssize_t B = cnp.PyArray_DIM(<cnp.ndarray>x, 0)
-        _matrix(state_in[1] if self.lstm else state_in[0], B, self.output_size, self.typenum,
-                False, "h", &ph_in, &ldh_in)
+        _matrix(h_in, B, self.output_size, self.typenum, False, "h", &ph_in, &ldh_in)
         _matrix(h_out, B, self.output_size, self.typenum, True, "h_out", &ph_out, &ldh_out)
         if self.lstm:
-            _matrix(state_in[0], B, self.num_units, self.typenum, False, "c", &pc_in, &ldc_in)
+            _matrix(c_in, B, self.num_units, self.typenum, False, "c", &pc_in, &ldc_in)
             _matrix(c_out, B, self.num_units, self.typenum, True, "c_out", &pc_out, &ldc_out)
         cdef fc_status st
         with nogil:

@@ -79,8 +79,6 @@ class LSTMStateTuple(collections.namedtuple("LSTMStateTuple", ("c", "h"))):
         return dc
 
 
-_new_state_tuple = tuple.__new__
-
 
 # ---------------------------------------------------------------------------------------------
 # Argument checking
@@ -824,8 +822,7 @@ class _SingleStateCell(_FusedCell):
         arrays are never modified. The first call builds the cell from ``inputs.shape[-1]``.
         """
         try:
-            out, = self._packed.call(inputs, (state,))
-            return out, out
+            return self._packed.tf_call(inputs, state)
         except _RETRY:
             return self._call_checked(inputs, state)
 
@@ -833,9 +830,7 @@ class _SingleStateCell(_FusedCell):
         """One step written into `state` ([B, U], writeable, the cell dtype, last axis
         contiguous); returns `state` itself, which is also the output."""
         try:
-            t = (state,)
-            self._packed.step(inputs, t, t)
-            return state
+            return self._packed.tf_step_(inputs, state)
         except _RETRY:
             return self._step_checked(inputs, state)
 
@@ -1008,10 +1003,9 @@ class _LSTMBase(_FusedCell):
         modified. The first call builds the cell from ``inputs.shape[-1]``.
         """
         try:
-            if self._state_is_tuple and type(state) is LSTMStateTuple:
-                c, h = self._packed.call(inputs, state)
-                return h, _new_state_tuple(LSTMStateTuple, (c, h))
-            if not self._state_is_tuple and type(state) is _ndarray:
+            if self._state_is_tuple:
+                return self._packed.tf_call(inputs, state, LSTMStateTuple)
+            if type(state) is _ndarray:
                 U = self._num_units
                 s = _empty((inputs.shape[0], U + self._P), self._dtype)
                 h = s[:, U:]
@@ -1026,11 +1020,9 @@ class _LSTMBase(_FusedCell):
         contiguous): LSTMStateTuple(c [B,U], h [B,P]) or [B, U+P]. Returns the output, which is
         ``state.h`` itself (or the view ``state[:, U:]``)."""
         try:
-            if self._state_is_tuple and type(state) is LSTMStateTuple:
-                t = (state[0], state[1])     # the bridge wants an exact tuple
-                self._packed.step(inputs, t, t)
-                return t[1]
-            if not self._state_is_tuple and type(state) is _ndarray:
+            if self._state_is_tuple:
+                return self._packed.tf_step_(inputs, state, LSTMStateTuple)
+            if type(state) is _ndarray:
                 U = self._num_units
                 t = (state[:, :U], state[:, U:])
                 self._packed.step(inputs, t, t)
