@@ -42,7 +42,8 @@ typedef int64_t ivec __attribute__((vector_size(FC_VW * sizeof(FC_T))));
 
 INLINE vec vload(const FC_T *p) { return *(const vec_u *)p; }
 INLINE void vstore(FC_T *p, vec v) { *(vec_u *)p = v; }
-INLINE vec vsplat(FC_T s) { return (vec){0} + s; }
+/* s in every lane (s - 0 is s, -0.0 included, so this compiles to a broadcast) */
+INLINE vec vsplat(FC_T s) { return s - (vec){0}; }
 /* mask lanes (all ones) pick a, the others b */
 INLINE vec vselect(ivec mask, vec a, vec b) { return (vec)((mask & (ivec)a) | (~mask & (ivec)b)); }
 

@@ -744,6 +744,31 @@ def test_threads_share_every_step(config, B, T, U, dtype, restore_threads):
                      config)
 
 
+def test_sequences_from_many_threads():
+    """Several Python threads running sequences at once (one gets the thread pool, the others
+    run alone) give the numbers a single thread gives."""
+    import threading
+    rng = np.random.default_rng(23)
+    cells_ = [make("lstm-proj", 130, np.float32, 8, seed=1), make("gru", 130, np.float32, 8),
+              TEAM_CONFIGS["gru-reset_after"](40, np.float32, 2)]
+    randomize(cells_[2], rng, 8)
+    xs = [rng.standard_normal((B, 9, 8)).astype(np.float32) for B in (1, 37, 64)]
+    jobs = [(cell, x) for cell in cells_ for x in xs]
+    expected = [nn.dynamic_rnn(cell, x, dtype=np.float32) for cell, x in jobs]
+    results = [None] * len(jobs)
+
+    def work(k):
+        for _ in range(10):
+            results[k] = nn.dynamic_rnn(*jobs[k], dtype=np.float32)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, (got, want) in enumerate(zip(results, expected)):
+        assert_equal(got, want, f"job {k}")
+
+
 def test_cells_use_the_default_isa():
     """Which kernels this run covers (FASTCELLS_ISA=scalar|avx2|avx512 picks them)."""
     cell = GRUCell(16, seed=1)
