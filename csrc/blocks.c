@@ -34,6 +34,26 @@ static void run_panels(const fc_blocks_job *job, fc_block_args *a, size_t j0, si
     }
 }
 
+void fc_blocks_share_region(const fc_blocks_job *job, size_t part, size_t parts, size_t *r0,
+                            size_t *r1, size_t *u0, size_t *u1)
+{
+    const fc_packed *p = job->packed;
+    const size_t rows = job->args.rows, width = job->whole_panels ? p->pw : p->nru;
+    const size_t columns = job->whole_panels ? p->nblocks * p->pw : p->units;
+    if (p->nblocks >= parts) {                      /* panels j0..j1-1, all rows */
+        *r0 = 0;
+        *r1 = rows;
+        *u0 = fc_min(p->nblocks * part / parts * width, columns);
+        *u1 = fc_min(p->nblocks * (part + 1) / parts * width, columns);
+        return;
+    }
+    const size_t tiles = (rows + job->tile_rows - 1) / job->tile_rows;   /* whole tiles of rows */
+    *r0 = fc_min(tiles * part / parts * job->tile_rows, rows);
+    *r1 = fc_min(tiles * (part + 1) / parts * job->tile_rows, rows);
+    *u0 = 0;
+    *u1 = columns;
+}
+
 void fc_run_blocks_share(const fc_blocks_job *job, size_t part, size_t parts)
 {
     const size_t nblocks = job->packed->nblocks;
@@ -43,9 +63,8 @@ void fc_run_blocks_share(const fc_blocks_job *job, size_t part, size_t parts)
         run_panels(job, &a, nblocks * part / parts, nblocks * (part + 1) / parts);
         return;
     }
-    const size_t tiles = (a.rows + job->tile_rows - 1) / job->tile_rows;
-    const size_t r0 = fc_min(tiles * part / parts * job->tile_rows, a.rows);
-    const size_t r1 = fc_min(tiles * (part + 1) / parts * job->tile_rows, a.rows);
+    size_t r0, r1, u0, u1;
+    fc_blocks_share_region(job, part, parts, &r0, &r1, &u0, &u1);
     if (r0 >= r1) return;
     const size_t es = job->es;
     a.rows = r1 - r0;

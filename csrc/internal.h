@@ -136,6 +136,9 @@ static inline size_t fc_elem_size(fc_dtype dtype) { return dtype == FC_F64 ? 8 :
  * panels than parts, a range of whole register tiles of rows. The shares of parts 0..parts-1
  * cover the job once; each element is computed with the same arithmetic whoever computes it. */
 void fc_run_blocks_share(const fc_blocks_job *job, size_t part, size_t parts);
+/* The rows [*r0, *r1) and output columns [*u0, *u1) that share writes (empty: r0 == r1). */
+void fc_blocks_share_region(const fc_blocks_job *job, size_t part, size_t parts, size_t *r0,
+                            size_t *r1, size_t *u0, size_t *u1);
 /* FLOPs of the job's products, padding included (2 per multiply-add, the bias row as one). */
 size_t fc_blocks_flops(const fc_blocks_job *job);
 /* How many threads the job repays, at least `min_flops_per_thread` each (1..num_threads). */
@@ -146,23 +149,27 @@ typedef void (*fc_task_fn)(void *ctx, size_t begin, size_t end);
 void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx);
 
 /* A team: up to `threads` threads (the caller is rank 0) running fn(ctx, team) together, each
- * with its rank, meeting at fc_team_barrier. Workers that have not joined within max_wait_ns
- * of the start are left out (a busy machine): the team is then smaller, down to the caller
- * alone, and fn must split its work by team->size. Nested or concurrent calls run alone. */
+ * with its rank, through the same sequence of fc_team_phase calls. Workers that have not
+ * joined within max_wait_ns of the start are left out (a busy machine): the team is then
+ * smaller, down to the caller alone. Nested or concurrent calls run alone. */
 typedef struct fc_team {
     int rank, size;
-    unsigned barriers;          /* barriers this member has passed */
+    unsigned phases;            /* phases this member has entered */
     struct team_shared *shared;
 } fc_team;
 typedef void (*fc_team_fn)(void *ctx, fc_team *team);
+void fc_team_run(int threads, long max_wait_ns, fc_team_fn fn, void *ctx);
+/* One phase: run(ctx, part, size) for part = 0..size-1, each part run once by some member (its
+ * own part first, then parts nobody has started); returns when every part has finished, with
+ * their writes visible. Every member must call it, in the same order, with equivalent
+ * arguments: a part may run on any member's ctx. */
+typedef void (*fc_part_fn)(void *ctx, size_t part, size_t parts);
+void fc_team_phase(fc_team *team, fc_part_fn run, void *ctx);
 /* Between fc_pool_hold and fc_pool_release (calls nest) idle workers spin, yielding, instead of
  * sleeping: for a run of many regions or teams with serial work between them. hold also wakes
  * sleeping workers, which here can take milliseconds (an idle virtual CPU). */
 void fc_pool_hold(void);
 void fc_pool_release(void);
-void fc_team_run(int threads, long max_wait_ns, fc_team_fn fn, void *ctx);
-/* Returns once every member has called it (as often as this one): a full memory barrier. */
-void fc_team_barrier(fc_team *team);
 
 /* pack.c */
 fc_status fc_pack(fc_packed *out, const void *kernel, const void *bias, size_t k, size_t gates,

@@ -56,11 +56,12 @@ static int longest_first(const void *a, const void *b)
 
 #define AT(base, offset_elems, es) ((unsigned char *)(base) + (size_t)(offset_elems) * (es))
 
-/* One chunk of steps of one layer, run by every member of a team with its rank: each member
- * gathers and projects its share of the chunk's inputs, then takes its share of every step's
- * products (the same panels each step, so its slice of the recurrent weights stays in its
- * core's L2), meeting the others at a barrier after each product whose output another member
- * reads. Read-only to the members. */
+/* One chunk of steps of one layer, run by every member of a team with its rank, as a sequence
+ * of phases (threads.c): gather the chunk's inputs, project them, then per step the products
+ * (one phase, two for the GRU and the LSTM with projection, whose second product reads every
+ * unit of the first). A member's own part of a product is the same panels every step, so its
+ * slice of the recurrent weights stays in its core's L2; the part of the product that writes h
+ * also copies what it wrote to the caller's outputs. Read-only to the members. */
 typedef struct layer_loop {
     const fc_seq_io *io;
     const row_order *order;
@@ -75,75 +76,99 @@ typedef struct layer_loop {
     fc_blocks_job step, cand, projection;   /* per step; rows, init, h set per step */
 } layer_loop;
 
+/* A member's view of the loop: its copies of the jobs, set for its current step t. */
+typedef struct member {
+    const layer_loop *L;
+    size_t t, rows;                 /* rows: gathered rows of the chunk */
+    fc_blocks_job project, project_cand, step, cand, projection;
+} member;
+
+/* Gathers part of the running rows of steps [t0, t1), step-major, reversed within length for a
+ * reverse layer; row r of step t sits at (row offset of t) + r. */
+static void gather_part(void *ctx, size_t part, size_t parts)
+{
+    const member *m = ctx;
+    const layer_loop *L = m->L;
+    const fc_seq_io *io = L->io;
+    const size_t mine0 = m->rows * part / parts, mine1 = m->rows * (part + 1) / parts;
+    for (size_t t = L->t0, row = 0; t < L->t1 && row < mine1; t++)
+        for (size_t i = 0; i < L->active[t]; i++, row++) {
+            if (row < mine0 || row >= mine1) continue;
+            const size_t b = L->order[i].index;
+            const size_t src_t = io->reverse ? L->order[i].len - 1 - t : t;
+            memcpy(AT(L->xs, row * L->I, L->es),
+                   AT(io->x, src_t * io->x_stride_t + b * io->x_stride_b, L->es), L->I * L->es);
+        }
+}
+
+static void project_part(void *ctx, size_t part, size_t parts)
+{
+    const member *m = ctx;
+    fc_run_blocks_share(&m->project, part, parts);
+    if (m->L->gru) fc_run_blocks_share(&m->project_cand, part, parts);
+}
+
+static void gates_part(void *ctx, size_t part, size_t parts)   /* gru gates, lstm before m@P */
+{
+    const member *m = ctx;
+    fc_run_blocks_share(&m->step, part, parts);
+}
+
+/* The product that writes h of step t (step, gru candidate or lstm projection), then the same
+ * part of h copied to the outputs of its rows. */
+static void output_part(void *ctx, size_t part, size_t parts)
+{
+    const member *m = ctx;
+    const layer_loop *L = m->L;
+    const fc_seq_io *io = L->io;
+    const fc_blocks_job *job = L->proj ? &m->projection : L->gru ? &m->cand : &m->step;
+    fc_run_blocks_share(job, part, parts);
+    size_t r0, r1, u0, u1;
+    fc_blocks_share_region(job, part, parts, &r0, &r1, &u0, &u1);
+    const unsigned char *h = L->hbuf[(m->t + 1) % 2];
+    for (size_t i = r0; u0 < u1 && i < r1; i++) {
+        const size_t b = L->order[i].index;
+        const size_t out_t = io->reverse ? L->order[i].len - 1 - m->t : m->t;
+        memcpy(AT(io->out, out_t * io->out_stride_t + b * io->out_stride_b + u0, L->es),
+               AT(h, i * L->P + u0, L->es), (u1 - u0) * L->es);
+    }
+}
+
 static void time_loop(void *ctx, fc_team *team)
 {
     const layer_loop *L = ctx;
-    const fc_seq_io *io = L->io;
-    const size_t part = (size_t)team->rank, parts = (size_t)team->size;
-    const size_t es = L->es, I = L->I, P = L->P;
-    fc_blocks_job project = L->project, project_cand = L->project_cand;
-    fc_blocks_job step = L->step, cand = L->cand, projection = L->projection;
+    const size_t es = L->es;
+    member m = {.L = L, .project = L->project, .project_cand = L->project_cand,
+                .step = L->step, .cand = L->cand, .projection = L->projection};
     const size_t t0 = L->t0, t1 = L->t1;
+    for (size_t t = t0; t < t1; t++) m.rows += L->active[t];
     if (L->t_begin == t0) {
-        /* gather the running rows of steps [t0, t1), step-major, reversed within length for a
-         * reverse layer; row r of step t sits at (row offset of t) + r. Member's share: rows
-         * [rows*part/parts, rows*(part+1)/parts). */
-        size_t rows = 0;
-        for (size_t t = t0; t < t1; t++) rows += L->active[t];
-        const size_t mine0 = rows * part / parts, mine1 = rows * (part + 1) / parts;
-        for (size_t t = t0, row = 0; t < t1 && row < mine1; t++)
-            for (size_t i = 0; i < L->active[t]; i++, row++) {
-                if (row < mine0 || row >= mine1) continue;
-                const size_t b = L->order[i].index;
-                const size_t src_t = io->reverse ? L->order[i].len - 1 - t : t;
-                memcpy(AT(L->xs, row * I, es),
-                       AT(io->x, src_t * io->x_stride_t + b * io->x_stride_b, es), I * es);
-            }
-        fc_team_barrier(team);
-        project.args.rows = project_cand.args.rows = rows;
-        fc_run_blocks_share(&project, part, parts);
-        if (L->gru) fc_run_blocks_share(&project_cand, part, parts);
-        fc_team_barrier(team);
+        fc_team_phase(team, gather_part, &m);
+        m.project.args.rows = m.project_cand.args.rows = m.rows;
+        fc_team_phase(team, project_part, &m);
     }
 
     /* A team short of members (a worker not scheduled in time) stops early, and the caller
      * forms a new one: a late worker joins after retry_steps steps, not after the chunk. */
-    const size_t t_stop = parts < L->members ? fc_min(t1, L->t_begin + L->retry_steps) : t1;
+    const size_t t_stop = (size_t)team->size < L->members ? fc_min(t1, L->t_begin + L->retry_steps)
+                                                          : t1;
     size_t row0 = 0;                /* first gathered row of step t */
     for (size_t t = t0; t < L->t_begin; t++) row0 += L->active[t];
     for (size_t t = L->t_begin; t < t_stop; row0 += L->active[t], t++) {
         const size_t bt = L->active[t];
         unsigned char *h_prev = L->hbuf[t % 2], *h_next = L->hbuf[(t + 1) % 2];
-        step.args.rows = bt;
-        step.args.init = AT(L->zx, row0 * step.args.ld_init, es);
-        step.args.a0 = h_prev;
-        step.args.h_in = h_prev;
-        if (!L->proj && !L->gru) step.args.h_out = h_next;
-        fc_run_blocks_share(&step, part, parts);
-        if (L->gru) {               /* the candidate reads every unit's r*h */
-            fc_team_barrier(team);
-            cand.args.rows = bt;
-            cand.args.init = AT(L->zc, row0 * cand.args.ld_init, es);
-            cand.args.h_in = h_prev;
-            cand.args.h_out = h_next;
-            fc_run_blocks_share(&cand, part, parts);
-        }
-        if (L->proj) {              /* the projection reads every unit of m */
-            fc_team_barrier(team);
-            projection.args.rows = bt;
-            projection.args.h_out = h_next;
-            fc_run_blocks_share(&projection, part, parts);
-        }
-        /* h_next is complete; nobody writes it again before the next step's barrier */
-        fc_team_barrier(team);
-        for (size_t i = bt * part / parts; i < bt * (part + 1) / parts; i++) {
-            const size_t b = L->order[i].index;
-            const size_t out_t = io->reverse ? L->order[i].len - 1 - t : t;
-            memcpy(AT(io->out, out_t * io->out_stride_t + b * io->out_stride_b, es),
-                   AT(h_next, i * P, es), P * es);
-        }
+        m.t = t;
+        m.step.args.rows = m.cand.args.rows = m.projection.args.rows = bt;
+        m.step.args.init = AT(L->zx, row0 * m.step.args.ld_init, es);
+        m.step.args.a0 = m.step.args.h_in = h_prev;
+        if (!L->proj && !L->gru) m.step.args.h_out = h_next;
+        m.cand.args.init = AT(L->zc, row0 * m.cand.args.ld_init, es);
+        m.cand.args.h_in = h_prev;
+        m.cand.args.h_out = m.projection.args.h_out = h_next;
+        if (L->gru || L->proj) fc_team_phase(team, gates_part, &m);
+        fc_team_phase(team, output_part, &m);
     }
-    if (part == 0) ((layer_loop *)ctx)->t_done = t_stop;
+    if (team->rank == 0) ((layer_loop *)ctx)->t_done = t_stop;
 }
 
 /* One layer; its buffers are carved from one allocation. */

@@ -13,10 +13,11 @@
  * that finds the pool busy (another Python thread inside a kernel, or a nested call) runs its
  * work serially instead of waiting.
  *
- * fc_team_run builds a team on the same workers: one region whose members stay together and
- * meet at barriers (the time loop of a sequence), for work that cannot be cut into independent
- * chunks. The team is whoever joins within a short wait, so a busy machine shrinks it instead
- * of stalling it.
+ * fc_team_run builds a team on the same workers: one region whose members stay together for a
+ * sequence of phases (the steps of a sequence), each phase cut into one part per member. A
+ * member runs its own part, then any part nobody has started, then waits for the phase to
+ * finish: a member that is late or preempted loses its parts to the others instead of holding
+ * them up. The team is whoever joins within a short wait.
  */
 #define _GNU_SOURCE                 /* sched_getaffinity and CPU_COUNT (Linux) */
 #include <pthread.h>
@@ -179,7 +180,10 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
 
 /* ---- teams: one region whose members meet at barriers ------------------------------------ */
 
-enum { TEAM_CLOSED = 1u << 31, BARRIER_SPINS = 1 << 12 };
+/* A member waiting for a phase looks for parts nobody has started every STEAL_SPINS rounds
+ * (a few microseconds: longer than a part's usual lag, far shorter than a preemption) and
+ * yields every PHASE_SPINS. */
+enum { TEAM_CLOSED = 1u << 31, STEAL_SPINS = 1 << 8, PHASE_SPINS = 1 << 12 };
 
 struct team_shared {
     fc_team_fn fn;
@@ -188,7 +192,8 @@ struct team_shared {
     long max_wait_ns;
     /* workers that joined (they are ranks 1..); TEAM_CLOSED once the caller stops waiting */
     _Alignas(64) atomic_uint joined;
-    _Alignas(64) atomic_uint arrived;      /* barrier arrivals, all members, all barriers */
+    _Alignas(64) atomic_uint parts_done;   /* parts finished, all phases */
+    struct { _Alignas(64) atomic_uint phase; } claimed[MAX_THREADS];   /* last phase of part p */
 };
 
 static long elapsed_ns(const struct timespec *since)
@@ -232,19 +237,46 @@ void fc_team_run(int threads, long max_wait_ns, fc_team_fn fn, void *ctx)
     struct team_shared ts = {.fn = fn, .ctx = ctx, .wanted = threads < 1 ? 1 : threads,
                              .max_wait_ns = max_wait_ns};
     atomic_init(&ts.joined, 0);
-    atomic_init(&ts.arrived, 0);
+    atomic_init(&ts.parts_done, 0);
+    for (int p = 0; p < MAX_THREADS; p++) atomic_init(&ts.claimed[p].phase, 0);
     fc_parallel_for((size_t)ts.wanted, ts.wanted, team_member, &ts);
 }
 
-void fc_team_barrier(fc_team *team)
+/* Claims part `part` for `phase` (once per phase; phases compare modulo 2^32). */
+static int claim_part(struct team_shared *ts, size_t part, unsigned phase)
 {
-    if (team->size <= 1) return;
+    unsigned seen = atomic_load(&ts->claimed[part].phase);
+    return (int)(phase - seen) > 0 &&
+           atomic_compare_exchange_strong(&ts->claimed[part].phase, &seen, phase);
+}
+
+void fc_team_phase(fc_team *team, fc_part_fn run, void *ctx)
+{
+    const size_t parts = (size_t)team->size;
+    if (parts <= 1) {
+        run(ctx, 0, 1);
+        return;
+    }
     struct team_shared *ts = team->shared;
-    const unsigned target = ++team->barriers * (unsigned)team->size;
-    atomic_fetch_add(&ts->arrived, 1);              /* seq_cst: publishes this member's writes */
-    for (int spins = 1; (int)(atomic_load(&ts->arrived) - target) < 0; spins++) {
+    const unsigned phase = ++team->phases;
+    const size_t own = (size_t)team->rank;
+    if (claim_part(ts, own, phase)) {
+        run(ctx, own, parts);
+        atomic_fetch_add(&ts->parts_done, 1);          /* seq_cst: publishes the part's writes */
+    }
+    /* Wait for the others; only when one is slow, take the parts nobody has started (looking
+     * at them sooner would pull their lines across cores every phase). */
+    const unsigned target = phase * (unsigned)parts;
+    for (int spins = 1; (int)(atomic_load(&ts->parts_done) - target) < 0; spins++) {
         CPU_RELAX();
-        if (spins % BARRIER_SPINS == 0) sched_yield();  /* a member may share our core */
+        if (spins % STEAL_SPINS == 0)
+            for (size_t i = 1; i < parts; i++) {
+                const size_t part = (own + i) % parts;
+                if (!claim_part(ts, part, phase)) continue;
+                run(ctx, part, parts);
+                atomic_fetch_add(&ts->parts_done, 1);
+            }
+        if (spins % PHASE_SPINS == 0) sched_yield();
     }
 }
 
