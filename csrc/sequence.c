@@ -13,8 +13,8 @@
  *      the running prefix; h ping-pongs between two buffers, c is updated in place.
  *   Threads: a chunk of steps runs as one team (threads.c): each thread keeps the same panels
  *   (its slice of Wh stays in its core's L2, the DeepCPU split), or with a single panel the
- *   same rows, and the threads meet at one barrier per step (two for the GRU and the LSTM
- *   with projection, whose second product reads every unit of the first).
+ *   same rows, and each step is one phase of the team (two for the GRU and the LSTM with
+ *   projection, whose second product reads every unit of the first).
  *   4. Outputs are written in the caller's order (reversed back for a reverse layer), zero past
  *      each row's length; the final state of a row is its state after its last step (its
  *      initial state when its length is 0), as TF.
@@ -28,8 +28,9 @@
 #include "internal.h"
 
 enum { CHUNK_BYTES = 4 << 20 };         /* gathered inputs + projections per chunk of steps */
-/* A step is shared by as many threads as get this many FLOPs each: a barrier costs about
- * 35 ns here, and 16K FLOPs at one row (32 KB of weights from L2) about 0.3 us. */
+/* A step is shared by as many threads as get this many FLOPs each: the end of a phase costs
+ * about as much as a spin barrier (35 ns here), and 16K FLOPs at one row (32 KB of weights
+ * from L2) about 0.3 us. */
 enum { MIN_FLOPS_PER_MEMBER = 16 * 1024 };
 /* A team is formed per chunk of steps. A spinning worker joins within a microsecond; one that
  * is asleep can take milliseconds to wake here (an idle virtual CPU), and one whose core is

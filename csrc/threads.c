@@ -178,7 +178,7 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
     pthread_mutex_unlock(&pool.region);
 }
 
-/* ---- teams: one region whose members meet at barriers ------------------------------------ */
+/* ---- teams: one region whose members run phases together ---------------------------------- */
 
 /* A member waiting for a phase looks for parts nobody has started every STEAL_SPINS rounds
  * (a few microseconds: longer than a part's usual lag, far shorter than a preemption) and
