@@ -7,11 +7,6 @@
  * depend on the thread count. */
 #include "internal.h"
 
-/* Work below this many FLOPs per thread runs on one thread. A parallel region (waking a
- * spinning worker, claiming, the final count) costs about 0.15 us here; 32K FLOPs take 0.15 us
- * at peak and about 0.3 us at one row, where the weights stream from L2. */
-enum { MIN_FLOPS_PER_THREAD = 32 * 1024 };
-
 #define ROW_OFFSET(ptr, ld, r, es) \
     ((ptr) ? (void *)((unsigned char *)(ptr) + (r) * (ld) * (es)) : NULL)
 
@@ -110,7 +105,7 @@ static void run_shares(void *ctx, size_t begin, size_t end)
 void fc_run_blocks(const fc_blocks_job *job)
 {
     if (job->args.rows == 0) return;
-    shares s = {.job = job, .parts = fc_blocks_threads(job, MIN_FLOPS_PER_THREAD)};
+    shares s = {.job = job, .parts = fc_blocks_threads(job, FC_MIN_FLOPS_PER_THREAD)};
     if (s.parts <= 1) {
         fc_run_blocks_share(job, 0, 1);
         return;

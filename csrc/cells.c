@@ -5,8 +5,11 @@
  *         m' = clip(m @ projection)    a second product, only with num_proj
  *   gru:  r*h, u = sig(...)            [x, h] @ gates/kernel                (G=2)
  *         h' = u*h + (1-u)*act(...)    [x, r*h] @ candidate/kernel         (G=1)
+ *   gru reset after: x @ [Wr Wu Wi] (3-vector panels), then h @ [Wr Wu Wh] and the update
  * Each product runs panel by panel (block of units), all batch rows per panel, so one panel
- * is loaded into cache once per step. */
+ * is loaded into cache once per step. Threads share a step by panels or rows (blocks.c): one
+ * parallel region per step, the two dependent products of the GRU and of the LSTM with
+ * projection as two phases of one team. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,17 +123,64 @@ void fc_epilogue_params(const fc_cell_desc *d, fc_block_args *args)
     args->forget_bias = d->forget_bias;
 }
 
-/* The reset-after GRU's input projection for `rows` rows of x:
- * zx [rows, nblocks*3VW] = x @ [Wr Wu Wi] + [br bu bi], in panel layout (the steps' init). */
-void fc_gru_ra_project(const fc_cell *cell, size_t rows, const void *x, size_t ldx, void *zx,
-                       size_t ld_zx)
+/* A cell step waits this long for a worker to join its team, then runs with whoever joined: a
+ * spinning worker joins within a fraction of a microsecond, and waiting longer than the step
+ * takes on one thread cannot pay. */
+enum { CELL_JOIN_WAIT_NS = 1000 };
+/* A step's scratch up to this size lives on the caller's stack (no allocation at small B). */
+enum { SMALL_SCRATCH_BYTES = 4096 };
+
+/* Two products of one step where the second reads every unit the first wrote (the GRU's gates,
+ * then its candidate; the LSTM's cell, then its projection): one team (threads.c), the second
+ * product a second phase that starts once every part of the first has finished. One parallel
+ * region instead of two. */
+typedef struct two_products {
+    fc_blocks_job first, second;
+} two_products;
+
+static void first_part(void *ctx, size_t part, size_t parts)
 {
-    fc_blocks_job project = {.kernel = cell->kernels->linear3, .packed = &cell->main,
-                             .whole_panels = 1, .es = cell->elem,
-                             .tile_rows = cell->kernels->mr};
-    project.args = (fc_block_args){.rows = rows, .a0 = x, .lda0 = ldx,
-                                   .k0 = cell->desc.input_size, .h_out = zx, .ldh_out = ld_zx};
-    fc_run_blocks(&project);
+    fc_run_blocks_share(&((const two_products *)ctx)->first, part, parts);
+}
+
+static void second_part(void *ctx, size_t part, size_t parts)
+{
+    fc_run_blocks_share(&((const two_products *)ctx)->second, part, parts);
+}
+
+static void two_products_team(void *ctx, fc_team *team)
+{
+    fc_team_phase(team, first_part, ctx);
+    fc_team_phase(team, second_part, ctx);
+}
+
+static void run_two_products(two_products *tp)
+{
+    const size_t threads = fc_min(fc_blocks_threads(&tp->first, FC_MIN_FLOPS_PER_THREAD),
+                                  fc_blocks_threads(&tp->second, FC_MIN_FLOPS_PER_THREAD));
+    if (threads <= 1) {
+        first_part(tp, 0, 1);
+        second_part(tp, 0, 1);
+        return;
+    }
+    fc_team_run((int)threads, CELL_JOIN_WAIT_NS, two_products_team, tp);
+}
+
+/* The reset-after GRU's step: the x projection and the recurrent product of the same panels
+ * (or rows) run in one share, since the recurrent tiles read only their own columns of the
+ * projection: one region, no phase. */
+typedef struct gru_ra_step {
+    fc_blocks_job project, step;
+    size_t parts;
+} gru_ra_step;
+
+static void gru_ra_shares(void *ctx, size_t begin, size_t end)
+{
+    const gru_ra_step *s = ctx;
+    for (size_t part = begin; part < end; part++) {
+        fc_run_blocks_share(&s->project, part, s->parts);
+        fc_run_blocks_share(&s->step, part, s->parts);
+    }
 }
 
 /* Runs `kernel` over every panel of `packed` for all rows of `args` (bias-initialised). */
@@ -173,8 +223,9 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
     const size_t row_zx = cell->main.nblocks * cell->main.pw;       /* gru_ra x projection */
     const size_t n_zx = d->kind == FC_CELL_GRU_RA ? B * row_zx : 0;
     const size_t n_total = n_x + n_h + n_c + n_gru + n_m + n_zx;
-    unsigned char *scratch = NULL;
-    if (n_total) {
+    _Alignas(64) unsigned char small_scratch[SMALL_SCRATCH_BYTES];  /* read by the workers too */
+    unsigned char *scratch = small_scratch;
+    if (n_total * es > sizeof small_scratch) {
         scratch = fc_aligned_alloc(n_total * es);
         if (!scratch) return FC_ERR_NOMEM;
     }
@@ -193,16 +244,29 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
     case FC_CELL_RNN:
         run_blocks(kern->rnn, &cell->main, &args, es, kern->mr);
         break;
-    case FC_CELL_GRU_RA:
-        fc_gru_ra_project(cell, B, x, ldx, next, row_zx);
-        args.init = next;
-        args.ld_init = row_zx;
-        args.a0 = h_in;
-        args.lda0 = ldh_in;
-        args.k0 = U;
-        args.k1 = 0;
-        run_blocks(kern->gru_ra, &cell->cand, &args, es, kern->mr);
+    case FC_CELL_GRU_RA: {
+        gru_ra_step ra = {
+            .project = {.kernel = kern->linear3, .packed = &cell->main, .whole_panels = 1,
+                        .es = es, .tile_rows = kern->mr},
+            .step = {.kernel = kern->gru_ra, .packed = &cell->cand, .args = args, .es = es,
+                     .tile_rows = kern->mr},
+        };
+        ra.project.args = (fc_block_args){.rows = B, .a0 = x, .lda0 = ldx, .k0 = I,
+                                          .h_out = next, .ldh_out = row_zx};
+        ra.step.args.init = next;                       /* zx: [B, row_zx] */
+        ra.step.args.ld_init = row_zx;
+        ra.step.args.a0 = h_in;
+        ra.step.args.lda0 = ldh_in;
+        ra.step.args.k0 = U;
+        ra.step.args.k1 = 0;
+        /* both products have the same panels (3-vector, U units) and rows, so share p of the
+         * projection writes exactly the columns and rows of zx that share p of the step reads */
+        const size_t flops = fc_blocks_flops(&ra.project) + fc_blocks_flops(&ra.step);
+        ra.parts = fc_min(fc_blocks_threads(&ra.step, 1),
+                          fc_max(1, flops / FC_MIN_FLOPS_PER_THREAD));
+        fc_parallel_for(ra.parts, (int)ra.parts, gru_ra_shares, &ra);
         break;
+    }
     case FC_CELL_LSTM: {
         const size_t npeep = cell->main.nblocks * cell->main.nru;
         if (cell->peepholes) {
@@ -219,29 +283,39 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         void *m = next;                                 /* [B,U] sig(o)*act(c') */
         args.h_out = m;
         args.ldh_out = U;
-        run_blocks(kern->lstm, &cell->main, &args, es, kern->mr);
-        fc_block_args proj = {
+        two_products tp = {
+            .first = {.kernel = kern->lstm, .packed = &cell->main, .args = args, .es = es,
+                      .tile_rows = kern->mr},
+            .second = {.kernel = kern->linear, .packed = &cell->proj, .es = es,
+                       .tile_rows = kern->mr},
+        };
+        tp.second.args = (fc_block_args){
             .rows = B, .a0 = m, .lda0 = U, .k0 = U, .k1 = 0,
             .h_out = h_out, .ldh_out = ldh_out,
             .has_clip = d->has_proj_clip, .clip = d->proj_clip,
         };
-        run_blocks(kern->linear, &cell->proj, &proj, es, kern->mr);
+        run_two_products(&tp);
         break;
     }
     case FC_CELL_GRU: {
-        /* s1 (u) is read as whole vectors up to lds: zero it so padding lanes are defined */
-        args.s0 = next;
-        args.s1 = next + B * lds * es;
-        args.lds = lds;
-        memset(next, 0, 2 * B * lds * es);
-        run_blocks(kern->gru_gates, &cell->main, &args, es, kern->mr);
-        args.a1 = args.s0;                              /* candidate: [x, r*h] */
-        args.lda1 = lds;
-        run_blocks(kern->gru_cand, &cell->cand, &args, es, kern->mr);
+        /* s0 = r*h, s1 = u, rows lds apart; the gates store whole vectors up to
+         * round_up(U, VW), which is all the candidate reads of s1 (lanes() on its blocks) */
+        two_products tp = {
+            .first = {.kernel = kern->gru_gates, .packed = &cell->main, .args = args, .es = es,
+                      .tile_rows = kern->mr},
+            .second = {.kernel = kern->gru_cand, .packed = &cell->cand, .args = args, .es = es,
+                       .tile_rows = kern->mr},
+        };
+        tp.first.args.s0 = tp.second.args.s0 = next;
+        tp.first.args.s1 = tp.second.args.s1 = next + B * lds * es;
+        tp.first.args.lds = tp.second.args.lds = lds;
+        tp.second.args.a1 = next;                       /* candidate: [x, r*h] */
+        tp.second.args.lda1 = lds;
+        run_two_products(&tp);
         break;
     }
     }
-    fc_aligned_free(scratch);
+    if (scratch != small_scratch) fc_aligned_free(scratch);
     return FC_OK;
 }
 

@@ -20,8 +20,10 @@ a peer that cannot run raises ``Unavailable`` with the reason.
     torch-cell        torch.nn.LSTMCell / GRUCell / RNNCell under torch.inference_mode(), with
                       torch.set_num_threads(fastcells.get_num_threads()); LSTM and RNN weights are
                       converted from the TF layout (same math). torch's GRU is reset-after, which
-                      no TF-layout weights can reproduce: it runs with its own weights (same FLOPs)
-                      and is checked against fastcells.reference.gru_cell_reset_after instead.
+                      no weights of TF's reset-before GRUCell can reproduce: for kind "gru" it runs
+                      with its own weights (same FLOPs) and is checked against
+                      fastcells.reference.gru_cell_reset_after instead; kind "gru_ra" is fastcells'
+                      GRUCell(reset_after=True), the same math as torch's, on the same weights.
 
 FLOPs per step (BENCH.md): LSTM 8*B*H*(I+H), GRU 6*B*H*(I+H), RNN 2*B*H*(I+H).
 """
@@ -32,16 +34,17 @@ import itertools
 import math
 import os
 import sys
+import time
 import timeit
 
 import numpy as np
 
 import fastcells
-from fastcells import reference
+from fastcells import convert, reference
 
 __all__ = ["Case", "grid", "PEERS", "Subject", "make_subject", "Runner", "Unavailable",
-           "make_runner", "assert_close", "case_atol", "warm_up", "time_call", "cpu_snapshot",
-           "other_cores", "run"]
+           "make_runner", "assert_close", "case_atol", "wait_for_idle_threads", "warm_up",
+           "time_call", "cpu_snapshot", "other_cores", "run"]
 
 DTYPE = np.float32
 # float32 check of every runner before it is timed: rtol 1e-5, atol 1e-6 for a product over up
@@ -57,12 +60,14 @@ SEED = 0
 # The grid
 # ---------------------------------------------------------------------------------------------
 
-_GATES = {"lstm": 4, "gru": 3, "rnn": 1}      # products of H columns per step (FLOPs = 2*that)
+_GATES = {"lstm": 4, "gru": 3, "gru_ra": 3, "rnn": 1}   # products of H columns per step
+                                                         # (FLOPs = 2*that)
 
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One cell call: kind in lstm|gru|rnn, x [B,I], state [B,H], float32."""
+    """One cell call: kind in lstm|gru|gru_ra|rnn, x [B,I], state [B,H], float32 (gru: TF's
+    GRUCell, reset-before; gru_ra: GRUCell(reset_after=True))."""
     kind: str
     B: int
     I: int
@@ -81,7 +86,7 @@ class Case:
         return self.id
 
 
-KINDS = ("lstm", "gru", "rnn")
+KINDS = ("lstm", "gru", "gru_ra", "rnn")
 
 
 def grid(full=False):
@@ -103,7 +108,11 @@ def grid(full=False):
 # The subject: one fastcells cell, its weights, an input and a (non-zero) state
 # ---------------------------------------------------------------------------------------------
 
-_CLASSES = {"lstm": "BasicLSTMCell", "gru": "GRUCell", "rnn": "BasicRNNCell"}
+_CLASSES = {"lstm": "BasicLSTMCell", "gru": "GRUCell", "gru_ra": "GRUCell", "rnn": "BasicRNNCell"}
+_KWARGS = {"lstm": {"forget_bias": FORGET_BIAS}, "gru_ra": {"reset_after": True}}
+_GRU_RA_WEIGHTS = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel",
+                   "candidate/input_projection/bias", "candidate/hidden_projection/kernel",
+                   "candidate/hidden_projection/bias")
 
 
 @dataclasses.dataclass
@@ -143,6 +152,8 @@ def _reference_step(kind, x, state, w):
     if kind == "gru":
         h = reference.gru_cell(x, state, w["gates/kernel"], w["gates/bias"],
                                w["candidate/kernel"], w["candidate/bias"])
+    elif kind == "gru_ra":
+        h = reference.gru_cell_reset_after(x, state, *(w[n] for n in _GRU_RA_WEIGHTS))
     else:
         h = reference.rnn_cell(x, state, w["kernel"], w["bias"])
     return {"output": h, "h": h}
@@ -153,8 +164,7 @@ def make_subject(case):
     """Builds the subject of `case` (the last one is cached, so the peers of a case share it).
     Checks fastcells' cell(x, state) against the float64 NumPy oracle first."""
     cls = getattr(fastcells, _CLASSES[case.kind])
-    kwargs = {"forget_bias": FORGET_BIAS} if case.kind == "lstm" else {}
-    cell = cls(case.H, dtype=DTYPE, seed=SEED, **kwargs)
+    cell = cls(case.H, dtype=DTYPE, seed=SEED, **_KWARGS.get(case.kind, {}))
     cell.build(case.I)
     weights = {k: np.array(v) for k, v in cell.get_weights().items()}
     rng = np.random.default_rng(SEED + 1)
@@ -254,6 +264,9 @@ def _numpy_reference(s):
             args = (w["gates/kernel"], w["gates/bias"], w["candidate/kernel"],
                     w["candidate/bias"])
             step = reference.gru_cell
+        elif kind == "gru_ra":
+            args = tuple(w[n] for n in _GRU_RA_WEIGHTS)
+            step = reference.gru_cell_reset_after
         else:
             args = (w["kernel"], w["bias"])
             step = reference.rnn_cell
@@ -301,6 +314,11 @@ def _torch_cell(s):
             params = {"weight_ih": w["kernel"][:I].T, "weight_hh": w["kernel"][I:].T,
                       "bias_ih": w["bias"], "bias_hh": np.zeros(H)}
             hc = t(s.state)
+        elif kind == "gru_ra":
+            # the same math: fastcells' GRUCell(reset_after=True) weights in torch's layout
+            module = torch.nn.GRUCell(I, H)
+            params = convert.to_torch_state_dict(s.cell)
+            hc = t(s.state)
         else:
             # torch.nn.GRUCell is reset-after (r * (h @ W_hn + b_hn)); TF's GRUCell, and so
             # fastcells', is reset-before ((r * h) @ W). No weights map one onto the other, so
@@ -322,7 +340,7 @@ def _torch_cell(s):
         if kind == "lstm":
             got = {"output": out[0].numpy(), "c": out[1].numpy(), "h": out[0].numpy()}
             want, checked = s.expected, "fastcells-call"
-        elif kind == "rnn":
+        elif kind in ("rnn", "gru_ra"):
             got = {"output": out.numpy(), "h": out.numpy()}
             want, checked = s.expected, "fastcells-call"
         else:
@@ -365,10 +383,23 @@ def make_runner(peer, subject):
 # The plain-text table (no pytest-benchmark needed)
 # ---------------------------------------------------------------------------------------------
 
+def wait_for_idle_threads(max_seconds=1.0, window=0.02, busy_fraction=0.05):
+    """Sleeps until this process's other threads are idle: less than `busy_fraction` of a core
+    used over a `window` of seconds, at most `max_seconds` in all. Worker threads that a library
+    leaves spinning after its last call (OpenBLAS after the NumPy checks, torch's OpenMP pool,
+    for up to 200 ms) would otherwise take the core the next peer's threads need."""
+    end = timeit.default_timer() + max_seconds
+    while timeit.default_timer() < end:
+        cpu = time.process_time()
+        time.sleep(window)
+        if time.process_time() - cpu < busy_fraction * window:
+            return
+
+
 def warm_up(fn, seconds=0.1):
-    """Calls fn() back to back for `seconds` (at least twice): caches and thread pools get hot,
-    and worker threads another library left spinning (OpenBLAS after the NumPy checks, torch's
-    OpenMP) go back to sleep instead of taking the core the next peer's threads need."""
+    """Waits for idle threads (wait_for_idle_threads), then calls fn() back to back for
+    `seconds` (at least twice): caches and thread pools get hot."""
+    wait_for_idle_threads()
     end = timeit.default_timer() + seconds
     fn()
     fn()
@@ -444,14 +475,16 @@ def run(out=sys.stdout, quick=False, cases=None):
           f">= {min_seconds * 1e3:g} ms each (back-to-back calls)", file=out)
     print("x = peer time / call time (> 1: fastcells cell(x, state) is faster); GFLOP/s of call",
           file=out)
-    print("GRU torch: torch.nn.GRUCell is reset-after (its own weights, same FLOPs); the others "
-          "compute TF's math on the same weights, each checked before timing", file=out)
+    print("gru = TF's GRUCell (reset-before): torch.nn.GRUCell is reset-after, so it runs its "
+          "own weights (same FLOPs); gru_ra = GRUCell(reset_after=True), torch's math; every "
+          "other torch row computes fastcells' math on the same weights, checked before timing",
+          file=out)
     print("other = cores busy with other processes (or hypervisor steal) while the row ran: "
           "above ~0.2 that row is disturbed; rerun it", file=out)
     note = _blas_note()
     if note:
         print(note, file=out)
-    header = (f"{'case':<22}{'call us':>9}{'step_ us':>10}{'numpy us':>10}{'torch us':>10}"
+    header = (f"{'case':<24}{'call us':>9}{'step_ us':>10}{'numpy us':>10}{'torch us':>10}"
               f"{'step_ x':>9}{'numpy x':>9}{'torch x':>9}{'GFLOP/s':>9}{'other':>7}")
     print("\n" + header + "\n" + "-" * len(header), file=out)
     results = {}
@@ -473,7 +506,7 @@ def run(out=sys.stdout, quick=False, cases=None):
         results[case.id] = dict(times, other_cores=others)
         base = times[BASELINE]
         ratio = lambda p: "-" if times[p] is None else f"{times[p] / base:.2f}"   # noqa: E731
-        print(f"{case.id:<22}{_fmt_us(base):>9}{_fmt_us(times['fastcells-step_']):>10}"
+        print(f"{case.id:<24}{_fmt_us(base):>9}{_fmt_us(times['fastcells-step_']):>10}"
               f"{_fmt_us(times['numpy-reference']):>10}{_fmt_us(times['torch-cell']):>10}"
               f"{ratio('fastcells-step_'):>9}{ratio('numpy-reference'):>9}"
               f"{ratio('torch-cell'):>9}{case.flops / base / 1e9:>9.1f}"

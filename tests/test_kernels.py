@@ -372,14 +372,18 @@ def restore_threads():
 @pytest.mark.parametrize("kind,B,I,U,proj", [
     ("lstm", 1, 300, 257, None),    # split by panels, B=1
     ("lstm", 13, 64, 100, 37),      # panels, then the projection's panels
-    ("gru", 9, 120, 150, None),     # two dependent products
-    ("gru_ra", 4, 200, 70, None),
+    ("lstm", 1, 200, 120, 300),     # a team of two phases: the cell, then the projection
+    ("gru", 9, 120, 150, None),     # two dependent products (a team of two phases)
+    ("gru", 40, 64, 20, None),      # ... each with one panel: split by batch rows
+    ("gru_ra", 4, 200, 70, None),   # projection and recurrence fused per share
+    ("gru_ra", 30, 50, 10, None),   # ... split by batch rows
     ("rnn", 64, 512, 9, None),      # one panel: split by batch rows
     ("rnn", 50, 700, 3, None),      # rows not a multiple of the tile
 ])
-def test_threads_give_identical_results(isa, kind, B, I, U, proj, restore_threads):
+@pytest.mark.parametrize("in_place", [False, True])
+def test_threads_give_identical_results(isa, kind, B, I, U, proj, in_place, restore_threads):
     """The same call on 1 and 2 threads (and 3, more than cores) is bit-for-bit identical, and
-    matches the reference."""
+    matches the reference; in_place: the new state overwrites the old (c and h aliased)."""
     rng = np.random.default_rng(11)
     P = proj or U
     w = {k: v.astype(np.float32) for k, v in make_weights(rng, kind, I, U, P).items()}
@@ -389,8 +393,12 @@ def test_threads_give_identical_results(isa, kind, B, I, U, proj, restore_thread
     results = []
     for threads in (1, 2, 3):
         _core.set_num_threads(threads)
-        out = tuple(np.empty_like(s) for s in state)
-        cell.step(x, state, out)
+        if in_place:
+            out = tuple(s.copy() for s in state)
+            cell.step(x, out, out)
+        else:
+            out = tuple(np.empty_like(s) for s in state)
+            cell.step(x, state, out)
         results.append(out)
     for other in results[1:]:
         for a, b in zip(results[0], other):
