@@ -123,10 +123,6 @@ void fc_epilogue_params(const fc_cell_desc *d, fc_block_args *args)
     args->forget_bias = d->forget_bias;
 }
 
-/* A cell step waits this long for a worker to join its team, then runs with whoever joined: a
- * spinning worker joins within a fraction of a microsecond, and waiting longer than the step
- * takes on one thread cannot pay. */
-enum { CELL_JOIN_WAIT_NS = 1000 };
 /* A step's scratch up to this size lives on the caller's stack (no allocation at small B). */
 enum { SMALL_SCRATCH_BYTES = 4096 };
 
@@ -163,7 +159,7 @@ static void run_two_products(two_products *tp)
         second_part(tp, 0, 1);
         return;
     }
-    fc_team_run((int)threads, CELL_JOIN_WAIT_NS, two_products_team, tp);
+    fc_team_run((int)threads, FC_TEAM_FIXED, two_products_team, tp);
 }
 
 /* The reset-after GRU's step: the x projection and the recurrent product of the same panels

@@ -153,7 +153,12 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx);
 /* A team: up to `threads` threads (the caller is rank 0) running fn(ctx, team) together, each
  * with its rank, through the same sequence of fc_team_phase calls. Workers that have not
  * joined within max_wait_ns of the start are left out (a busy machine): the team is then
- * smaller, down to the caller alone. Nested or concurrent calls run alone. */
+ * smaller, down to the caller alone. Nested or concurrent calls run alone.
+ * max_wait_ns = FC_TEAM_FIXED: no joining (it costs a round trip between cores): the team has
+ * `threads` ranks whoever turns up, and a member that has finished its part takes any part not
+ * started at once. For a few phases (one cell step); a long run of phases would pull parts
+ * across cores whenever a member lags a little. */
+enum { FC_TEAM_FIXED = -1 };
 typedef struct fc_team {
     int rank, size;
     unsigned phases;            /* phases this member has entered */

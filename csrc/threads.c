@@ -189,7 +189,8 @@ struct team_shared {
     fc_team_fn fn;
     void *ctx;
     int wanted;                 /* members asked for, the caller included */
-    long max_wait_ns;
+    long max_wait_ns;           /* FC_TEAM_FIXED: no joining, `wanted` parts per phase */
+    int steal_spins;            /* spins before a waiting member takes unstarted parts */
     /* workers that joined (they are ranks 1..); TEAM_CLOSED once the caller stops waiting */
     _Alignas(64) atomic_uint joined;
     _Alignas(64) atomic_uint parts_done;   /* parts finished, all phases */
@@ -208,6 +209,12 @@ static void team_member(void *ctx, size_t begin, size_t end)
     struct team_shared *ts = ctx;
     fc_team team = {.shared = ts};
     unsigned state;
+    if (ts->max_wait_ns == FC_TEAM_FIXED) {
+        team.rank = (int)begin;
+        team.size = ts->wanted;
+        ts->fn(ts->ctx, &team);
+        return;
+    }
     if (begin == 0) {
         /* the caller: wait for the workers to join (unless running everything alone), close */
         if (end - begin == 1 && ts->wanted > 1) {
@@ -226,7 +233,14 @@ static void team_member(void *ctx, size_t begin, size_t end)
             if (state & TEAM_CLOSED) return;           /* too late: the team runs without us */
         } while (!atomic_compare_exchange_weak(&ts->joined, &state, state + 1));
         team.rank = (int)state + 1;
-        while (!((state = atomic_load(&ts->joined)) & TEAM_CLOSED)) CPU_RELAX();
+        /* the last worker wanted completes the team: nobody else can join, so it need not wait
+         * for the caller to close it (one line less to pass between cores) */
+        if (team.rank < ts->wanted - 1)
+            while (!((state = atomic_load(&ts->joined)) & TEAM_CLOSED) &&
+                   (int)state < ts->wanted - 1)
+                CPU_RELAX();
+        else
+            state = (unsigned)team.rank;
     }
     team.size = (int)(state & ~TEAM_CLOSED) + 1;
     ts->fn(ts->ctx, &team);
@@ -235,10 +249,11 @@ static void team_member(void *ctx, size_t begin, size_t end)
 void fc_team_run(int threads, long max_wait_ns, fc_team_fn fn, void *ctx)
 {
     struct team_shared ts = {.fn = fn, .ctx = ctx, .wanted = threads < 1 ? 1 : threads,
-                             .max_wait_ns = max_wait_ns};
+                             .max_wait_ns = max_wait_ns,
+                             .steal_spins = max_wait_ns == FC_TEAM_FIXED ? 1 : STEAL_SPINS};
     atomic_init(&ts.joined, 0);
     atomic_init(&ts.parts_done, 0);
-    for (int p = 0; p < MAX_THREADS; p++) atomic_init(&ts.claimed[p].phase, 0);
+    for (int p = 0; p < ts.wanted; p++) atomic_init(&ts.claimed[p].phase, 0);
     fc_parallel_for((size_t)ts.wanted, ts.wanted, team_member, &ts);
 }
 
@@ -269,7 +284,7 @@ void fc_team_phase(fc_team *team, fc_part_fn run, void *ctx)
     const unsigned target = phase * (unsigned)parts;
     for (int spins = 1; (int)(atomic_load(&ts->parts_done) - target) < 0; spins++) {
         CPU_RELAX();
-        if (spins % STEAL_SPINS == 0)
+        if (spins % ts->steal_spins == 0)
             for (size_t i = 1; i < parts; i++) {
                 const size_t part = (own + i) % parts;
                 if (!claim_part(ts, part, phase)) continue;
