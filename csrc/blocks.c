@@ -91,21 +91,23 @@ size_t fc_blocks_threads(const fc_blocks_job *job, size_t min_flops_per_thread)
     return threads < 1 ? 1 : threads;
 }
 
+/* The job by value: a worker reads it straight from the region's context, one pointer fewer
+ * to chase across cores before its first panel. */
 typedef struct shares {
-    const fc_blocks_job *job;
+    fc_blocks_job job;
     size_t parts;
 } shares;
 
 static void run_shares(void *ctx, size_t begin, size_t end)
 {
     const shares *s = ctx;
-    for (size_t part = begin; part < end; part++) fc_run_blocks_share(s->job, part, s->parts);
+    for (size_t part = begin; part < end; part++) fc_run_blocks_share(&s->job, part, s->parts);
 }
 
 void fc_run_blocks(const fc_blocks_job *job)
 {
     if (job->args.rows == 0) return;
-    shares s = {.job = job, .parts = fc_blocks_threads(job, FC_MIN_FLOPS_PER_THREAD)};
+    shares s = {.job = *job, .parts = fc_blocks_threads(job, FC_MIN_FLOPS_PER_THREAD)};
     if (s.parts <= 1) {
         fc_run_blocks_share(job, 0, 1);
         return;

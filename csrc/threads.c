@@ -37,24 +37,35 @@
 #endif
 
 /* A worker spins this many rounds for the next region before it sleeps, yielding the core every
- * YIELD_EVERY rounds; the caller waiting for running chunks yields after CALLER_SPINS rounds. */
-enum { MAX_THREADS = 64, SPIN_ROUNDS = 1 << 16, YIELD_EVERY = 64, CALLER_SPINS = 1 << 12 };
+ * YIELD_EVERY rounds; the caller waiting for running chunks yields after CALLER_SPINS rounds,
+ * and takes a chunk whose worker has not started after CALLER_STEAL_SPINS (about 0.8 us: a
+ * spinning worker starts within a fraction of that; reading its claim sooner would pull the
+ * line away from the worker, which writes it first thing next region). A round is one pause
+ * instruction, about 25 ns here. */
+enum { MAX_THREADS = 64, SPIN_ROUNDS = 1 << 16, YIELD_EVERY = 64, CALLER_SPINS = 1 << 12,
+       CALLER_STEAL_SPINS = 32 };
 
+/* Laid out by who writes what, since every cache line that moves between cores costs 35-70 ns
+ * here and a small call's region is a chain of such moves: the region's fields share the line
+ * of the generation that announces them; each worker's chunk has a line of its own, which its
+ * worker writes and the caller reads once, at the end. */
 static struct {
+    _Alignas(64) atomic_uint generation;    /* bumped to start a region */
+    int chunks;                     /* the current region (valid while it runs) */
+    fc_task_fn fn;
+    void *ctx;
+    size_t n;
+    _Alignas(64) atomic_int sleepers;
+    atomic_int held;                /* fc_pool_hold calls not yet released: workers stay awake */
+    int started;                    /* workers running */
     pthread_mutex_t region;         /* held by the caller running a parallel region */
     pthread_mutex_t sleep_mutex;
     pthread_cond_t wake;
-    atomic_uint generation;         /* bumped to start a region */
-    atomic_int sleepers;
-    atomic_int held;                /* fc_pool_hold calls not yet released: workers stay awake */
-    atomic_uint claimed[MAX_THREADS];   /* generation in which chunk t was last claimed */
-    atomic_int done;                /* chunks of the current region finished */
-    int started;                    /* workers running */
     unsigned created_in[MAX_THREADS];   /* generation when worker t was created */
-    fc_task_fn fn;                  /* the current region (valid while it runs) */
-    void *ctx;
-    size_t n;
-    int chunks;
+    struct {                        /* chunk t >= 1 (chunk 0 is always the caller's) */
+        _Alignas(64) atomic_uint claimed;   /* the generation in which it was last claimed */
+        _Alignas(64) atomic_uint finished;  /* ... and last finished (polled by the caller) */
+    } chunk[MAX_THREADS];
 } pool = {
     .region = PTHREAD_MUTEX_INITIALIZER,
     .sleep_mutex = PTHREAD_MUTEX_INITIALIZER,
@@ -89,19 +100,24 @@ fc_status fc_set_num_threads(int n)
     return FC_OK;
 }
 
-/* Claims chunk t for region `gen` (once per region; generations compare modulo 2^32) and runs
- * it. The region's fields are read only after a successful claim: the region cannot end, and so
- * cannot be replaced, while one of its chunks is unfinished. */
-static void try_chunk(int t, unsigned gen)
+static void run_chunk(int t)
 {
-    unsigned seen = atomic_load(&pool.claimed[t]);
-    do {
-        if ((int)(gen - seen) <= 0) return;     /* claimed in this region or a later one */
-    } while (!atomic_compare_exchange_weak(&pool.claimed[t], &seen, gen));
     const size_t begin = pool.n * (size_t)t / (size_t)pool.chunks;
     const size_t end = pool.n * (size_t)(t + 1) / (size_t)pool.chunks;
     if (begin < end) pool.fn(pool.ctx, begin, end);
-    atomic_fetch_add(&pool.done, 1);
+}
+
+/* Claims chunk t >= 1 for region `gen` (once per region; generations compare modulo 2^32), runs
+ * it and marks it finished. The region's fields are read only after a successful claim: the
+ * region cannot end, and so cannot be replaced, while one of its chunks is unfinished. */
+static void try_chunk(int t, unsigned gen)
+{
+    unsigned seen = atomic_load(&pool.chunk[t].claimed);
+    do {
+        if ((int)(gen - seen) <= 0) return;     /* claimed in this region or a later one */
+    } while (!atomic_compare_exchange_weak(&pool.chunk[t].claimed, &seen, gen));
+    run_chunk(t);
+    atomic_store_explicit(&pool.chunk[t].finished, gen, memory_order_release);
 }
 
 static void *worker(void *arg)
@@ -163,18 +179,20 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
     pool.ctx = ctx;
     pool.n = n;
     pool.chunks = threads;
-    atomic_store(&pool.done, 0);
     const unsigned gen = atomic_load(&pool.generation) + 1;
     for (int t = threads; t <= pool.started; t++)     /* workers sitting this region out */
-        atomic_store(&pool.claimed[t], gen);
+        atomic_store(&pool.chunk[t].claimed, gen);
     /* seq_cst: publishes the fields above, and pairs with the sleepers check */
     atomic_fetch_add(&pool.generation, 1);
     wake_sleepers();
-    for (int t = 0; t < threads; t++) try_chunk(t, gen);     /* own chunk, then unstarted ones */
-    for (int spins = 0; atomic_load(&pool.done) < threads; spins++) {
-        if (spins < CALLER_SPINS) CPU_RELAX();
-        else sched_yield();
-    }
+    run_chunk(0);
+    for (int t = 1; t < threads; t++)
+        for (int spins = 1;
+             atomic_load_explicit(&pool.chunk[t].finished, memory_order_acquire) != gen; spins++) {
+            if (spins % CALLER_STEAL_SPINS == 0) try_chunk(t, gen);     /* not started yet */
+            if (spins < CALLER_SPINS) CPU_RELAX();
+            else sched_yield();
+        }
     pthread_mutex_unlock(&pool.region);
 }
 
