@@ -3,10 +3,11 @@
  * fc_parallel_for(n, T, fn, ctx) runs fn(ctx, begin, end) over [0, n) split into T contiguous,
  * equal chunks. Chunk t belongs to thread t (the caller is thread 0): the split is static, so
  * the same call shape gives every thread the same panels every time and they stay in that
- * core's L2. A chunk is claimed before it runs, and once the caller has run its own chunk it
- * claims and runs any chunk whose thread has not started yet — a worker that the OS has not
- * scheduled (a busy machine) delays nothing. Results never depend on the thread count or on who
- * ran a chunk: each output element is computed by one chunk, always with the same arithmetic.
+ * core's L2. A worker claims its chunk before it runs it; once the caller has run its own chunk
+ * it waits for the others, and claims and runs any whose thread has not started within about a
+ * microsecond — a worker that the OS has not scheduled (a busy machine) delays the call by
+ * that much, not by its chunk. Results never depend on the thread count or on who ran a chunk:
+ * each output element is computed by one chunk, always with the same arithmetic.
  *
  * Workers spin for a while after each region (yielding the core now and then), then sleep on a
  * condition variable; under fc_pool_hold they keep spinning. One region runs at a time: a caller
@@ -17,7 +18,8 @@
  * sequence of phases (the steps of a sequence), each phase cut into one part per member. A
  * member runs its own part, then any part nobody has started, then waits for the phase to
  * finish: a member that is late or preempted loses its parts to the others instead of holding
- * them up. The team is whoever joins within a short wait.
+ * them up. The team is whoever joins within a short wait, or, for one cell step (a fixed
+ * team), has as many ranks as asked for, parts of a rank nobody runs being taken at once.
  */
 #define _GNU_SOURCE                 /* sched_getaffinity and CPU_COUNT (Linux) */
 #include <pthread.h>
