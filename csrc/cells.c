@@ -150,9 +150,11 @@ static void two_products_team(void *ctx, fc_team *team)
     fc_team_phase(team, second_part, ctx);
 }
 
+/* As many threads as either product repays: a phase split finer than its product repays costs
+ * one more part to finish, not a parallel region. */
 static void run_two_products(two_products *tp)
 {
-    const size_t threads = fc_min(fc_blocks_threads(&tp->first, FC_MIN_FLOPS_PER_THREAD),
+    const size_t threads = fc_max(fc_blocks_threads(&tp->first, FC_MIN_FLOPS_PER_THREAD),
                                   fc_blocks_threads(&tp->second, FC_MIN_FLOPS_PER_THREAD));
     if (threads <= 1) {
         first_part(tp, 0, 1);
