@@ -191,7 +191,8 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
     for (int t = 1; t < threads; t++)
         for (int spins = 1;
              atomic_load_explicit(&pool.chunk[t].finished, memory_order_acquire) != gen; spins++) {
-            if (spins % CALLER_STEAL_SPINS == 0) try_chunk(t, gen);     /* not started yet */
+            if (spins % CALLER_STEAL_SPINS == 0)                        /* not started yet */
+                for (int late = t; late < threads; late++) try_chunk(late, gen);
             if (spins < CALLER_SPINS) CPU_RELAX();
             else sched_yield();
         }
