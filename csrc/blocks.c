@@ -107,10 +107,11 @@ static void run_shares(void *ctx, size_t begin, size_t end)
 void fc_run_blocks(const fc_blocks_job *job)
 {
     if (job->args.rows == 0) return;
-    shares s = {.job = *job, .parts = fc_blocks_threads(job, FC_MIN_FLOPS_PER_THREAD)};
-    if (s.parts <= 1) {
+    const size_t parts = fc_blocks_threads(job, FC_MIN_FLOPS_PER_THREAD);
+    if (parts <= 1) {
         fc_run_blocks_share(job, 0, 1);
         return;
     }
-    fc_parallel_for(s.parts, (int)s.parts, run_shares, &s);
+    shares s = {.job = *job, .parts = parts};
+    fc_parallel_for(parts, (int)parts, run_shares, &s);
 }
