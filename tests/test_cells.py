@@ -790,9 +790,12 @@ def test_multi_rnn_cell_with_custom_rnn_cell():
 # threads
 # ---------------------------------------------------------------------------------------------
 
-def test_one_cell_from_many_threads():
-    cell, rng = make("lstm-peep-clip-proj-projclip", 32, np.float32, 16)
-    xs = [rng.standard_normal((4, 16)).astype(np.float32) for _ in range(8)]
+@pytest.mark.parametrize("config", ["lstm-peep-clip-proj-projclip", "gru"])
+def test_one_cell_from_many_threads(config):
+    """Calls from many Python threads at once: one gets the thread pool, the others run alone;
+    the two-phase steps (projection, GRU) included."""
+    cell, rng = make(config, 128, np.float32, 64)         # big enough for two threads
+    xs = [rng.standard_normal((4, 64)).astype(np.float32) for _ in range(8)]
     st = random_state(cell, 4, rng)
     expected = [cell(x, st)[0] for x in xs]
     results = [None] * len(xs)
