@@ -41,6 +41,7 @@ import numpy as np
 
 import fastcells
 from fastcells import convert, reference
+from fastcells._core import _GRU_RA_NAMES   # reference.gru_cell_reset_after's weight order
 
 __all__ = ["Case", "grid", "PEERS", "Subject", "make_subject", "Runner", "Unavailable",
            "make_runner", "assert_close", "case_atol", "wait_for_idle_threads", "warm_up",
@@ -110,9 +111,6 @@ def grid(full=False):
 
 _CLASSES = {"lstm": "BasicLSTMCell", "gru": "GRUCell", "gru_ra": "GRUCell", "rnn": "BasicRNNCell"}
 _KWARGS = {"lstm": {"forget_bias": FORGET_BIAS}, "gru_ra": {"reset_after": True}}
-_GRU_RA_WEIGHTS = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel",
-                   "candidate/input_projection/bias", "candidate/hidden_projection/kernel",
-                   "candidate/hidden_projection/bias")
 
 
 @dataclasses.dataclass
@@ -153,7 +151,7 @@ def _reference_step(kind, x, state, w):
         h = reference.gru_cell(x, state, w["gates/kernel"], w["gates/bias"],
                                w["candidate/kernel"], w["candidate/bias"])
     elif kind == "gru_ra":
-        h = reference.gru_cell_reset_after(x, state, *(w[n] for n in _GRU_RA_WEIGHTS))
+        h = reference.gru_cell_reset_after(x, state, *(w[n] for n in _GRU_RA_NAMES))
     else:
         h = reference.rnn_cell(x, state, w["kernel"], w["bias"])
     return {"output": h, "h": h}
@@ -265,7 +263,7 @@ def _numpy_reference(s):
                     w["candidate/bias"])
             step = reference.gru_cell
         elif kind == "gru_ra":
-            args = tuple(w[n] for n in _GRU_RA_WEIGHTS)
+            args = tuple(w[n] for n in _GRU_RA_NAMES)
             step = reference.gru_cell_reset_after
         else:
             args = (w["kernel"], w["bias"])
