@@ -104,25 +104,32 @@ bf16 scheme
 Rounding to bf16 (weights, and the activations x and h of every product): round to nearest
 even on the fp32 bits (``(u + 0x7FFF + ((u >> 16) & 1)) >> 16`` on the uint32 view), NaN kept NaN
 (quieted: the top 16 bits with the quiet bit set), +-inf kept, overflow to +-inf as RNE says,
-subnormals rounded like normals (IEEE; no flush). Rounding the activations too makes every
-product ``x_k * w_k`` of two 8-bit significands exact in fp32 (16 bits <= 24) whenever it is 0 or
-at least 2**-126 in magnitude, so an fp32 FMA and an fp32 multiply-then-add give the same bits:
-the contract holds for kernels written either way.
+subnormals rounded like normals (IEEE; no flush). Rounding the activations too (rather than
+keeping x and h in fp32 against widened weights) makes every product ``x_k * w_k`` of two 8-bit
+significands exact in fp32 (16 bits <= 24) whenever it is 0 or at least 2**-126 in magnitude, so
+an fp32 FMA and an fp32 multiply-then-add give the same bits, vdpbf16ps can consume the same
+operands, and NumPy reproduces the chain exactly with float32 ufuncs (an fp32 FMA of an fp32 x
+and a bf16 w has a 32-bit product and cannot be emulated through float64 without double
+rounding). It costs some accuracy, measured below and within the bar.
 
-Product: fp32 multiply then fp32 add (not FMA), in k order over the concatenated [x, h]
-(x part first, then h), starting from the bias (0 for the projection)::
+Product: one fp32 chain per segment, starting from the bias (0 for the projection; for the h
+part, from the x part's result), over pairs of k, the odd element of each pair first::
 
-    acc = bias;  for k in 0 .. K-1:  acc = fp32(acc + fp32(x_k * w_k))
+    for i in 0 .. ceil(K/2)-1:  acc = fp32(fp32(acc + x[2i+1]*w[2i+1]) + x[2i]*w[2i])
 
-The x part is the hoisted chain over all (t, row) at once; each step continues it over h. The
-exact kernel is the widening one: bf16 weights widened to fp32 (``vpslld 16`` of the zero-
-extended halves, or a shuffle), activations rounded by the integer formula above, then
-``vfmadd231ps`` (or vmulps+vaddps) over k with x broadcast. ``vdpbf16ps`` cannot match it
-exactly: per the SDM it accumulates each pair as two FMAs odd element first (2i+1 then 2i),
-with denormal inputs and outputs flushed to zero regardless of MXCSR; a kernel built on it
-must be tested with a tolerance, ``|z - z_ref| <= 2 * gamma_K * sum_k |x_k w_k|`` with
-``gamma_K = K * 2**-24 / (1 - K * 2**-24)`` (both sums' recursive-summation bounds), plus 2**-126
-per flushed product.
+a segment of odd K padded with +0.0 (bits 0) on both operands, so its last pair adds +0 first.
+That is ``vdpbf16ps``'s order: the SDM defines it as two FMAs per pair, element 2i+1 first, and
+tools/quant_isa_probe.py checks this machine's instruction against this function bit for bit.
+The widening kernel (bf16 weights widened to fp32 by a 16-bit shift, activations rounded by
+the integer formula above, ``vfmadd231ps`` or vmulps+vaddps with x broadcast, k visited
+2i+1, 2i) gives the same bits. Both are exact against this reference as long as no product is
+nonzero below 2**-126 in magnitude and no partial sum is subnormal: vdpbf16ps flushes
+subnormal inputs and results to zero whatever MXCSR says, an FMA keeps a tiny product unrounded
+and this reference (fp32 multiply) rounds it to the subnormal grid. Outside that domain (values
+below 1.2e-38) they may differ by 2**-126 per product; a test comparing them there needs that
+absolute tolerance. A kernel summing in another order (e.g. k order, or the two products of a
+pair added first) is not bit-exact; its tolerance is the recursive-summation bound
+``|z - z_ref| <= 2 * gamma_K * sum_k |x_k w_k|``, ``gamma_K = K u / (1 - K u)``, u = 2**-24.
 
 Measured accuracy (tools/quant_accuracy.py, relative L2 error of the final h at T=1000, B=8,
 Glorot-uniform weights, unit-variance x, against the float64 reference):
@@ -411,24 +418,36 @@ def bf16_bits(a):
 
 
 def bf16_matmul(a, w_bf16, acc=None):
-    """The bf16 product chain: ``acc = fp32(acc + fp32(a_k * w_k))`` for k = 0..K-1 in order.
+    """The bf16 product chain of one segment, pair by pair, the odd element of each pair first::
 
+        for i in 0 .. ceil(K/2)-1:  acc = fp32(fp32(acc + p[2i+1]) + p[2i]),  p[k] = a_k * w_k
+
+    with a and w padded by +0.0 to an even K (so an odd K's last pair adds +0 first). This is
+    vdpbf16ps's order (two FMAs per pair, element 2i+1 first) and a widening kernel's
+    ``vfmadd231ps`` in the same order; the products are exact in fp32 (two 8-bit significands),
+    so a multiply-then-add is the same as the FMA.
     a: [B,K] activations (rounded to bf16 here); w_bf16: fp32 [K,N] holding bf16 values
     (round_bf16); acc: None (start from 0) or fp32 [B,N] (the bias broadcast, or the x part's
     result to continue over h; not modified). Returns a new fp32 [B,N].
     """
-    a_t = np.ascontiguousarray(round_bf16(a).T)[:, :, None]                  # [K,B,1]
+    a_bf = round_bf16(a)
     w = np.asarray(w_bf16, np.float32)
-    if a_t.shape[0] != w.shape[0]:
+    if a_bf.ndim != 2 or w.ndim != 2 or a_bf.shape[1] != w.shape[0]:
         raise ValueError("a and w_bf16: expected [B,K] and [K,N] with the same K; got %s and %s"
                          % (np.shape(a), w.shape))
-    B, N = a_t.shape[1], w.shape[1]
+    (B, K), N = a_bf.shape, w.shape[1]
+    K2 = K + K % 2
+    a_t = np.zeros((K2, B, 1), np.float32)                                  # [K2,B,1]
+    a_t[:K, :, 0] = a_bf.T
+    w_p = np.zeros((K2, N), np.float32)
+    w_p[:K] = w
     out = np.zeros((B, N), np.float32) if acc is None else \
         np.array(np.broadcast_to(np.asarray(acc, np.float32), (B, N)))
     tmp = np.empty((B, N), np.float32)
-    for k in range(w.shape[0]):
-        np.multiply(a_t[k], w[k], out=tmp)
-        np.add(out, tmp, out=out)
+    for k in range(0, K2, 2):
+        for kk in (k + 1, k):
+            np.multiply(a_t[kk], w_p[kk], out=tmp)
+            np.add(out, tmp, out=out)
     return out
 
 
@@ -447,6 +466,7 @@ class _Int8:
     def product(segments, bias=None, start=None):
         """segments: list of (a [B,K], prepared [K,N], amax or None, name), x part first.
         z = start, or the first segment's p (+ bias); then + each further p, in order."""
+        assert start is None or bias is None
         z = start
         for a, (qw, sw), amax, name in segments:
             qa, sa = quantize_rows(a, amax, name)
@@ -468,6 +488,7 @@ class _Bf16:
     @staticmethod
     def product(segments, bias=None, start=None):
         """One chain over the segments in order, from start, or bias, or 0."""
+        assert start is None or bias is None
         acc = start if start is not None else bias
         for a, w, _amax, name in segments:
             acc = bf16_matmul(_as_finite_f32(name, a, 2), w, acc)
@@ -489,8 +510,7 @@ def _is(activation, names, default):
     return any(activation is getattr(ref, n, None) for n in names)
 
 
-def _f32(name, a, ndim):
-    return _as_finite_f32(name, a, ndim)
+_f32 = _as_finite_f32
 
 
 def _check_shape(name, array, expected):
@@ -773,14 +793,9 @@ def _dynamic_rnn(scheme, cell, inputs, initial_state, sequence_length, time_majo
     if initial_state is None:
         zeros = np.zeros((B, c.U), np.float32)
         initial_state = (zeros, np.zeros((B, c.P), np.float32)) if cell == "lstm" else zeros
-    return ref.dynamic_rnn(c.step, zx, initial_state, sequence_length, time_major=True) \
-        if time_major else _batch_major(ref.dynamic_rnn(c.step, zx, initial_state,
-                                                        sequence_length, time_major=True))
-
-
-def _batch_major(result):
-    outputs, state = result
-    return outputs.swapaxes(0, 1).copy(), state
+    outputs, state = ref.dynamic_rnn(c.step, zx, initial_state, sequence_length,
+                                     time_major=True)                      # [T,B,O]
+    return (outputs if time_major else outputs.swapaxes(0, 1).copy()), state
 
 
 def dynamic_rnn_int8(cell, inputs, initial_state=None, sequence_length=None, time_major=False,

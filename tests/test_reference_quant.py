@@ -311,25 +311,42 @@ def test_round_bf16_against_an_exhaustive_neighbourhood():
     assert np.all((r[tie].view(np.uint32) >> 16) % 2 == 0)
 
 
-def test_bf16_matmul_is_the_k_ordered_chain_and_the_products_are_exact():
+def pair_chain(acc, a_row, w_col):
+    """The stated bf16 chain, one scalar at a time: pairs in order, element 2i+1 first, an odd
+    K padded with +0.0."""
+    a_row, w_col = list(a_row), list(w_col)
+    if len(a_row) % 2:
+        a_row.append(np.float32(0))
+        w_col.append(np.float32(0))
+    for i in range(0, len(a_row), 2):
+        for k in (i + 1, i):
+            prod = a_row[k] * w_col[k]
+            # the product of two bf16 values is exact in fp32
+            assert np.float64(prod) == np.float64(a_row[k]) * np.float64(w_col[k])
+            acc = np.float32(acc + prod)
+    return acc
+
+
+@pytest.mark.parametrize("K", [1, 2, 7, 40])
+def test_bf16_matmul_is_the_stated_pair_chain(K):
     rng = np.random.default_rng(8)
-    a = rng.standard_normal((3, 40)).astype(np.float32)
-    w = rq.round_bf16(rng.standard_normal((40, 6)))
+    a = rng.standard_normal((3, K)).astype(np.float32)
+    w = rq.round_bf16(rng.standard_normal((K, 6)))
     bias = rng.standard_normal(6).astype(np.float32)
     got = rq.bf16_matmul(a, w, bias)
     a_bf = rq.round_bf16(a)
     for b in range(3):
         for n in range(6):
-            acc = bias[n]
-            for k in range(40):
-                prod = a_bf[b, k] * w[k, n]
-                assert np.float64(prod) == np.float64(a_bf[b, k]) * np.float64(w[k, n])
-                acc = np.float32(acc + prod)
-            assert got[b, n] == acc, (b, n)
-    # the hoisted x part continued over h is the same chain as one pass over [x, h]
-    x, h = a[:, :25], a[:, 25:]
-    np.testing.assert_array_equal(rq.bf16_matmul(h, w[25:], rq.bf16_matmul(x, w[:25], bias)),
-                                  got)
+            want = pair_chain(bias[n], a_bf[b], w[:, n])
+            assert got[b, n].view(np.uint32) == want.view(np.uint32), (b, n, got[b, n], want)
+    assert np.all(rq.bf16_matmul(a, w) == rq.bf16_matmul(a, w, np.zeros(6, np.float32)))
+
+
+def test_bf16_odd_pad_adds_plus_zero_first():
+    # acc = -0.0, one product +0 * +1: the pad's +0 comes first, (-0 + +0) + (+0) = +0
+    got = rq.bf16_matmul(np.zeros((1, 1), np.float32), np.ones((1, 1), np.float32),
+                         np.array([-0.0], np.float32))
+    assert not np.signbit(got[0, 0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,3 +548,41 @@ def test_accuracy_at_t1000(scheme, H, kind, options):
     err = rel_l2(final_h(kind, state).astype(np.float64), want)
     bar = INT8_BAR if scheme == "int8" else BF16_BAR
     assert err <= bar, "%s %s H=%d: relative L2 error %.3e > %.1e" % (scheme, kind, H, err, bar)
+
+
+def test_int8_rnn_preactivation_is_the_stated_two_segment_epilogue():
+    """With a linear activation the RNN's output is z itself: check it against the formula
+    z = (fp32(acc_x) * (s_x * s_wx) + bias) + fp32(acc_h) * (s_h * s_wh), built by hand."""
+    rng = np.random.default_rng(16)
+    B, I, U = 3, 7, 5
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    h = rng.standard_normal((B, U)).astype(np.float32)
+    kernel = rng.standard_normal((I + U, U)).astype(np.float32)
+    bias = rng.standard_normal(U).astype(np.float32)
+    got = rq.rnn_cell_int8(x, h, kernel, bias, activation="linear")
+    qx, sx = rq.quantize_rows(x)
+    qh, sh = rq.quantize_rows(h)                       # linear: h is not bounded, per row
+    qwx, swx = rq.quantize_weights_int8(kernel[:I])
+    qwh, swh = rq.quantize_weights_int8(kernel[I:])
+    acc_x = qx.astype(np.int64) @ qwx.astype(np.int64)
+    acc_h = qh.astype(np.int64) @ qwh.astype(np.int64)
+    for b in range(B):
+        for n in range(U):
+            z_x = np.float32(np.float32(acc_x[b, n]) * np.float32(sx[b] * swx[n])) + bias[n]
+            p_h = np.float32(np.float32(acc_h[b, n]) * np.float32(sh[b] * swh[n]))
+            assert got[b, n] == np.float32(z_x + p_h), (b, n)
+
+
+def test_bf16_rnn_preactivation_is_the_chain_over_x_then_over_h_from_the_bias():
+    rng = np.random.default_rng(17)
+    B, I, U = 2, 5, 3                                  # odd: both segments padded
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    h = rng.standard_normal((B, U)).astype(np.float32)
+    kernel = rng.standard_normal((I + U, U)).astype(np.float32)
+    bias = rng.standard_normal(U).astype(np.float32)
+    got = rq.rnn_cell_bf16(x, h, kernel, bias, activation="linear")
+    xb, hb, w = rq.round_bf16(x), rq.round_bf16(h), rq.round_bf16(kernel)
+    for b in range(B):
+        for n in range(U):
+            z_x = pair_chain(bias[n], xb[b], w[:I, n])
+            assert got[b, n] == pair_chain(z_x, hb[b], w[I:, n]), (b, n)
