@@ -155,7 +155,7 @@ __all__ = [
     "round_bf16", "bf16_bits", "bf16_matmul",
     "rnn_cell_int8", "lstm_cell_int8", "gru_cell_int8", "gru_cell_reset_after_int8",
     "rnn_cell_bf16", "lstm_cell_bf16", "gru_cell_bf16", "gru_cell_reset_after_bf16",
-    "dynamic_rnn_int8", "dynamic_rnn_bf16", "CELLS",
+    "dynamic_rnn_int8", "dynamic_rnn_bf16", "CELL_KINDS",
 ]
 
 Q = 127                                      # int8 range [-Q, Q] for weights and activations
@@ -716,12 +716,13 @@ class _GruResetAfter:
         return h_new, h_new
 
 
-CELLS = {"rnn": _Rnn, "lstm": _Lstm, "gru": _Gru, "gru_reset_after": _GruResetAfter}
+_CELLS = {"rnn": _Rnn, "lstm": _Lstm, "gru": _Gru, "gru_reset_after": _GruResetAfter}
+CELL_KINDS = tuple(_CELLS)               # the `cell` argument of dynamic_rnn_int8 / _bf16
 
 
 def _one_step(kind, scheme, x, state, weights):
     x = _f32("x", x, 2)
-    cell = CELLS[kind](_SCHEMES[scheme], x.shape[1], **weights)
+    cell = _CELLS[kind](_SCHEMES[scheme], x.shape[1], **weights)
     return cell.step(cell.hoist(x), state)
 
 
@@ -783,8 +784,8 @@ gru_cell_reset_after_bf16 = _gru_ra_step_fn("bf16")
 
 
 def _dynamic_rnn(scheme, cell, inputs, initial_state, sequence_length, time_major, weights):
-    if cell not in CELLS:
-        raise ValueError("cell: expected one of %s, got %r" % (sorted(CELLS), cell))
+    if cell not in _CELLS:
+        raise ValueError("cell: expected one of %s, got %r" % (list(CELL_KINDS), cell))
     inputs = np.asarray(inputs)
     if inputs.ndim != 3:
         raise ValueError("inputs: expected rank 3 (%s), got shape %s"
@@ -794,7 +795,7 @@ def _dynamic_rnn(scheme, cell, inputs, initial_state, sequence_length, time_majo
     if T == 0:
         raise ValueError("inputs: expected at least one time step (T >= 1), got shape %s"
                          % (inputs.shape,))
-    c = CELLS[cell](_SCHEMES[scheme], I, **weights)
+    c = _CELLS[cell](_SCHEMES[scheme], I, **weights)
     zx = c.hoist(_f32("inputs", xs, 3).reshape(T * B, I)).reshape(T, B, -1)  # per (t, row)
     if initial_state is None:
         zeros = np.zeros((B, c.U), np.float32)

@@ -587,3 +587,9 @@ def test_bf16_rnn_preactivation_is_the_chain_over_x_then_over_h_from_the_bias():
         for n in range(U):
             z_x = pair_chain(bias[n], xb[b], w[:I, n])
             assert got[b, n] == pair_chain(z_x, hb[b], w[I:, n]), (b, n)
+
+
+def test_public_names_exist():
+    for name in rq.__all__:
+        assert hasattr(rq, name), name
+    assert rq.CELL_KINDS == ("rnn", "lstm", "gru", "gru_reset_after")
