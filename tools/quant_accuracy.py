@@ -1,6 +1,7 @@
 """Accuracy of fastcells' int8 and bf16 reference schemes, beside the int8 peers where installed.
 
     python tools/quant_accuracy.py [--T 1000] [--H 128 256] [--B 8] [--seed 0] [--no-bf16]
+    python tools/quant_accuracy.py --ablation        (the int8 scale choices, see below)
 
 Every cell kind (RNN tanh, LSTM, LSTM with peepholes and a projection P = H/2, TF's GRU, the
 reset-after GRU) with TF's default initializer (glorot_uniform over each kernel, as TF builds
@@ -166,6 +167,40 @@ def ort_lstm_final_h(x, w, quantized):
     return y_h[0].astype(np.float64)
 
 
+def ablations(args):
+    """The int8 scale choices against their alternatives, on the same weights and inputs:
+    h per row instead of the fixed 1/127, and the projection's input at the fixed 1/127 instead
+    of per row. Patches reference_quant's private cell classes for the run only."""
+    kinds = ["rnn", "lstm", "gru", "gru_reset_after", "lstm_peep_proj"]
+    original_is, original_lstm_init = rq._is, rq._Lstm.__init__
+
+    def lstm_fixed_projection_input(self, *a, **k):
+        original_lstm_init(self, *a, **k)
+        if self.wp is not None:              # default tanh / sigmoid here: bounded by 1
+            self.m_amax = rq.H_AMAX
+    variants = [("as specified", None),
+                ("h per row", lambda: setattr(rq, "_is", lambda *a: False)),
+                ("projection input fixed 1/127",
+                 lambda: setattr(rq._Lstm, "__init__", lstm_fixed_projection_input))]
+    print("int8 ablation: relative L2 error of the final h, T=%d B=%d" % (args.T, args.B))
+    for H in args.H:
+        for kind in kinds:
+            rng = np.random.default_rng(args.seed)
+            w = make_weights(kind, H, H, rng)
+            x = rng.standard_normal((args.B, args.T, H))
+            want = reference_final_h(kind, x, w)
+            for name, patch in variants:
+                if name.startswith("projection") and kind != "lstm_peep_proj":
+                    continue
+                if patch is not None:
+                    patch()
+                try:
+                    err = rel_l2(ours(kind, "int8", x, w), want)
+                finally:
+                    rq._is, rq._Lstm.__init__ = original_is, original_lstm_init
+                print("%-16s %4d  %-30s %.3e" % (kind, H, name, err), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--T", type=int, default=1000)
@@ -173,12 +208,18 @@ def main():
     parser.add_argument("--B", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-bf16", action="store_true", help="skip the (slow) bf16 chain")
+    parser.add_argument("--ablation", action="store_true",
+                        help="int8 only: the fixed h scale and the per-row projection input "
+                             "against their alternatives")
     args = parser.parse_args()
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(1, user_api="blas")
     except ImportError:
         pass
+    if args.ablation:
+        ablations(args)
+        return
     print("relative L2 error of the final h, T=%d B=%d I=H, glorot_uniform, x ~ N(0,1)"
           % (args.T, args.B))
     print("%-16s %4s  %-34s %10s %12s" % ("cell", "H", "scheme", "vs own fp32", "vs f64 ref"))
