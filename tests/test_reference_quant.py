@@ -593,3 +593,23 @@ def test_public_names_exist():
     for name in rq.__all__:
         assert hasattr(rq, name), name
     assert rq.CELL_KINDS == ("rnn", "lstm", "gru", "gru_reset_after")
+
+
+@pytest.mark.parametrize("scheme", ["int8", "bf16"])
+def test_read_only_and_non_contiguous_inputs_give_the_same_numbers(scheme):
+    rng = np.random.default_rng(18)
+    w = cell_weights("gru_reset_after", 4, 3, rng)
+    x = rng.standard_normal((2, 6, 4)).astype(np.float32)
+    want_out, want_h = RUNNER[scheme]("gru_reset_after", x, **w)
+    wide = np.zeros((2, 12, 8), np.float32)
+    wide[:, ::2, ::2] = x
+    strided = wide[:, ::2, ::2]                           # non-contiguous view of x
+    frozen = {}
+    for k, v in w.items():
+        v = np.asfortranarray(v)
+        v.setflags(write=False)
+        frozen[k] = v
+    strided.setflags(write=False)
+    got_out, got_h = RUNNER[scheme]("gru_reset_after", strided, **frozen)
+    np.testing.assert_array_equal(got_out, want_out)
+    np.testing.assert_array_equal(got_h, want_h)
