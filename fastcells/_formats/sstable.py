@@ -1,7 +1,16 @@
 """The LevelDB-style SSTable (TF's ``table`` format, as in a checkpoint's .index file):
 uncompressed blocks of prefix-compressed (key, value) entries, each block followed by its
 compression type and masked crc32c, the file ending in a footer of two block handles and the
-magic number."""
+magic number.
+
+Reading is bounded by the file's size, whatever the file says: each distinct data block is
+read (and crc-checked) once however many index entries name it, blocks may not overlap each
+other or the index block (TF's TableBuilder writes them one after the other), so the bytes
+visited total at most the file's size; keys are rebuilt in one buffer per block (an entry
+keeps `shared` bytes of the previous key and appends its own), so a chain of long shared
+prefixes costs its stored bytes, not the sum of the keys' lengths. A key is never longer than
+its block: each of its bytes is stored once, as part of some earlier entry's suffix in the same
+block (a block starts from the empty key)."""
 import struct
 
 from fastcells._formats import FormatError
@@ -15,11 +24,13 @@ _BLOCK_TRAILER = 5          # 1 byte compression type, 4 bytes masked crc32c
 
 
 def _read_block(buf, offset, size, what, verify):
-    """The contents of the table block at (offset, size), its trailer checked."""
+    """The contents of the table block at (offset, size) (a memoryview into `buf`), its trailer
+    checked: it must end before the footer."""
     end = offset + size
-    if offset < 0 or end + _BLOCK_TRAILER > len(buf):
+    room = len(buf) - _FOOTER_LEN
+    if end + _BLOCK_TRAILER > room:
         raise FormatError(f"the {what} block (offset {offset}, size {size}) runs past the end of "
-                          f"the file ({len(buf)} bytes): truncated?")
+                          f"the file's blocks ({room} bytes before the footer): truncated?")
     ctype = buf[end]
     if ctype != 0:
         kind = {1: "snappy"}.get(ctype, f"type {ctype}")
@@ -27,43 +38,59 @@ def _read_block(buf, offset, size, what, verify):
                           f"blocks (what TF writes) are supported")
     if verify:
         stored = struct.unpack_from("<I", buf, end + 1)[0]
-        if crc32c(bytes(buf[offset:end + 1])) != unmask(stored):
+        if crc32c(buf[offset:end + 1]) != unmask(stored):
             raise FormatError(f"the {what} block at offset {offset} fails its crc32c check")
     return buf[offset:end]
 
 
-def _block_entries(block, what):
-    """The (key, value) entries of one block (prefix-compressed keys; restart array ignored
-    beyond its bounds check, entries are read in order)."""
+def iter_block(block, what):
+    """(key, value) of each entry of one block, in order. key: a bytearray rebuilt in place
+    for each entry (valid until the next one; copy it with bytes(key) to keep it); value: a
+    memoryview into `block`. The restart array is bounds-checked, entries are read in order."""
+    block = memoryview(block)
     n = len(block)
     if n < 4:
         raise FormatError(f"the {what} block is too short ({n} bytes)")
     num_restarts = struct.unpack_from("<I", block, n - 4)[0]
+    if num_restarts > (n - 4) // 4:
+        raise FormatError(f"the {what} block claims {num_restarts} restart points, more than "
+                          f"fit in its {n} bytes")
     limit = n - 4 - 4 * num_restarts
-    if limit < 0:
-        raise FormatError(f"the {what} block claims {num_restarts} restart points, more than fit")
-    pos, key, out = 0, b"", []
+    entries = block[:limit]                 # entry varints may not run into the restart array
+    pos, key = 0, bytearray()
     while pos < limit:
-        shared, pos = varint(block, pos)
-        unshared, pos = varint(block, pos)
-        vlen, pos = varint(block, pos)
-        if shared > len(key) or pos + unshared + vlen > limit:
-            raise FormatError(f"a malformed entry in the {what} block")
-        key = key[:shared] + bytes(block[pos:pos + unshared])
+        start = pos
+        where = f"the entry at byte {start} of the {what} block"
+        shared, pos = varint(entries, pos, f"{where}: its shared length", bits=32)
+        unshared, pos = varint(entries, pos, f"{where}: its key length", bits=32)
+        vlen, pos = varint(entries, pos, f"{where}: its value length", bits=32)
+        if shared > len(key):
+            raise FormatError(f"{where} shares {shared} bytes of a previous key of "
+                              f"{len(key)} bytes")
+        if unshared + vlen > limit - pos:
+            raise FormatError(f"{where} claims {unshared} key and {vlen} value bytes, past the "
+                              f"end of the block's entries ({limit - pos} bytes left)")
+        del key[shared:]
+        key += entries[pos:pos + unshared]
         pos += unshared
-        out.append((key, bytes(block[pos:pos + vlen])))
+        yield key, entries[pos:pos + vlen]
         pos += vlen
-    return out
 
 
 def read_handle(buf, pos=0):
-    offset, pos = varint(buf, pos)
-    size, pos = varint(buf, pos)
+    """(offset, size, next position) of the BlockHandle (two varint64s) at buf[pos]."""
+    offset, pos = varint(buf, pos, "a block handle's offset")
+    size, pos = varint(buf, pos, "a block handle's size")
     return offset, size, pos
 
 
-def read_table(buf, verify):
-    """{key bytes: value bytes} of the whole table."""
+def iter_table(buf, verify):
+    """(key, value) of every entry of the table in `buf` (bytes-like), in the order of the
+    index; key and value as iter_block gives them (key valid until the next entry). verify:
+    check every block read against its crc32c. An index entry repeating a block already read
+    adds nothing (it is read once); blocks overlapping each other or the index block, handles
+    past the end, a bad magic number or crc are FormatError."""
+    buf = memoryview(buf)
     if len(buf) < _FOOTER_LEN:
         raise FormatError(f"too short for a table ({len(buf)} bytes; the footer alone is "
                           f"{_FOOTER_LEN}): truncated?")
@@ -74,9 +101,29 @@ def read_table(buf, verify):
                           "truncated")
     _, _, pos = read_handle(footer)                           # metaindex (unused)
     ioff, isize, _ = read_handle(footer, pos)
-    entries = {}
-    for _, hv in _block_entries(_read_block(buf, ioff, isize, "index", verify), "index"):
-        off, size, _ = read_handle(hv)
-        for k, v in _block_entries(_read_block(buf, off, size, "data", verify), "data"):
-            entries[k] = v
-    return entries
+    index = _read_block(buf, ioff, isize, "index", verify)
+    handles, seen = [], set()
+    for k, (_, hv) in enumerate(iter_block(index, "index")):
+        try:
+            off, size, _ = read_handle(hv)
+        except FormatError as e:
+            raise FormatError(f"index entry {k}: {e}") from None
+        if (off, size) not in seen:                           # each distinct block once
+            seen.add((off, size))
+            handles.append((off, size))
+    # Blocks (with their trailers) may not overlap each other or the index block: so the blocks
+    # read total at most the file's size.
+    extents = sorted([(off, size, "data") for off, size in handles] + [(ioff, isize, "index")])
+    for (a_off, a_size, a_kind), (b_off, b_size, b_kind) in zip(extents, extents[1:]):
+        if b_off < a_off + a_size + _BLOCK_TRAILER:
+            raise FormatError(f"the {a_kind} block (offset {a_off}, size {a_size}) and the "
+                              f"{b_kind} block (offset {b_off}, size {b_size}) overlap (not a "
+                              f"table TF wrote)")
+    for off, size in handles:
+        yield from iter_block(_read_block(buf, off, size, "data", verify), "data")
+
+
+def read_table(buf, verify):
+    """{key bytes: value bytes} of the whole table (every key materialised: for trusted or
+    small tables; iter_table streams them)."""
+    return {bytes(k): bytes(v) for k, v in iter_table(buf, verify)}
