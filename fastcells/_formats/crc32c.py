@@ -12,15 +12,26 @@ def _crc_table():
     return table
 
 
-_CRC_TABLE = None
+_CRC_TABLE = None           # the 256-entry table, as uint32 (chunked path) and as ints (bytewise)
+_CRC_TABLE_INTS = None
 _CRC_CHUNK = 1024
 
 
+def _tables():
+    global _CRC_TABLE, _CRC_TABLE_INTS
+    if _CRC_TABLE is None:
+        _CRC_TABLE = _crc_table()
+        _CRC_TABLE_INTS = [int(c) for c in _CRC_TABLE]
+    return _CRC_TABLE
+
+
 def update_bytewise(reg, data):
-    """The crc32c register after feeding `data` (bytes) into register `reg` (pure Python)."""
-    t = _CRC_TABLE
-    for b in data:
-        reg = int(t[(reg ^ b) & 0xFF]) ^ (reg >> 8)
+    """The crc32c register after feeding `data` (bytes-like) into register `reg` (pure
+    Python)."""
+    _tables()
+    t = _CRC_TABLE_INTS
+    for b in memoryview(data).cast("B"):
+        reg = t[(reg ^ b) & 0xFF] ^ (reg >> 8)
     return reg
 
 
@@ -39,9 +50,8 @@ _CRC_SHIFT = None
 def crc32c(data):
     """CRC-32C (Castagnoli) of `data` (bytes-like). Long inputs are processed as many chunks
     at once with NumPy and combined through the (linear) zero-feeding operator."""
-    global _CRC_TABLE, _CRC_SHIFT
-    if _CRC_TABLE is None:
-        _CRC_TABLE = _crc_table()
+    global _CRC_SHIFT
+    _tables()
     data = memoryview(data).cast("B")
     n, C = len(data), _CRC_CHUNK
     reg = 0xFFFFFFFF

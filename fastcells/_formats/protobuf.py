@@ -114,8 +114,8 @@ def read_message(buf, schema, what):
             bits = 64 if kind == "int64" else 32
             signed = _signed(value, bits)
             if signed is None:
-                raise FormatError(f"{what}: field {field} ({name}) = {value} does not fit a "
-                                  f"{kind}")
+                raise FormatError(f"{what}: field {field} ({name}) = {value} does not fit "
+                                  f"in {kind}")
             value = signed
         elif kind == "bool":
             value = value != 0

@@ -23,14 +23,19 @@ _FOOTER_LEN = 48            # two BlockHandles (<= 20 bytes each) padded to 40, 
 _BLOCK_TRAILER = 5          # 1 byte compression type, 4 bytes masked crc32c
 
 
-def _read_block(buf, offset, size, what, verify):
-    """The contents of the table block at (offset, size) (a memoryview into `buf`), its trailer
-    checked: it must end before the footer."""
-    end = offset + size
+def _check_extent(buf, offset, size, what):
+    """FormatError unless the block at (offset, size) and its trailer end before the footer."""
     room = len(buf) - _FOOTER_LEN
-    if end + _BLOCK_TRAILER > room:
+    if offset + size + _BLOCK_TRAILER > room:
         raise FormatError(f"the {what} block (offset {offset}, size {size}) runs past the end of "
                           f"the file's blocks ({room} bytes before the footer): truncated?")
+
+
+def _read_block(buf, offset, size, what, verify):
+    """The contents of the table block at (offset, size) (a memoryview into `buf`), its trailer
+    checked."""
+    _check_extent(buf, offset, size, what)
+    end = offset + size
     ctype = buf[end]
     if ctype != 0:
         kind = {1: "snappy"}.get(ctype, f"type {ctype}")
@@ -108,6 +113,7 @@ def iter_table(buf, verify):
             off, size, _ = read_handle(hv)
         except FormatError as e:
             raise FormatError(f"index entry {k}: {e}") from None
+        _check_extent(buf, off, size, "data")
         if (off, size) not in seen:                           # each distinct block once
             seen.add((off, size))
             handles.append((off, size))
