@@ -583,7 +583,10 @@ def _mutate(rng, blob):
 def test_fuzzed_fixtures_give_a_result_or_a_value_error(tmp_path, name):
     src = os.path.join(CKPT, name)
     files = sorted(f for f in os.listdir(src) if f.startswith("model."))
-    originals = {f: open(os.path.join(src, f), "rb").read() for f in files}
+    originals = {}
+    for f in files:
+        with open(os.path.join(src, f), "rb") as fh:
+            originals[f] = fh.read()
     rng = np.random.default_rng(sum(map(ord, name)))
     outcomes, slowest = {"ok": 0, "ValueError": 0, "FileNotFoundError": 0}, 0.0
     for trial in range(60):
