@@ -46,7 +46,10 @@ _NAME_BYTES_FREE = 1 << 20
 
 
 def _shown(key):
-    """A key for an error message: decoded, cut to 200 bytes."""
+    """A key (bytes-like, or a name already decoded) for an error message: cut to 200
+    bytes."""
+    if isinstance(key, str):
+        key = key.encode("utf-8", "replace")
     text = bytes(key[:200]).decode("utf-8", "replace")
     return repr(text) if len(key) <= 200 else f"{text!r}... ({len(key)} bytes)"
 
@@ -143,7 +146,7 @@ def _read_shard(path, metas, verify_crc):
         file_size = os.fstat(fh.fileno()).st_size
         for name, dt, shape, shard, offset, size, crc in metas:
             if offset + size > file_size:
-                raise ValueError(f"{path}: tensor {_shown(name.encode())} (offset {offset}, "
+                raise ValueError(f"{path}: tensor {_shown(name)} (offset {offset}, "
                                  f"{size} bytes) runs past the end of the file ({file_size} "
                                  f"bytes): truncated?")
         # TF's BundleWriter appends each tensor at the end of its shard, so non-empty extents
@@ -151,8 +154,8 @@ def _read_shard(path, metas, verify_crc):
         spans = sorted((offset, size, name) for name, _, _, _, offset, size, _ in metas if size)
         for (a_off, a_size, a_name), (b_off, _, b_name) in zip(spans, spans[1:]):
             if b_off < a_off + a_size:
-                raise ValueError(f"{path}: tensors {_shown(a_name.encode())} and "
-                                 f"{_shown(b_name.encode())} overlap (offsets {a_off} and "
+                raise ValueError(f"{path}: tensors {_shown(a_name)} and "
+                                 f"{_shown(b_name)} overlap (offsets {a_off} and "
                                  f"{b_off}), which TF never writes")
         out = {}
         for name, dt, shape, shard, offset, size, crc in metas:
@@ -161,13 +164,14 @@ def _read_shard(path, metas, verify_crc):
             fh.seek(offset)
             got = fh.readinto(raw)
             if got != size:
-                raise ValueError(f"{path}: tensor {_shown(name.encode())}: {got} of {size} "
+                raise ValueError(f"{path}: tensor {_shown(name)}: {got} of {size} "
                                  f"bytes read (the file shrank while read?)")
             if verify_crc and crc is not None and crc32c(raw) != unmask(crc):
-                raise ValueError(f"{path}: tensor {_shown(name.encode())} fails its crc32c "
+                raise ValueError(f"{path}: tensor {_shown(name)} fails its crc32c "
                                  f"check (corrupt data)")
             if not dt.isnative:
-                a = a.byteswap().view(dt.newbyteorder("="))     # native order, a fresh copy
+                a.byteswap(inplace=True)                       # to native order, no copy
+                a = a.view(dt.newbyteorder("="))
             out[name] = a
     return out
 
@@ -242,6 +246,6 @@ def load_tf_checkpoint(prefix, scope=None, verify_crc=True):
         path = f"{prefix}.data-{shard:05d}-of-{num_shards:05d}"
         if not os.path.exists(path):
             raise FileNotFoundError(f"checkpoint data shard {path!r} is missing (tensor "
-                                    f"{shard_metas[0][0]!r} is stored there)")
+                                    f"{_shown(shard_metas[0][0])} is stored there)")
         arrays.update(_read_shard(path, shard_metas, verify_crc))
     return {meta[0]: arrays[meta[0]] for meta in metas}
