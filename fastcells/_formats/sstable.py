@@ -9,8 +9,8 @@ other or the index block (TF's TableBuilder writes them one after the other), so
 visited total at most the file's size; keys are rebuilt in one buffer per block (an entry
 keeps `shared` bytes of the previous key and appends its own), so a chain of long shared
 prefixes costs its stored bytes, not the sum of the keys' lengths. A key is never longer than
-its block: each of its bytes is stored once, as part of some earlier entry's suffix in the same
-block (a block starts from the empty key)."""
+its block: each of its bytes is a distinct stored suffix byte of an entry up to it in the same
+block (a block starts from the empty key, and `shared` may not exceed the previous key)."""
 import struct
 
 from fastcells._formats import FormatError
