@@ -55,6 +55,7 @@ import numpy as np
 
 import fastcells
 from fastcells import convert, nn, reference
+from fastcells.convert._common import reorder_gates
 from fastcells._bench import (RTOL, Runner, Unavailable, _blas_note, _import_torch,
                               assert_close, case_atol, cpu_snapshot, other_cores, time_call,
                               warm_up)
@@ -368,7 +369,7 @@ def onnx_model(s):
         reorder = np.asarray
     else:
         src, dst = convert.GATE_ORDER["torch"][kind], convert.GATE_ORDER["onnx"][kind]
-        reorder = lambda a: convert._perm(a, src, dst, axis=0)      # noqa: E731
+        reorder = lambda a: reorder_gates(a, src, dst, axis=0)      # noqa: E731
     W = reorder(p["weight_ih"])[None]                                 # [1, G*H, I]
     R = reorder(p["weight_hh"])[None]                                 # [1, G*H, H]
     Bias = np.concatenate([reorder(p["bias_ih"]), reorder(p["bias_hh"])])[None]   # [1, 2*G*H]

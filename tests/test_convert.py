@@ -15,7 +15,9 @@ import pytest
 
 import fastcells
 from fastcells import convert
+from fastcells._formats import crc32c as crc, sstable
 from fastcells.cells import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, MultiRNNCell
+from fastcells.convert import _common as convert_common
 from fastcells.convert import (from_keras, from_onnx, from_torch, load_tf_checkpoint,
                                to_keras_weights, to_torch_state_dict)
 
@@ -150,7 +152,7 @@ def test_checkpoint_two_shards():
 def test_crc32c():
     assert convert.crc32c(b"123456789") == 0xE3069283          # the standard check value
     data = np.random.default_rng(0).integers(0, 256, 70001, dtype=np.uint8).tobytes()
-    slow = convert._crc_raw(0xFFFFFFFF, data) ^ 0xFFFFFFFF     # byte at a time
+    slow = crc.update_bytewise(0xFFFFFFFF, data) ^ 0xFFFFFFFF  # byte at a time
     assert convert.crc32c(data) == slow                         # chunked NumPy path
 
 
@@ -200,8 +202,8 @@ def test_checkpoint_compressed_block_is_refused(ckpt_copy):
     index = ckpt_copy / "model.index"
     raw = bytearray(index.read_bytes())
     footer = raw[-48:]
-    _, _, pos = convert._handle(footer)
-    off, size, _ = convert._handle(footer, pos)                  # the index block
+    _, _, pos = sstable.read_handle(footer)
+    off, size, _ = sstable.read_handle(footer, pos)                  # the index block
     raw[off + size] = 1                                           # mark it snappy
     index.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="compressed \\(snappy\\)"):
@@ -226,7 +228,7 @@ def test_keras_weights_roundtrip_exact(k, dtype):
     cell.build(3)
     kind = {BasicRNNCell: "SimpleRNN", BasicLSTMCell: "LSTM", LSTMCell: "LSTM",
             GRUCell: "GRU"}[type(cell)]
-    cfg = {"units": 5, "activation": convert._activation_name(cell),
+    cfg = {"units": 5, "activation": convert_common.activation_name(cell),
            "reset_after": getattr(cell, "reset_after", False), "return_sequences": True}
     m = from_keras(weights=to_keras_weights(cell), config=cfg, class_name=kind)
     back = m.cell.get_weights()

@@ -1,0 +1,401 @@
+"""Keras: from_keras (SimpleRNN / LSTM / GRU and Bidirectional, from layer objects read by
+duck typing or from weight lists + config dicts) and the inverse map to_keras_weights. Keras is
+never imported."""
+import numpy as np
+
+from fastcells.cells import LSTMStateTuple, MultiRNNCell
+from fastcells.convert._common import (GATE_ORDER, activation_spec, as_input, float_dtype,
+                                       gate_blocks, new_cell, reorder_gates, reverse_within,
+                                       split_tf_weights, tf_gru_weights, tf_lstm_weights,
+                                       tf_rnn_weights)
+from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
+
+
+_KERAS_KINDS = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+# Keras activation names the cells take (None: the cell's default)
+_KERAS_ACTS = {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "linear": "linear",
+               "hard_sigmoid": "hard_sigmoid"}
+
+
+def _keras_major(layer):
+    """2 for tf-keras / TF's built-in Keras 2, 3 for Keras 3 (what hard_sigmoid means)."""
+    import sys
+    top = type(layer).__module__.split(".")[0]
+    if top != "keras":
+        return 2
+    version = getattr(sys.modules.get("keras"), "__version__", "3")
+    return int(version.split(".")[0])
+
+
+def _keras_act_name(value, argname):
+    if isinstance(value, dict):                 # a serialized activation
+        value = value.get("config", value.get("class_name"))
+        if isinstance(value, dict):
+            value = value.get("name")
+    if value is None:
+        value = "linear"
+    if callable(value):
+        value = getattr(value, "__name__", repr(value))
+    if not isinstance(value, str) or value not in _KERAS_ACTS:
+        raise ValueError(f"{argname}: Keras activation {value!r} is not supported (supported: "
+                         f"{sorted(_KERAS_ACTS)})")
+    return value
+
+
+def _keras_act(name, keras_version, argname):
+    if name == "hard_sigmoid":
+        if keras_version not in (2, 3):
+            raise ValueError(f"{argname}: 'hard_sigmoid' means clip(0.2x+0.5) in tf-keras / "
+                             f"Keras 2 and clip(x/6+0.5) in Keras 3; pass keras_version=2 or 3")
+        return activation_spec("hard_sigmoid",
+                               {"alpha": 0.2 if keras_version == 2 else 1.0 / 6, "beta": 0.5})
+    return name
+
+
+def _keras_unwrap(config, class_name):
+    """(class name, inner config) from a serialized {"class_name", "config"} or a plain config."""
+    if isinstance(config, dict) and "class_name" in config and isinstance(
+            config.get("config"), dict):
+        return config["class_name"], config["config"]
+    if class_name is None:
+        raise ValueError("config: a plain layer config needs class_name= ('SimpleRNN', 'LSTM', "
+                         "'GRU' or 'Bidirectional'), or pass {'class_name': ..., 'config': ...}")
+    return class_name, config
+
+
+def _keras_layer_cell(class_name, cfg, weights, keras_version, dtype=None):
+    """A fastcells cell + the run options for one Keras SimpleRNN / LSTM / GRU layer."""
+    base = class_name[:-2] if class_name.endswith(("V1", "V2")) else class_name
+    kind = _KERAS_KINDS.get(base)
+    if kind is None:
+        raise ValueError(f"class_name: expected SimpleRNN, LSTM, GRU or Bidirectional, got "
+                         f"{class_name!r}")
+    U = int(cfg["units"])
+    use_bias = bool(cfg.get("use_bias", True))
+    weights = [np.asarray(w) for w in weights]
+    if len(weights) != (3 if use_bias else 2):
+        raise ValueError(f"weights: a Keras {base} with use_bias={use_bias} has "
+                         f"{3 if use_bias else 2} arrays [kernel, recurrent_kernel"
+                         f"{', bias' if use_bias else ''}], got {len(weights)}")
+    K, RK = weights[0], weights[1]
+    dt = float_dtype(dtype or K.dtype, "weights")
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    if K.ndim != 2 or K.shape[1] != G * U or RK.shape != (U, G * U):
+        raise ValueError(f"weights: expected kernel [input_dim, {G * U}] and recurrent_kernel "
+                         f"[{U}, {G * U}] for {base}(units={U}), got {K.shape} and {RK.shape}")
+    reset_after = kind == "gru" and bool(cfg.get("reset_after", True))
+    if use_bias:
+        b = weights[2]
+        want = (2, G * U) if kind == "gru" and reset_after else (G * U,)
+        if b.shape != want:
+            raise ValueError(f"weights: expected bias of shape {want}, got {b.shape}")
+    else:
+        b = np.zeros((2, G * U) if kind == "gru" and reset_after else (G * U,), dt)
+    act = _keras_act_name(cfg.get("activation", "tanh"), "activation")
+    options = {"activation": None if act == "tanh" else _keras_act(act, keras_version,
+                                                                  "activation")}
+    if kind != "rnn":
+        ract = _keras_act_name(cfg.get("recurrent_activation", "sigmoid"),
+                               "recurrent_activation")
+        if ract != "sigmoid":
+            options["gate_activation"] = _keras_act(ract, keras_version, "recurrent_activation")
+    order = GATE_ORDER["keras"].get(kind)
+    if kind == "lstm":
+        w = tf_lstm_weights(K, RK, b, order)
+    elif kind == "gru":
+        bx, bh = (b[0], b[1]) if reset_after else (b, np.zeros_like(b))
+        w = tf_gru_weights(K, RK, bx, bh, order, reset_after)
+    else:
+        w = tf_rnn_weights(K, RK, b)
+    cell = new_cell(kind, U, dt, reset_after=reset_after, **options)
+    cell.set_weights(w)
+    run = {"return_sequences": bool(cfg.get("return_sequences", False)),
+           "return_state": bool(cfg.get("return_state", False)),
+           "go_backwards": bool(cfg.get("go_backwards", False)),
+           "time_major": bool(cfg.get("time_major", False)),
+           "zero_output_for_mask": bool(cfg.get("zero_output_for_mask", False))}
+    return kind, cell, run
+
+
+def from_keras(layer=None, *, weights=None, config=None, class_name=None, keras_version=None):
+    """A fastcells model computing what a Keras recurrent layer computes (in inference).
+
+    Either ``from_keras(layer)`` with a tf-keras or Keras 3 layer object (read through
+    ``get_config()`` / ``get_weights()``; Keras is not imported by fastcells), or
+    ``from_keras(weights=[...], config={...})`` without Keras: `weights` as ``get_weights()``
+    gives them ([kernel, recurrent_kernel(, bias)], a Bidirectional's forward arrays then
+    backward ones), `config` as ``get_config()`` gives it (then ``class_name=`` says the layer
+    class) or serialized as ``{"class_name": ..., "config": ...}`` (as in model JSON).
+    keras_version: 2 or 3, needed only for ``hard_sigmoid`` from a config (tf-keras / Keras 2:
+    clip(0.2x + 0.5, 0, 1); Keras 3: clip(x/6 + 0.5, 0, 1)); a layer object tells it itself.
+
+    Layers: SimpleRNN, LSTM, GRU (reset_after True or False; the v1 layers too) and
+    Bidirectional around them (merge_mode concat, sum, mul, ave, None; a backward_layer of
+    its own). Honoured: units, activation and recurrent_activation (tanh, sigmoid,
+    hard_sigmoid, relu, linear), use_bias, return_sequences, return_state, go_backwards
+    (outputs in processing order, as Keras), time_major (tf-keras), zero_output_for_mask.
+    unit_forget_bias, initializers, regularizers, constraints and dropout do nothing at
+    inference; stateful layers are run from the given (or zero) initial state.
+
+    Returns a callable ``model(inputs, initial_state=None, mask=None)`` giving what the layer
+    gives: the output ([B,T,U] with return_sequences, else [B,U]), or with return_state the
+    list ``[output, h]`` (``[output, h, c]`` for LSTM; a Bidirectional's forward states then
+    backward states). `mask` ([B,T] bool) follows Keras masking exactly: a masked step keeps
+    the state and repeats the previous output (zeros with zero_output_for_mask).
+    """
+    if layer is not None:
+        if weights is not None or config is not None:
+            raise TypeError("from_keras: give a layer object, or weights= and config=, not both")
+        name = type(layer).__name__
+        version = _keras_major(layer)
+        if name == "Bidirectional":
+            fw, bw = layer.forward_layer, layer.backward_layer
+            return KerasBidirectional(
+                _keras_layer_cell(type(fw).__name__, fw.get_config(), fw.get_weights(),
+                                  _keras_major(fw)),
+                _keras_layer_cell(type(bw).__name__, bw.get_config(), bw.get_weights(),
+                                  _keras_major(bw)),
+                layer.get_config().get("merge_mode", "concat"), layer)
+        if not hasattr(layer, "get_config") or not hasattr(layer, "get_weights"):
+            raise TypeError(f"layer: expected a Keras layer (with get_config and get_weights), "
+                            f"got {name}")
+        return KerasRNN(*_keras_layer_cell(name, layer.get_config(), layer.get_weights(),
+                                           version))
+    if weights is None or config is None:
+        raise TypeError("from_keras: give a layer object, or both weights= and config=")
+    cls, cfg = _keras_unwrap(config, class_name)
+    weights = list(weights)
+    if cls == "Bidirectional":
+        fcls, fcfg = _keras_unwrap(cfg["layer"], None)
+        if cfg.get("backward_layer") is not None:
+            bcls, bcfg = _keras_unwrap(cfg["backward_layer"], None)
+        else:
+            bcls, bcfg = fcls, dict(fcfg, go_backwards=not fcfg.get("go_backwards", False))
+        n = len(weights) // 2
+        return KerasBidirectional(
+            _keras_layer_cell(fcls, fcfg, weights[:n], keras_version),
+            _keras_layer_cell(bcls, bcfg, weights[n:], keras_version),
+            cfg.get("merge_mode", "concat"), None)
+    return KerasRNN(*_keras_layer_cell(cls, cfg, weights, keras_version))
+
+
+def _keras_states(kind, st):
+    return [st.h, st.c] if kind == "lstm" else [st]
+
+
+def _keras_init(kind, cell, states, B, dt, what):
+    """Keras initial_state ([h] or [h, c]) -> a fastcells state."""
+    n = 2 if kind == "lstm" else 1
+    if not isinstance(states, (list, tuple)):
+        states = [states]
+    if len(states) != n:
+        raise ValueError(f"{what}: expected {n} arrays ({'[h, c]' if n == 2 else '[h]'}), got "
+                         f"{len(states)}")
+    arrs = [np.ascontiguousarray(as_input(a, dt, what)) for a in states]
+    for a in arrs:
+        if a.shape != (B, cell.num_units):
+            raise ValueError(f"{what}: expected arrays of shape {(B, cell.num_units)}, got "
+                             f"{a.shape}")
+    return LSTMStateTuple(arrs[1], arrs[0]) if kind == "lstm" else arrs[0]
+
+
+def _prefix_lengths(mask):
+    """[B] lengths if every row of the bool mask [B,T] is a run of Trues then Falses, else
+    None."""
+    lengths = mask.sum(axis=1)
+    T = mask.shape[1]
+    if np.array_equal(mask, np.arange(T)[None, :] < lengths[:, None]):
+        return lengths.astype(np.int64)
+    return None
+
+
+def _keras_sequence(kind, cell, x, init, mask, go_backwards, zero_out, dt):
+    """One Keras recurrent layer over x [B,T,I] (batch-major): (outputs [B,T,U] in processing
+    order, final fastcells state), with Keras masking."""
+    B, T = x.shape[:2]
+    if mask is None:
+        return dynamic_rnn(cell, x[:, ::-1] if go_backwards else x, None, init, dt)
+    lengths = _prefix_lengths(mask)
+    if lengths is not None:                  # right padding: one sequence call
+        if go_backwards:
+            xs = reverse_within(x, lengths, 1)
+        else:
+            xs = x
+        out, st = dynamic_rnn(cell, xs, lengths, init, dt)
+        rows = np.arange(B)
+        if go_backwards:                     # masked steps come first: shift right
+            t = np.arange(T)[None, :]
+            src = t - (T - lengths[:, None])
+            valid = src >= 0
+            out = np.where(valid[..., None], out[rows[:, None], np.clip(src, 0, T - 1)], 0)
+        elif not zero_out:                   # repeat the last valid output
+            last = out[rows, np.maximum(lengths - 1, 0)] * (lengths > 0)[:, None]
+            out = np.where((np.arange(T)[None, :] < lengths[:, None])[..., None], out,
+                           last[:, None, :]).astype(dt, copy=False)
+        return out, st
+    # any other mask: one fused cell call per step
+    state = init if init is not None else cell.zero_state(B, dt)
+    order = range(T - 1, -1, -1) if go_backwards else range(T)
+    prev = np.zeros((B, cell.output_size), dt)
+    outs = []
+    for t in order:
+        o, new = cell(np.ascontiguousarray(x[:, t]), state)
+        m = mask[:, t][:, None]
+        if kind == "lstm":
+            state = LSTMStateTuple(np.where(m, new.c, state.c), np.where(m, new.h, state.h))
+        else:
+            state = np.where(m, new, state)
+        o = np.where(m, o, 0 if zero_out else prev)
+        outs.append(o)
+        prev = o
+    return np.stack(outs, axis=1), state
+
+
+def _keras_inputs(inputs, mask, time_major, dt):
+    x = as_input(inputs, dt, "inputs")
+    if x.ndim != 3:
+        raise ValueError(f"inputs: expected a 3-D array "
+                         f"{'[time, batch, features]' if time_major else '[batch, time, features]'}"
+                         f", got shape {x.shape}")
+    if time_major:
+        x = x.swapaxes(0, 1)
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != x.shape[:2]:
+            raise ValueError(f"mask: expected shape {x.shape[:2]} ([batch, time]), got "
+                             f"{mask.shape}")
+        mask = mask.astype(bool)
+    return x, mask
+
+
+class KerasRNN:
+    """A Keras SimpleRNN / LSTM / GRU layer on fastcells:
+    ``model(inputs, initial_state=None, mask=None)``. ``.cell`` / ``.cells``: the cell."""
+
+    def __init__(self, kind, cell, run):
+        self.kind, self.cell, self.run = kind, cell, run
+        self.dtype = cell.dtype
+
+    @property
+    def cells(self):
+        return [self.cell]
+
+    def __repr__(self):
+        return f"<KerasRNN {self.kind} units={self.cell.num_units} {self.run}>"
+
+    def __call__(self, inputs, initial_state=None, mask=None):
+        r, dt = self.run, self.dtype
+        x, mask = _keras_inputs(inputs, mask, r["time_major"], dt)
+        init = None
+        if initial_state is not None:
+            init = _keras_init(self.kind, self.cell, initial_state, x.shape[0], dt,
+                               "initial_state")
+        out, st = _keras_sequence(self.kind, self.cell, x, init, mask, r["go_backwards"],
+                                  r["zero_output_for_mask"], dt)
+        if r["return_sequences"]:
+            y = out.swapaxes(0, 1) if r["time_major"] else out
+        else:
+            y = out[:, -1]
+        if r["return_state"]:
+            return [y] + _keras_states(self.kind, st)
+        return y
+
+
+_MERGE = {"concat": lambda a, b: np.concatenate([a, b], axis=-1), "sum": lambda a, b: a + b,
+          "mul": lambda a, b: a * b, "ave": lambda a, b: (a + b) / 2}
+
+
+class KerasBidirectional:
+    """A Keras Bidirectional layer on fastcells:
+    ``model(inputs, initial_state=None, mask=None)``; ``.cells`` = [forward, backward]."""
+
+    def __init__(self, fw, bw, merge_mode, layer):
+        (self.kind, self.fw, self.rf), (kind_bw, self.bw, self.rb) = fw, bw
+        self.kind_bw = kind_bw
+        if merge_mode is not None and merge_mode not in _MERGE:
+            raise ValueError(f"merge_mode: expected concat, sum, mul, ave or None, got "
+                             f"{merge_mode!r}")
+        self.merge_mode = merge_mode
+        self.dtype = self.fw.dtype
+        if self.bw.dtype != self.dtype:
+            raise TypeError("weights: the forward and backward layers have different dtypes")
+
+    @property
+    def cells(self):
+        return [self.fw, self.bw]
+
+    def __call__(self, inputs, initial_state=None, mask=None):
+        rf, rb, dt = self.rf, self.rb, self.dtype
+        x, mask = _keras_inputs(inputs, mask, rf["time_major"], dt)
+        B = x.shape[0]
+        init_f = init_b = None
+        if initial_state is not None:
+            states = list(initial_state)
+            nf = 2 if self.kind == "lstm" else 1
+            nb = 2 if self.kind_bw == "lstm" else 1
+            if len(states) != nf + nb:
+                raise ValueError(f"initial_state: expected {nf + nb} arrays (forward states "
+                                 f"then backward states), got {len(states)}")
+            init_f = _keras_init(self.kind, self.fw, states[:nf], B, dt, "initial_state")
+            init_b = _keras_init(self.kind_bw, self.bw, states[nf:], B, dt, "initial_state")
+        seqs = rf["return_sequences"]
+        if mask is None and not rf["go_backwards"] and rb["go_backwards"]:
+            # the usual case: both directions in one native call, bw already in input order
+            (o_f, o_b), (s_f, s_b) = bidirectional_dynamic_rnn(self.fw, self.bw, x, None,
+                                                               init_f, init_b, dt)
+            y_f = o_f if seqs else o_f[:, -1]
+            y_b = o_b if seqs else o_b[:, 0]
+        else:
+            # Keras forces zero_output_for_mask = return_sequences on both sublayers
+            o_f, s_f = _keras_sequence(self.kind, self.fw, x, init_f, mask, rf["go_backwards"],
+                                       seqs, dt)
+            o_b, s_b = _keras_sequence(self.kind_bw, self.bw, x, init_b, mask,
+                                       rb["go_backwards"], rb["return_sequences"], dt)
+            y_f = o_f if seqs else o_f[:, -1]
+            y_b = o_b[:, ::-1] if rb["return_sequences"] else o_b[:, -1]
+        if seqs and rf["time_major"]:
+            y_f, y_b = y_f.swapaxes(0, 1), y_b.swapaxes(0, 1)
+        y = [y_f, y_b] if self.merge_mode is None else _MERGE[self.merge_mode](y_f, y_b)
+        if rf["return_state"]:
+            states = _keras_states(self.kind, s_f) + _keras_states(self.kind_bw, s_b)
+            return (y if isinstance(y, list) else [y]) + states
+        return y
+
+
+def to_keras_weights(cell):
+    """Keras ``set_weights`` arrays for a fastcells cell (or a MultiRNNCell: the layers' lists
+    concatenated, as a Sequential of those layers gives them; or a model from from_keras).
+
+    BasicRNNCell -> SimpleRNN ``[kernel, recurrent_kernel, bias]``; BasicLSTMCell / LSTMCell ->
+    LSTM (forget_bias folded into the bias; build the Keras layer with
+    ``unit_forget_bias`` irrelevant, it is an initializer); GRUCell -> GRU(reset_after=False);
+    GRUCell(reset_after=True) -> GRU(reset_after=True) (bias [2, 3U]). Give the Keras layer the
+    cell's ``activation``. Not expressible (ValueError): peepholes, cell_clip, num_proj,
+    the fastcells-only options.
+    """
+    if isinstance(cell, KerasRNN):
+        return to_keras_weights(cell.cell)
+    if isinstance(cell, KerasBidirectional):
+        return to_keras_weights(cell.fw) + to_keras_weights(cell.bw)
+    if isinstance(cell, MultiRNNCell):
+        return [a for c in cell.cells for a in to_keras_weights(c)]
+    kind, w = split_tf_weights(cell)
+    if kind == "rnn":
+        return [w["Wx"], w["Wh"], w["b"]]
+    if kind == "lstm":
+        if "proj" in w:
+            raise ValueError(f"cell: {cell.name!r} has num_proj; Keras LSTM has no projection")
+        tf, order = GATE_ORDER["tf"]["lstm"], GATE_ORDER["keras"]["lstm"]
+        return [reorder_gates(w[k], tf, order) for k in ("Wx", "Wh", "b")]
+    order = GATE_ORDER["keras"]["gru"]
+    X, H, BR = (gate_blocks(w[k], "ru") for k in ("Wx_ru", "Wh_ru", "b_ru"))
+    X["c"], H["c"] = w["Wx_c"], w["Wh_c"]
+    kernel = np.hstack([X[g] for g in order])
+    rkernel = np.hstack([H[g] for g in order])
+    if w["reset_after"]:
+        zeros = np.zeros_like(w["bx_c"])
+        bias = np.stack([np.concatenate([BR["u"], BR["r"], w["bx_c"]]),
+                         np.concatenate([zeros, zeros, w["bh_c"]])])
+    else:
+        bias = np.concatenate([BR["u"], BR["r"], w["bx_c"]])
+    return [kernel, rkernel, bias]
