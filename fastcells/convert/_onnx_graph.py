@@ -67,9 +67,13 @@ def node_label(node):
 
 
 def subgraphs(node):
-    """[(attribute label, GraphProto)] of a node (every GRAPH / GRAPHS attribute)."""
+    """[(attribute label, GraphProto)] of a node (every GRAPH / GRAPHS attribute), an If's
+    then_branch before its else_branch, the others in attribute order."""
     out = []
-    for a in node.attribute:
+    known = _SUBGRAPH_OPS.get(node.op_type, ())
+    attrs = sorted(node.attribute, key=lambda a: (known.index(a.name) if a.name in known
+                                                  else len(known)))
+    for a in attrs:
         if a.type == 5:                       # AttributeProto.GRAPH
             out.append((a.name, a.g))
         elif a.type == 10:                    # AttributeProto.GRAPHS
@@ -281,8 +285,7 @@ class Folder:
             outs = fold(node, arg, where)
         except (OnnxError, NotConstant):
             raise
-        except (ValueError, IndexError, TypeError, np.AxisError, OverflowError,
-                MemoryError) as e:
+        except (ValueError, IndexError, TypeError, OverflowError, MemoryError) as e:
             raise OnnxError(f"{where}: cannot fold it: {e}") from None
         return outs
 
@@ -315,6 +318,8 @@ class Folder:
 
     def _op_Cast(self, node, arg, where):
         to = attribute(node, "to", "INT", where)
+        if to is None:
+            raise OnnxError(f"{where}: attribute to is required")
         if to not in _TENSOR_TYPES:
             raise NotConstant(f"Cast node {node_label(node)!r} to data type {to} is not folded")
         return [arg(0).astype(_TENSOR_TYPES[to][0])]

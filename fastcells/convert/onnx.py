@@ -245,8 +245,6 @@ def from_onnx(model, node=None):
     W, R = stored(1, True), stored(2, True)
     Bias = stored(3, names[3] != "")
     Pp = stored(7, names[7] != "") if op == "LSTM" else None
-    if op != "LSTM" and (names[6] or names[7]):
-        raise OnnxError(f"{where}: inputs initial_c and P are only for LSTM")
     dt = _weights_dtype(W, where)
     arrays = {"W": W, "R": R, "B": Bias, "P": Pp}
     for k, a in arrays.items():
