@@ -615,6 +615,26 @@ def test_cycles_are_refused():
     m = _model(chain, ["X"], ["Y", "Y_h"], {"w0": w["W"], "R": w["R"], "B": w["B"]})
     with pytest.raises(ValueError, match="a chain of more than 200 nodes"):
         from_onnx(m)
+    # Ifs nested 20 deep
+    from onnx import TensorProto
+    inner = helper.make_graph([], "leaf", [], [])
+    for k in range(20):
+        inner = helper.make_graph(
+            [helper.make_node("If", ["c"], [], name=f"If_{k}", then_branch=inner,
+                              else_branch=helper.make_graph([], "empty", [], []))],
+            f"g{k}", [], [])
+    m = _model(list(inner.node), [("c", TensorProto.BOOL)], [], {})
+    with pytest.raises(ValueError, match="subgraphs nested more than 16 deep"):
+        from_onnx(m)
+    # a shape given as floats
+    nodes = [helper.make_node("Reshape", ["W0", "shape_f"], ["W"], name="rs_float"),
+             helper.make_node("RNN", ["X", "W", "R", "B"], ["Y", "Y_h"], hidden_size=4)]
+    m = _model(nodes, ["X"], ["Y", "Y_h"], {"W0": w["R"].reshape(-1)[:12].copy(),
+                                             "shape_f": np.array([1.0, 4.0, 3.0], "f"),
+                                             "R": w["R"], "B": w["B"]})
+    with pytest.raises(ValueError, match=r"node 'rs_float' \(Reshape\): cannot fold it: "
+                                         r"expected an integer tensor, got float32"):
+        from_onnx(m)
 
 
 def test_fuzz_mutated_models_fail_only_with_valueerror():

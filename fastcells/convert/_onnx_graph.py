@@ -81,7 +81,7 @@ def subgraphs(node):
     return out
 
 
-def find_recurrent(graph, max_depth=32):
+def find_recurrent(graph, max_depth=16):
     """[(path, node, scope)] of every LSTM / GRU / RNN node of the default domain, depth first
     in graph order; path: the names of the enclosing nodes and subgraph attributes and the
     node's own name, joined by '/' (e.g. 'If_0/then_branch/LSTM_3')."""
@@ -295,8 +295,7 @@ class Folder:
         """Unsqueeze / Squeeze axes: an attribute before opset 13, input k from 13."""
         if self.opset < 13:
             return attribute(node, "axes", "INTS", where)
-        a = arg(k, required=False)
-        return None if a is None else [int(v) for v in np.asarray(a).reshape(-1)]
+        return _int_list(arg(k, required=False))
 
     def _op_Constant(self, node, arg, where):
         if len(node.attribute) != 1:
@@ -348,7 +347,7 @@ class Folder:
         if self.opset < 5:
             shape = attribute(node, "shape", "INTS", where, [])
         else:
-            shape = [int(v) for v in np.asarray(arg(1)).reshape(-1)]
+            shape = _int_list(arg(1))
         allowzero = self.opset >= 14 and attribute(node, "allowzero", "INT", where, 0)
         out = []
         for k, d in enumerate(shape):
@@ -371,7 +370,7 @@ class Folder:
         return [x.reshape(out)]
 
     def _op_Expand(self, node, arg, where):
-        x, shape = arg(0), [int(v) for v in np.asarray(arg(1)).reshape(-1)]
+        x, shape = arg(0), _int_list(arg(1))
         if any(d < 0 for d in shape):
             raise OnnxError(f"{where}: invalid shape {shape}")
         try:
@@ -414,9 +413,8 @@ class Folder:
             axes = attribute(node, "axes", "INTS", where)
             steps = None
         else:
-            vec = lambda a: None if a is None else [int(v) for v in np.asarray(a).reshape(-1)]  # noqa: E731,E501
-            starts, ends = vec(arg(1)), vec(arg(2))
-            axes, steps = vec(arg(3, False)), vec(arg(4, False))
+            starts, ends = _int_list(arg(1)), _int_list(arg(2))
+            axes, steps = _int_list(arg(3, False)), _int_list(arg(4, False))
         if starts is None or ends is None or len(starts) != len(ends):
             raise OnnxError(f"{where}: starts and ends must be given, of equal length")
         axes = list(range(len(starts))) if axes is None else axes
@@ -449,8 +447,7 @@ class Folder:
         if self.opset < 13:
             split = attribute(node, "split", "INTS", where)
         else:
-            s = arg(1, False)
-            split = None if s is None else [int(v) for v in np.asarray(s).reshape(-1)]
+            split = _int_list(arg(1, False))
         n_out = len(node.output)
         if self.opset >= 18 and split is None:
             n_out = attribute(node, "num_outputs", "INT", where, n_out)
@@ -467,6 +464,15 @@ class Folder:
             raise OnnxError(f"{where}: split {split} does not cut axis {axis} of length {n} "
                             f"into {len(node.output)} parts")
         return list(np.split(x, np.cumsum(split)[:-1], axis=axis))
+
+
+def _int_list(a):
+    """An integer input (axes, shape, starts, ...) as a list of ints; None stays None."""
+    if a is None:
+        return None
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"expected an integer tensor, got {a.dtype}")
+    return [int(v) for v in a.reshape(-1)]
 
 
 FOLDED_OPS = sorted(k[4:] for k in vars(Folder) if k.startswith("_op_"))
