@@ -640,8 +640,32 @@ def test_cycles_are_refused():
 def test_fuzz_mutated_models_fail_only_with_valueerror():
     """Mutate a valid model's attributes, inputs and tensors in many ways (seeded): from_onnx
     either succeeds (and then runs) or raises ValueError; nothing else ever comes out."""
-    outcomes = fuzz(seed=12345, trials=400)
-    assert outcomes["ok"] >= 10 and outcomes["ValueError"] >= 100, outcomes
+    outcomes = fuzz(seed=12345, trials=1500)
+    assert outcomes["ok"] >= 50 and outcomes["ValueError"] >= 500, outcomes
+
+
+def test_fuzz_corrupted_bytes_fail_only_with_valueerror():
+    """Random bytes of a serialized model overwritten: ValueError or success, nothing else."""
+    rng = np.random.default_rng(54321)
+    sources = [_plain(op).SerializeToString() for op in ("LSTM", "GRU", "RNN")]
+    sources.append(_chain_model(13)[0].SerializeToString())
+    n_err = 0
+    for trial in range(600):
+        raw = bytearray(sources[trial % len(sources)])
+        for _ in range(int(rng.integers(1, 6))):
+            raw[int(rng.integers(len(raw)))] = int(rng.integers(256))
+        try:
+            f = from_onnx(bytes(raw))
+        except ValueError as e:
+            assert str(e).startswith("the model: "), e
+            n_err += 1
+            continue
+        B = 1
+        for name, a in f.stored.items():
+            B = a.shape[0] if name == "sequence_lens" else a.shape[1 - f.layout]
+        I = f.cells[0].input_size
+        f(np.ones((2, B, I) if f.layout == 0 else (B, 2, I), f.dtype))
+    assert n_err >= 100, n_err
 
 
 def fuzz(seed, trials):

@@ -62,8 +62,17 @@ class Scope:
         return None, None, None
 
 
+def text(value):
+    """A name as str: protobuf hands a string field holding invalid UTF-8 back as bytes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value
+
+
 def node_label(node):
-    return node.name or (node.output[0] if len(node.output) else f"<unnamed {node.op_type}>")
+    """The name that messages and paths use for a node: its name, else its first output."""
+    label = node.name or (node.output[0] if len(node.output) else f"<unnamed {node.op_type}>")
+    return text(label)
 
 
 def subgraphs(node):
@@ -94,7 +103,7 @@ def find_recurrent(graph, max_depth=16):
         for node in g.node:
             label = node_label(node)
             if node.op_type in RECURRENT_OPS and node.domain in ("", "ai.onnx"):
-                found.append((prefix + label, node, scope))
+                found.append((f"{prefix}{label}", node, scope))
             for attr, sub in subgraphs(node):
                 walk(sub, scope, f"{prefix}{label}/{attr}/", depth + 1)
 
@@ -269,7 +278,7 @@ class Folder:
         if node.domain not in ("", "ai.onnx"):
             raise NotConstant(f"{node.op_type} (domain {node.domain!r}) node "
                               f"{node_label(node)!r}, which feeds {feeds}, is not folded")
-        fold = getattr(self, "_op_" + node.op_type, None)
+        fold = getattr(self, f"_op_{text(node.op_type)}", None)
         if fold is None:
             raise NotConstant(f"{node.op_type} node {node_label(node)!r}, which feeds {feeds}, "
                               f"is not an op fastcells folds ({', '.join(FOLDED_OPS)})")
