@@ -330,7 +330,9 @@ class Folder:
             raise OnnxError(f"{where}: attribute to is required")
         if to not in _TENSOR_TYPES:
             raise NotConstant(f"Cast node {node_label(node)!r} to data type {to} is not folded")
-        return [arg(0).astype(_TENSOR_TYPES[to][0])]
+        x = arg(0)
+        with np.errstate(over="ignore", invalid="ignore"):   # out of range: inf, as ONNX
+            return [x.astype(_TENSOR_TYPES[to][0])]
 
     def _op_Unsqueeze(self, node, arg, where):
         x, axes = arg(0), self._axes(node, arg, where, 1)
