@@ -128,14 +128,12 @@ def test_subgraph_nodes_found_and_picked():
 
 
 def test_same_name_in_two_branches_needs_the_path():
-    from onnx import helper
     m = _if_model()
     else_g = next(a.g for a in m.graph.node[0].attribute if a.name == "else_branch")
     else_g.node[0].name = "LSTM_3"                          # the GRU now shares the name
     with pytest.raises(ValueError, match="2 recurrent nodes are named 'LSTM_3'"):
         from_onnx(m, node="LSTM_3")
     assert from_onnx(m, node="If_0/else_branch/LSTM_3").op == "GRU"
-    del helper
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +147,6 @@ def _chain_model(opset):
     from onnx import helper, numpy_helper
     U, I = 4, 3
     w = _weights("LSTM", I, U)
-    c = {}
     nodes = []
 
     def const(name, v):
@@ -213,7 +210,6 @@ def _chain_model(opset):
                                       name="sq_b"))
     nodes.append(helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "Y_h", "Y_c"],
                                   name="lstm", hidden_size=U))
-    del c
     return _model(nodes, ["X"], ["Y", "Y_h", "Y_c"], inits, opset), w
 
 
