@@ -317,6 +317,28 @@ def test_stored_initial_states_are_used(op, direction):
         f(np.zeros((5, 3, 3), "f"))
 
 
+def test_stored_states_in_layout_1():
+    """layout=1 stores initial_h / initial_c as [B, D, U]: the same numbers as layout 0 with
+    them transposed (onnxruntime refuses layout 1, so layout 0 is the reference)."""
+    from onnx import helper
+    D, U, B = 2, 4, X.shape[1]
+    rng = np.random.default_rng(8)
+    w = _weights("LSTM", 3, U, D)
+    h0, c0 = (rng.standard_normal((D, B, U)).astype("f") for _ in range(2))
+    outs = ["Y", "Y_h", "Y_c"]
+
+    def model(layout, h, c):
+        node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "c0"], outs,
+                                hidden_size=U, direction="bidirectional", layout=layout)
+        return _model([node], ["X"], outs, dict(w, h0=h, c0=c))
+
+    ref = _ort(model(0, h0, c0), {"X": X})
+    got = from_onnx(model(1, h0.transpose(1, 0, 2).copy(), c0.transpose(1, 0, 2).copy()))(
+        X.transpose(1, 0, 2))
+    assert_close([got[0].transpose(1, 2, 0, 3), got[1].transpose(1, 0, 2),
+                  got[2].transpose(1, 0, 2)], ref, "layout 1")
+
+
 def test_stored_state_computed_at_run_time_is_the_callers():
     """An initial_h that depends on a graph input is not stored: the caller passes it."""
     from onnx import helper
