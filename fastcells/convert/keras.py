@@ -1,6 +1,17 @@
 """Keras: from_keras (SimpleRNN / LSTM / GRU and Bidirectional, from layer objects read by
 duck typing or from weight lists + config dicts) and the inverse map to_keras_weights. Keras is
-never imported."""
+never imported.
+
+The Keras weight layout (``get_weights()``, the same in Keras 2.0 to 3), I inputs, U units:
+    SimpleRNN  kernel [I, U], recurrent_kernel [U, U], bias [U]
+    LSTM       kernel [I, 4U], recurrent_kernel [U, 4U], bias [4U]; gate blocks i, f, c, o
+    GRU        kernel [I, 3U], recurrent_kernel [U, 3U]; gate blocks z (update), r (reset),
+               h (candidate); reset_after False: bias [3U],
+                   hh = act(x W_h + b_h + (r * h) U_h)          (reset before the matmul)
+               reset_after True: bias [2, 3U] (input bias row, recurrent bias row),
+                   hh = act(x W_h + b_h + r * (h U_h + rb_h))   (reset after it)
+               then h' = z * h + (1 - z) * hh.
+"""
 import numpy as np
 
 from fastcells.cells import LSTMStateTuple, MultiRNNCell
@@ -17,21 +28,60 @@ _KERAS_ACTS = {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "linear": "
                "hard_sigmoid": "hard_sigmoid"}
 
 
-def _keras_major(layer):
-    """2 for tf-keras / TF's built-in Keras 2, 3 for Keras 3 (what hard_sigmoid means)."""
+def _keras_version_of(layer):
+    """(major, minor) of the Keras a layer object comes from: keras.__version__ for the
+    'keras' package (Keras 2.x or 3), tf_keras.__version__; TF's built-in Keras is (2, 99)."""
     import sys
     top = type(layer).__module__.split(".")[0]
-    if top != "keras":
-        return 2
-    version = getattr(sys.modules.get("keras"), "__version__", "3")
-    return int(version.split(".")[0])
+    if top in ("keras", "tf_keras"):
+        version = getattr(sys.modules.get(top), "__version__", None)
+        if version is not None:
+            return _supported_version(version, "keras.__version__")
+        return (3, 0) if top == "keras" else (2, 99)
+    return (2, 99)
+
+
+def parse_keras_version(version, argname="keras_version"):
+    """(major, minor) from 2, 3, "2.2.4", "2.3.0-tf", (2, 2) or None (unknown)."""
+    if version is None:
+        return None
+    if isinstance(version, (int, np.integer)) and not isinstance(version, bool):
+        if int(version) in (1, 2, 3):
+            return (int(version), 99 if int(version) == 2 else 0)
+    elif isinstance(version, bytes):
+        return parse_keras_version(version.decode("utf-8", "replace"), argname)
+    elif isinstance(version, str):
+        parts = version.strip().split(".")
+        digits = ["".join(ch for ch in p[:3] if ch.isdigit()) for p in parts[:2]]
+        if len(digits) == 2 and all(digits) and parts[0].isdigit():
+            return (int(digits[0]), int(digits[1]))
+        if len(parts) == 1 and parts[0].isdigit():
+            return parse_keras_version(int(parts[0]), argname)
+    elif isinstance(version, tuple) and len(version) == 2 and all(
+            isinstance(v, int) for v in version):
+        return version
+    raise ValueError(f"{argname}: expected 2, 3 or a version string such as '2.2.4' (a saved "
+                     f"model's keras_version), got {version!r}")
+
+
+def _supported_version(version, argname="keras_version"):
+    version = parse_keras_version(version, argname)
+    if version is not None and version[0] < 2:
+        raise ValueError(f"{argname}: Keras {version[0]}.x stores recurrent weights per gate; "
+                         f"fastcells reads the layout of Keras 2.0 and later")
+    return version
+
+
+# the Keras release that changed the LSTM / GRU defaults: recurrent_activation hard_sigmoid ->
+# sigmoid, GRU reset_after False -> True (a config written before it may lack the keys)
+_KERAS_NEW_DEFAULTS = (2, 3)
 
 
 def _keras_act_name(value, argname):
     if isinstance(value, dict):                 # a serialized activation
         value = value.get("config", value.get("class_name"))
         if isinstance(value, dict):
-            value = value.get("name")
+            value = value.get("name", value.get("activation"))
     if value is None:
         value = "linear"
     if callable(value):
@@ -43,13 +93,55 @@ def _keras_act_name(value, argname):
 
 
 def _keras_act(name, keras_version, argname):
+    """keras_version: (major, minor) or None."""
     if name == "hard_sigmoid":
-        if keras_version not in (2, 3):
+        major = None if keras_version is None else keras_version[0]
+        if major not in (1, 2, 3):
             raise ValueError(f"{argname}: 'hard_sigmoid' means clip(0.2x+0.5) in tf-keras / "
                              f"Keras 2 and clip(x/6+0.5) in Keras 3; pass keras_version=2 or 3")
         return activation_spec("hard_sigmoid",
-                               {"alpha": 0.2 if keras_version == 2 else 1.0 / 6, "beta": 0.5})
+                               {"alpha": 0.2 if major < 3 else 1.0 / 6, "beta": 0.5})
     return name
+
+
+class _Config:
+    """A layer config read key by key: a missing key or a value of the wrong type is a
+    ValueError naming the layer and the key."""
+
+    def __init__(self, cfg, class_name):
+        if not isinstance(cfg, dict):
+            raise ValueError(f"config: a {class_name} layer config must be a dict, got "
+                             f"{type(cfg).__name__}")
+        self.cfg = cfg
+        name = cfg.get("name")
+        self.label = f"{class_name} layer {name!r}" if isinstance(name, str) else \
+            f"{class_name} layer"
+
+    def __contains__(self, key):
+        return key in self.cfg
+
+    def error(self, key, message):
+        return ValueError(f"{self.label}: config key {key!r}: {message}")
+
+    def int(self, key, minimum=1):
+        if key not in self.cfg:
+            raise ValueError(f"{self.label}: config key {key!r} is missing")
+        v = self.cfg[key]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+            raise self.error(key, f"expected an int >= {minimum}, got {v!r}")
+        return int(v)
+
+    def bool(self, key, default):
+        v = self.cfg.get(key, default)
+        if v is None and default is not None:
+            v = default
+        if isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer))
+                                               and v in (0, 1)):
+            return bool(v)
+        raise self.error(key, f"expected true or false, got {v!r}")
+
+    def get(self, key, default=None):
+        return self.cfg.get(key, default)
 
 
 def _keras_unwrap(config, class_name):
@@ -57,6 +149,9 @@ def _keras_unwrap(config, class_name):
     if isinstance(config, dict) and "class_name" in config and isinstance(
             config.get("config"), dict):
         return config["class_name"], config["config"]
+    if isinstance(config, dict) and "class_name" in config:
+        raise ValueError(f"config: a serialized {config['class_name']!r} layer needs its "
+                         f"'config' dict, got {type(config.get('config')).__name__}")
     if class_name is None:
         raise ValueError("config: a plain layer config needs class_name= ('SimpleRNN', 'LSTM', "
                          "'GRU' or 'Bidirectional'), or pass {'class_name': ..., 'config': ...}")
@@ -64,26 +159,41 @@ def _keras_unwrap(config, class_name):
 
 
 def _keras_layer_cell(class_name, cfg, weights, keras_version, dtype=None):
-    """A fastcells cell + the run options for one Keras SimpleRNN / LSTM / GRU layer."""
+    """A fastcells cell + the run options for one Keras SimpleRNN / LSTM / GRU layer.
+    keras_version: (major, minor) or None (unknown)."""
+    if not isinstance(class_name, str):
+        raise ValueError(f"class_name: expected a str, got {class_name!r}")
     base = class_name[:-2] if class_name.endswith(("V1", "V2")) else class_name
     kind = _KERAS_KINDS.get(base)
     if kind is None:
         raise ValueError(f"class_name: expected SimpleRNN, LSTM, GRU or Bidirectional, got "
                          f"{class_name!r}")
-    U = int(cfg["units"])
-    use_bias = bool(cfg.get("use_bias", True))
-    weights = [np.asarray(w) for w in weights]
+    cfg = _Config(cfg, class_name)
+    U = cfg.int("units")
+    use_bias = cfg.bool("use_bias", True)
+    try:
+        weights = [np.asarray(w) for w in weights]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{cfg.label}: weights: not arrays ({e})") from None
     if len(weights) != (3 if use_bias else 2):
         raise ValueError(f"weights: a Keras {base} with use_bias={use_bias} has "
                          f"{3 if use_bias else 2} arrays [kernel, recurrent_kernel"
                          f"{', bias' if use_bias else ''}], got {len(weights)}")
+    for k, w in enumerate(weights):
+        if w.dtype.kind != "f" or w.dtype.itemsize < 4:
+            raise ValueError(f"{cfg.label}: weights[{k}]: expected float32 or float64 values, "
+                             f"got {w.dtype}")
     K, RK = weights[0], weights[1]
     dt = float_dtype(dtype or K.dtype, "weights")
     G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
-    if K.ndim != 2 or K.shape[1] != G * U or RK.shape != (U, G * U):
+    if K.ndim != 2 or K.shape[1] != G * U or RK.shape != (U, G * U) or K.shape[0] < 1:
         raise ValueError(f"weights: expected kernel [input_dim, {G * U}] and recurrent_kernel "
                          f"[{U}, {G * U}] for {base}(units={U}), got {K.shape} and {RK.shape}")
-    reset_after = kind == "gru" and bool(cfg.get("reset_after", True))
+    old = keras_version is not None and keras_version < _KERAS_NEW_DEFAULTS
+    reset_after = False
+    if kind == "gru":
+        reset_after = _keras_reset_after(cfg, keras_version, weights[2] if use_bias else None,
+                                         U, old)
     if use_bias:
         b = weights[2]
         want = (2, G * U) if kind == "gru" and reset_after else (G * U,)
@@ -91,12 +201,13 @@ def _keras_layer_cell(class_name, cfg, weights, keras_version, dtype=None):
             raise ValueError(f"weights: expected bias of shape {want}, got {b.shape}")
     else:
         b = np.zeros((2, G * U) if kind == "gru" and reset_after else (G * U,), dt)
-    act = _keras_act_name(cfg.get("activation", "tanh"), "activation")
+    act = _keras_act_name(cfg.get("activation", "tanh"), f"{cfg.label}: activation")
     options = {"activation": None if act == "tanh" else _keras_act(act, keras_version,
                                                                   "activation")}
     if kind != "rnn":
-        ract = _keras_act_name(cfg.get("recurrent_activation", "sigmoid"),
-                               "recurrent_activation")
+        ract = _keras_act_name(cfg.get("recurrent_activation",
+                                       "hard_sigmoid" if old else "sigmoid"),
+                               f"{cfg.label}: recurrent_activation")
         if ract != "sigmoid":
             options["gate_activation"] = _keras_act(ract, keras_version, "recurrent_activation")
     order = GATE_ORDER["keras"].get(kind)
@@ -109,12 +220,22 @@ def _keras_layer_cell(class_name, cfg, weights, keras_version, dtype=None):
         w = tf_rnn_weights(K, RK, b)
     cell = new_cell(kind, U, dt, reset_after=reset_after, **options)
     cell.set_weights(w)
-    run = {"return_sequences": bool(cfg.get("return_sequences", False)),
-           "return_state": bool(cfg.get("return_state", False)),
-           "go_backwards": bool(cfg.get("go_backwards", False)),
-           "time_major": bool(cfg.get("time_major", False)),
-           "zero_output_for_mask": bool(cfg.get("zero_output_for_mask", False))}
+    run = {k: cfg.bool(k, False) for k in ("return_sequences", "return_state", "go_backwards",
+                                           "time_major", "zero_output_for_mask")}
     return kind, cell, run
+
+
+def _keras_reset_after(cfg, keras_version, bias, U, old):
+    """A GRU's reset_after: the config's key; when a config written before Keras 2.3 lacks
+    it, False (then the default); with no version known, from the bias shape ([3U]: False,
+    [2, 3U]: True); with no bias either, True (the default since Keras 2.3)."""
+    if "reset_after" in cfg:
+        return cfg.bool("reset_after", True)
+    if keras_version is not None:
+        return not old
+    if bias is not None and bias.shape == (3 * U,):
+        return False
+    return True
 
 
 def from_keras(layer=None, *, weights=None, config=None, class_name=None, keras_version=None):
@@ -126,8 +247,15 @@ def from_keras(layer=None, *, weights=None, config=None, class_name=None, keras_
     gives them ([kernel, recurrent_kernel(, bias)], a Bidirectional's forward arrays then
     backward ones), `config` as ``get_config()`` gives it (then ``class_name=`` says the layer
     class) or serialized as ``{"class_name": ..., "config": ...}`` (as in model JSON).
-    keras_version: 2 or 3, needed only for ``hard_sigmoid`` from a config (tf-keras / Keras 2:
-    clip(0.2x + 0.5, 0, 1); Keras 3: clip(x/6 + 0.5, 0, 1)); a layer object tells it itself.
+    keras_version: 2, 3 or the version string a saved model records (``keras_version`` in an
+    HDF5 file's attributes or a model JSON, e.g. "2.2.4"); a layer object tells it itself.
+    It decides what ``hard_sigmoid`` means (Keras 2: clip(0.2x + 0.5, 0, 1); Keras 3:
+    clip(x/6 + 0.5, 0, 1); from a config without a version it is an error) and the defaults
+    of keys an older config lacks: before Keras 2.3, LSTM / GRU ``recurrent_activation``
+    defaulted to hard_sigmoid and GRU ``reset_after`` to False (reset-before, one bias row
+    [3U]); from 2.3 on (and when no version is given), sigmoid and True. A GRU config without
+    ``reset_after`` and without a version is read from the bias shape: [3U] reset-before,
+    [2, 3U] reset-after (with use_bias False: reset-after, the default since Keras 2.3).
 
     Layers: SimpleRNN, LSTM, GRU (reset_after True or False; the v1 layers too) and
     Bidirectional around them (merge_mode concat, sum, mul, ave, None; a backward_layer of
@@ -142,19 +270,24 @@ def from_keras(layer=None, *, weights=None, config=None, class_name=None, keras_
     list ``[output, h]`` (``[output, h, c]`` for LSTM; a Bidirectional's forward states then
     backward states). `mask` ([B,T] bool) follows Keras masking exactly: a masked step keeps
     the state and repeats the previous output (zeros with zero_output_for_mask).
+
+    Errors: a config that is not a dict, lacks ``units`` or holds a value of the wrong type
+    (units not an int >= 1, a flag not true/false, an activation that is not a name), and
+    weights of the wrong number, dtype or shape are ValueErrors naming the layer and the key.
     """
+    keras_version = _supported_version(keras_version)
     if layer is not None:
         if weights is not None or config is not None:
             raise TypeError("from_keras: give a layer object, or weights= and config=, not both")
         name = type(layer).__name__
-        version = _keras_major(layer)
+        version = keras_version or _keras_version_of(layer)
         if name == "Bidirectional":
             fw, bw = layer.forward_layer, layer.backward_layer
             return KerasBidirectional(
                 _keras_layer_cell(type(fw).__name__, fw.get_config(), fw.get_weights(),
-                                  _keras_major(fw)),
+                                  keras_version or _keras_version_of(fw)),
                 _keras_layer_cell(type(bw).__name__, bw.get_config(), bw.get_weights(),
-                                  _keras_major(bw)),
+                                  keras_version or _keras_version_of(bw)),
                 layer.get_config().get("merge_mode", "concat"), layer)
         if not hasattr(layer, "get_config") or not hasattr(layer, "get_weights"):
             raise TypeError(f"layer: expected a Keras layer (with get_config and get_weights), "
@@ -164,13 +297,27 @@ def from_keras(layer=None, *, weights=None, config=None, class_name=None, keras_
     if weights is None or config is None:
         raise TypeError("from_keras: give a layer object, or both weights= and config=")
     cls, cfg = _keras_unwrap(config, class_name)
-    weights = list(weights)
+    try:
+        weights = list(weights)
+    except TypeError:
+        raise ValueError(f"weights: expected a list of arrays, got "
+                         f"{type(weights).__name__}") from None
     if cls == "Bidirectional":
+        bcfg_all = _Config(cfg, cls)
+        if not isinstance(cfg.get("layer"), dict):
+            raise ValueError(f"{bcfg_all.label}: config key 'layer' is missing or not a "
+                             f"serialized layer ({{'class_name': ..., 'config': ...}})")
         fcls, fcfg = _keras_unwrap(cfg["layer"], None)
         if cfg.get("backward_layer") is not None:
             bcls, bcfg = _keras_unwrap(cfg["backward_layer"], None)
         else:
+            if not isinstance(fcfg, dict):
+                raise ValueError(f"{bcfg_all.label}: config key 'layer': its config is not a "
+                                 f"dict")
             bcls, bcfg = fcls, dict(fcfg, go_backwards=not fcfg.get("go_backwards", False))
+        if len(weights) % 2:
+            raise ValueError(f"weights: a Bidirectional layer has its forward arrays then its "
+                             f"backward ones, an even number, got {len(weights)}")
         n = len(weights) // 2
         return KerasBidirectional(
             _keras_layer_cell(fcls, fcfg, weights[:n], keras_version),

@@ -5,9 +5,11 @@ import os
 import numpy as np
 
 from fastcells.cells import LSTMStateTuple
-from fastcells.convert._common import (GATE_ORDER, activation_spec, as_input, float_dtype,
-                                       new_cell, reverse_within, tf_gru_weights,
-                                       tf_lstm_weights, tf_rnn_weights)
+from fastcells.convert._common import (GATE_ORDER, activation_spec, as_input, new_cell,
+                                       reverse_within, tf_gru_weights, tf_lstm_weights,
+                                       tf_rnn_weights)
+from fastcells.convert._onnx_graph import (Folder, NotConstant, OnnxError, Scope, attribute,
+                                           find_recurrent, node_label, total_elements)
 from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
 
 
@@ -82,36 +84,109 @@ def _onnx_cell_options(op, spec):
 
 
 def _load_onnx(model):
+    """(onnx module, GraphProto, default-domain opset, the name of the source for messages)."""
     try:
         import onnx
-        from onnx import numpy_helper
     except ImportError:
         raise ImportError("from_onnx reads the model with the 'onnx' package, which is not "
                           "installed: pip install onnx") from None
+    source = "the model"
     if isinstance(model, (bytes, bytearray, memoryview)):
-        model = onnx.load_from_string(bytes(model))
+        try:
+            model = onnx.load_from_string(bytes(model))
+        except Exception as e:                   # protobuf's DecodeError and kin
+            raise OnnxError(f"the model: not a readable ONNX protobuf ({e})") from None
     elif isinstance(model, (str, os.PathLike)):
-        model = onnx.load(os.fspath(model))
+        source = os.fspath(model)
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"model: no such file {source!r}")
+        try:
+            model = onnx.load(source)
+        except Exception as e:                   # DecodeError, missing external data, ...
+            raise OnnxError(f"{source}: not a readable ONNX model ({type(e).__name__}: "
+                            f"{e})") from None
     graph = getattr(model, "graph", model)
     if not hasattr(graph, "node") or not hasattr(graph, "initializer"):
         raise TypeError(f"model: expected a path, bytes, an onnx ModelProto or GraphProto, got "
                         f"{type(model).__name__}")
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant" and len(n.output) == 1:
-            for a in n.attribute:
-                if a.name == "value":
-                    consts[n.output[0]] = numpy_helper.to_array(a.t)
-    return onnx, graph, consts
+    opset = None
+    for imp in getattr(model, "opset_import", ()):
+        if imp.domain in ("", "ai.onnx"):
+            opset = int(imp.version)
+    if opset is None:                            # a bare GraphProto: the newest semantics
+        opset = int(onnx.defs.onnx_opset_version())
+    return onnx, graph, opset, source
+
+
+def _pick_node(found, node, graph, source):
+    """(path, NodeProto, Scope) of the recurrent node the caller asked for."""
+    paths = [p for p, _, _ in found]
+    if node is None:
+        if len(found) != 1:
+            raise OnnxError(f"{source}: node: the model has {len(found)} recurrent nodes "
+                            f"({paths}); say which (a path, a name, an output name or an "
+                            f"index)")
+        return found[0]
+    if isinstance(node, (int, np.integer)) and not isinstance(node, bool):
+        if not -len(found) <= node < len(found):
+            raise OnnxError(f"{source}: node: index {node} out of range ({len(found)} "
+                            f"recurrent nodes: {paths})")
+        return found[int(node)]
+    if isinstance(node, str):
+        hits = [f for f in found if f[0] == node]
+        if not hits:
+            hits = [f for f in found if f[1].name == node or node in f[1].output]
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            raise OnnxError(f"{source}: node: no LSTM/GRU/RNN node named {node!r}; recurrent "
+                            f"nodes: {paths}")
+        raise OnnxError(f"{source}: node: {len(hits)} recurrent nodes are named {node!r}: "
+                        f"{[p for p, _, _ in hits]}; give the path")
+    if hasattr(node, "op_type"):
+        for f in found:
+            if f[1] is node:
+                return f
+        for f in found:
+            if f[1] == node:
+                return f
+        if node.op_type not in _ONNX_OPS:
+            raise OnnxError(f"{source}: node: expected an LSTM, GRU or RNN node, got "
+                            f"{node.op_type}")
+        return node_label(node), node, Scope(graph, None, "")
+    raise TypeError(f"node: expected None, a path, a name, an index or a NodeProto, got "
+                    f"{type(node).__name__}")
+
+
+# the node's inputs by position, as ONNX numbers them (LSTM has initial_c and P too)
+_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
+# the attributes read, with their ONNX types (anything else is ignored, as onnxruntime does)
+_ATTRS = {"hidden_size": "INT", "direction": "STRING", "layout": "INT", "clip": "FLOAT",
+          "input_forget": "INT", "linear_before_reset": "INT", "activations": "STRINGS",
+          "activation_alpha": "FLOATS", "activation_beta": "FLOATS"}
 
 
 def from_onnx(model, node=None):
     """A fastcells model computing one ONNX ``LSTM``, ``GRU`` or ``RNN`` node.
 
     model: a path, the serialized bytes, or an ``onnx.ModelProto`` (reading needs the ``onnx``
-    package; running does not); node: None (the model's only recurrent node), a node name or
-    output name, an index among the recurrent nodes, or the NodeProto.
-    Weights W, R and the optional B and P come from initializers or Constant nodes.
+    package; running does not); node: None (the model's only recurrent node), a path, a node
+    name or output name, an index among the recurrent nodes, or the NodeProto.
+
+    Recurrent nodes are found in subgraphs too (the branches of ``If``, the bodies of ``Loop``
+    and ``Scan``, recursively); a node's path is the names of the enclosing nodes and subgraph
+    attributes and its own name joined by '/', e.g. ``"If_0/then_branch/LSTM_3"``. The order
+    of the indices is depth first in graph order. When the model has several and `node` is
+    None, the ValueError lists every path.
+
+    Weights W, R and the optional B and P must be constant: initializers (of the node's graph
+    or of a graph around it), Constant nodes, or chains of Identity, Cast, Unsqueeze, Squeeze,
+    Reshape, Expand, Concat, Transpose, Slice and Split over them, which are folded in NumPy
+    with each op's semantics at the model's opset (a bare GraphProto is read at the newest
+    opset the installed onnx knows). No folded value may have more than four times the
+    elements the model stores (65536 at least). An ``initial_h``, ``initial_c`` or
+    ``sequence_lens`` that is constant in the same sense (e.g. a learned initial state) is
+    used whenever the caller passes none for it; one computed at run time must be passed.
 
     Supported: direction forward / reverse / bidirectional, layout 0 and 1, hidden_size,
     clip (every gate pre-activation clipped, as onnxruntime), input_forget, peepholes P
@@ -119,88 +194,114 @@ def from_onnx(model, node=None):
     activations Tanh, Sigmoid, Relu, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh,
     HardSigmoid, Elu, Softsign with activation_alpha / activation_beta (consumed in order by
     the activations that take them, as onnxruntime). Softplus and unknown names raise.
+    Weights in float32 or float64 give cells of that dtype; float16 weights are widened
+    (exactly) to float32 and the model runs in float32, so it does not reproduce a float16
+    runtime's rounding of the intermediate values.
+
+    Errors: everything wrong with the model's content (a malformed protobuf, attributes of
+    the wrong type or value, missing or non-constant weights, wrong shapes, an initializer
+    whose data does not match its dims, a cycle, an op that is not folded, a fold that would
+    blow up) is a ValueError naming the file (or "the model"), the node and the field. A path
+    that is not a file is FileNotFoundError; an argument of the wrong Python type TypeError.
 
     Returns a callable ``model(X, sequence_lens=None, initial_h=None, initial_c=None)`` ->
     ``Y, Y_h`` (``Y, Y_h, Y_c`` for LSTM) as ONNX defines them: layout 0: X [T,B,I],
     Y [T,D,B,U], states [D,B,U]; layout 1: X [B,T,I], Y [B,T,D,U], states [B,D,U]. Past each
-    sequence_lens entry Y is zero and the states hold the last valid step.
+    sequence_lens entry Y is zero and the states hold the last valid step. ``.stored``: the
+    inputs taken from the model ({name: array}).
     """
-    onnx, graph, consts = _load_onnx(model)
-    rec = [n for n in graph.node if n.op_type in _ONNX_OPS and n.domain in ("", "ai.onnx")]
-    if node is None:
-        if len(rec) != 1:
-            raise ValueError(f"node: the model has {len(rec)} recurrent nodes "
-                             f"({[n.name or n.output[0] for n in rec]}); say which")
-        nd = rec[0]
-    elif isinstance(node, int):
-        if not -len(rec) <= node < len(rec):
-            raise ValueError(f"node: index {node} out of range ({len(rec)} recurrent nodes)")
-        nd = rec[node]
-    elif isinstance(node, str):
-        hits = [n for n in rec if n.name == node or node in n.output]
-        if not hits:
-            raise ValueError(f"node: no LSTM/GRU/RNN node named {node!r}; recurrent nodes: "
-                             f"{[n.name or n.output[0] for n in rec]}")
-        nd = hits[0]
-    elif hasattr(node, "op_type"):
-        nd = node
-        if nd.op_type not in _ONNX_OPS:
-            raise ValueError(f"node: expected an LSTM, GRU or RNN node, got {nd.op_type}")
-    else:
-        raise TypeError(f"node: expected None, a name, an index or a NodeProto, got "
-                        f"{type(node).__name__}")
+    onnx, graph, opset, source = _load_onnx(model)
+    found = find_recurrent(graph)
+    path, nd, scope = _pick_node(found, node, graph, source)
     op = nd.op_type
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nd.attribute}
-    dec = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
-    inputs = list(nd.input) + [""] * (8 - len(nd.input))
+    where = f"{source}: node {path!r} ({op})"
+    folder = Folder(source, opset, max(4 * total_elements(graph), 1 << 16))
+    attrs = {k: attribute(nd, k, kind, where) for k, kind in _ATTRS.items()}
+    names = list(nd.input) + [""] * (len(_INPUTS) - len(nd.input))
+    if len(nd.input) > (8 if op == "LSTM" else 6):
+        raise OnnxError(f"{where}: {len(nd.input)} inputs, more than {op} has")
 
-    def const(k, what):
-        name = inputs[k]
+    def stored(k, required):
+        """Input k as a constant array; None when absent, or computed at run time and not
+        required."""
+        what, name = _INPUTS[k], names[k]
         if not name:
+            if required:
+                raise OnnxError(f"{where}: input {what} is missing; the weights W and R are "
+                                f"required")
             return None
-        if name not in consts:
-            raise ValueError(f"node {nd.name!r}: input {what} ({name!r}) is not an initializer "
-                             f"or a Constant; fastcells needs the weights in the model")
-        return consts[name]
+        if scope.lookup(name)[0] is None:
+            raise OnnxError(f"{where}: input {what} ({name!r}) is not an initializer, a "
+                            f"Constant or any node's output: the name is undefined")
+        try:
+            return folder.value(scope, name, f"input {what} of node {path!r}")
+        except NotConstant as e:
+            if required:
+                raise OnnxError(f"{where}: input {what} ({name!r}) is not an initializer or a "
+                                f"constant expression fastcells can fold: {e}; fastcells needs "
+                                f"the weights in the model") from None
+            return None
 
-    W, R, Bias = const(1, "W"), const(2, "R"), const(3, "B")
-    Pp = const(7, "P") if op == "LSTM" else None
-    if W is None or R is None:
-        raise ValueError(f"node {nd.name!r}: the weights W and R are required")
+    W, R = stored(1, True), stored(2, True)
+    Bias = stored(3, names[3] != "")
+    Pp = stored(7, names[7] != "") if op == "LSTM" else None
+    dt = _weights_dtype(W, where)
+    arrays = {"W": W, "R": R, "B": Bias, "P": Pp}
+    for k, a in arrays.items():
+        if a is not None and a.dtype.kind != "f":
+            raise OnnxError(f"{where}: input {k}: expected floating-point data, got {a.dtype}")
     G = _ONNX_OPS[op][0]
-    direction = dec(attrs.get("direction", "forward"))
+    direction = attrs["direction"] or "forward"
     D = {"forward": 1, "reverse": 1, "bidirectional": 2}.get(direction)
     if D is None:
-        raise ValueError(f"direction: expected forward, reverse or bidirectional, got "
-                         f"{direction!r}")
+        raise OnnxError(f"{where}: attribute direction: expected forward, reverse or "
+                        f"bidirectional, got {direction!r}")
     if W.ndim != 3 or R.ndim != 3 or W.shape[0] != D or R.shape[0] != D:
-        raise ValueError(f"W, R: expected [{D}, {G}*hidden_size, input_size] and "
-                         f"[{D}, {G}*hidden_size, hidden_size], got {W.shape} and {R.shape}")
-    U = int(attrs.get("hidden_size", R.shape[2]))
+        raise OnnxError(f"{where}: W, R: expected [{D}, {G}*hidden_size, input_size] and "
+                        f"[{D}, {G}*hidden_size, hidden_size], got {W.shape} and {R.shape}")
+    U = attrs["hidden_size"]
+    U = R.shape[2] if U is None else U
     I = W.shape[2]
+    if U < 1 or I < 1:
+        raise OnnxError(f"{where}: hidden_size and input_size must be positive, got "
+                        f"hidden_size {U} and input_size {I} (W {W.shape})")
     if W.shape[1] != G * U or R.shape[1:] != (G * U, U):
-        raise ValueError(f"W, R: expected [{D}, {G * U}, {I}] and [{D}, {G * U}, {U}] "
-                         f"(hidden_size {U}), got {W.shape} and {R.shape}")
+        raise OnnxError(f"{where}: W, R: expected [{D}, {G * U}, {I}] and [{D}, {G * U}, {U}] "
+                        f"(hidden_size {U}), got {W.shape} and {R.shape}")
     if Bias is not None and Bias.shape != (D, 2 * G * U):
-        raise ValueError(f"B: expected shape ({D}, {2 * G * U}), got {Bias.shape}")
+        raise OnnxError(f"{where}: B: expected shape ({D}, {2 * G * U}), got {Bias.shape}")
     if Pp is not None and Pp.shape != (D, 3 * U):
-        raise ValueError(f"P: expected shape ({D}, {3 * U}), got {Pp.shape}")
-    dt = float_dtype(W.dtype, "W")
-    layout = int(attrs.get("layout", 0))
-    if layout not in (0, 1):
-        raise ValueError(f"layout: expected 0 or 1, got {layout}")
-    clip = attrs.get("clip")
-    input_forget = bool(attrs.get("input_forget", 0))
-    lbr = bool(attrs.get("linear_before_reset", 0))
-    acts = attrs.get("activations")
-    acts = None if acts is None else [dec(a) for a in acts]
-    specs = _onnx_activations(op, acts, attrs.get("activation_alpha"),
-                              attrs.get("activation_beta"), D)
+        raise OnnxError(f"{where}: P: expected shape ({D}, {3 * U}), got {Pp.shape}")
+    layout = 0 if attrs["layout"] is None else attrs["layout"]
+    flags = {k: attrs[k] or 0 for k in ("layout", "input_forget", "linear_before_reset")}
+    for k, v in flags.items():
+        if v not in (0, 1):
+            raise OnnxError(f"{where}: attribute {k}: expected 0 or 1, got {v}")
+    clip = attrs["clip"]
+    if clip is not None and not (np.isfinite(clip) and clip > 0):
+        raise OnnxError(f"{where}: attribute clip: expected a positive finite number, got "
+                        f"{clip}")
+    input_forget = bool(flags["input_forget"])
+    lbr = bool(flags["linear_before_reset"])
+    if op == "RNN" and input_forget:
+        raise OnnxError(f"{where}: attribute input_forget: only for LSTM")
+    for k in ("activation_alpha", "activation_beta"):
+        if attrs[k] is not None and not all(np.isfinite(attrs[k])):
+            raise OnnxError(f"{where}: attribute {k}: expected finite numbers, got {attrs[k]}")
+    try:
+        specs = _onnx_activations(op, attrs["activations"], attrs["activation_alpha"],
+                                  attrs["activation_beta"], D)
+    except ValueError as e:
+        raise OnnxError(f"{where}: attribute {e}") from None
+    state_inputs = _stored_states(stored, op, D, U, layout, dt, where)
     kind = {"RNN": "rnn", "GRU": "gru", "LSTM": "lstm"}[op]
     order = GATE_ORDER["onnx"].get(kind)
+    W, R = W.astype(dt), R.astype(dt)
+    Bias = None if Bias is None else Bias.astype(dt)
+    Pp = None if Pp is None else Pp.astype(dt)
     cells = []
     for d in range(D):
-        Wx, Wh = W[d].T.astype(dt), R[d].T.astype(dt)
+        Wx, Wh = W[d].T, R[d].T
         bx, bh = ((Bias[d, :G * U], Bias[d, G * U:]) if Bias is not None
                   else (np.zeros(G * U, dt), np.zeros(G * U, dt)))
         kw = _onnx_cell_options(op, specs[d])
@@ -216,28 +317,71 @@ def from_onnx(model, node=None):
             w = tf_gru_weights(Wx, Wh, bx, bh, order, reset_after=lbr)
             cell = new_cell(kind, U, dt, reset_after=lbr, preact_clip=clip, **kw)
         else:
-            if input_forget:
-                raise ValueError("input_forget: only for LSTM")
             w = tf_rnn_weights(Wx, Wh, bx + bh)
             cell = new_cell(kind, U, dt, preact_clip=clip, **kw)
         cell.set_weights(w)
         cells.append(cell)
-    return OnnxRNNModel(op, cells, direction, layout, U, dt)
+    return OnnxRNNModel(op, cells, direction, layout, U, dt, stored=state_inputs)
+
+
+def _weights_dtype(W, where):
+    """The cells' dtype from W's: float32 / float64 as they are, float16 widened to float32."""
+    if W.dtype == np.float16:
+        return np.dtype(np.float32)
+    if W.dtype in (np.float32, np.float64):
+        return np.dtype(W.dtype)
+    raise OnnxError(f"{where}: input W: fastcells runs float16 (as float32), float32 or "
+                    f"float64 weights, got {W.dtype}")
+
+
+def _stored_states(stored, op, D, U, layout, dt, where):
+    """{name: array} of the initial_h / initial_c / sequence_lens the model holds as
+    constants, checked (states [D,B,U] in layout 0, [B,D,U] in layout 1, lengths [B])."""
+    out = {}
+    batch = {}
+    for k, name in ((5, "initial_h"), (6, "initial_c")):
+        if name == "initial_c" and op != "LSTM":
+            continue
+        a = stored(k, False)
+        if a is None:
+            continue
+        if a.dtype.kind != "f":
+            raise OnnxError(f"{where}: input {name}: expected floating-point data, got "
+                            f"{a.dtype}")
+        if a.ndim != 3 or a.shape[layout] != D or a.shape[2] != U:
+            want = "[D, B, U]" if layout == 0 else "[B, D, U]"
+            raise OnnxError(f"{where}: input {name}: expected {want} with D={D}, U={U}, got "
+                            f"{a.shape}")
+        out[name] = np.ascontiguousarray(a.astype(dt))
+        batch[name] = a.shape[1 - layout]
+    lens = stored(4, False)
+    if lens is not None:
+        if lens.ndim != 1 or lens.dtype.kind not in "iu":
+            raise OnnxError(f"{where}: input sequence_lens: expected an integer vector, got "
+                            f"{lens.dtype} {lens.shape}")
+        out["sequence_lens"] = lens.astype(np.int64)
+        batch["sequence_lens"] = lens.shape[0]
+    if len(set(batch.values())) > 1:
+        raise OnnxError(f"{where}: the stored inputs disagree on the batch size: {batch}")
+    return out
 
 
 class OnnxRNNModel:
     """An ONNX LSTM/GRU/RNN node on fastcells:
     ``model(X, sequence_lens=None, initial_h=None, initial_c=None)`` -> ``Y, Y_h[, Y_c]``.
-    ``.cells``: one cell per direction."""
+    ``.cells``: one cell per direction; ``.stored``: {input name: array} of the initial_h,
+    initial_c and sequence_lens the model holds, used for each one the caller does not pass."""
 
-    def __init__(self, op, cells, direction, layout, hidden_size, dtype):
+    def __init__(self, op, cells, direction, layout, hidden_size, dtype, stored=None):
         self.op, self.cells, self.direction = op, list(cells), direction
         self.layout, self.hidden_size, self.dtype = layout, hidden_size, dtype
         self.D = len(cells)
+        self.stored = dict(stored or {})
 
     def __repr__(self):
+        stored = f" stored={sorted(self.stored)}" if self.stored else ""
         return (f"<OnnxRNNModel {self.op} direction={self.direction} layout={self.layout} "
-                f"hidden_size={self.hidden_size} dtype={self.dtype}>")
+                f"hidden_size={self.hidden_size} dtype={self.dtype}{stored}>")
 
     def __call__(self, X, sequence_lens=None, initial_h=None, initial_c=None):
         dt, D, U, lay = self.dtype, self.D, self.hidden_size, self.layout
@@ -247,6 +391,16 @@ class OnnxRNNModel:
                              f" (layout {lay}), got shape {x.shape}")
         B = x.shape[1 - lay]
         tm = lay == 0
+        given = {"sequence_lens": sequence_lens, "initial_h": initial_h, "initial_c": initial_c}
+        for name, a in self.stored.items():
+            if given[name] is None:
+                want = a.shape[0] if name == "sequence_lens" else a.shape[1 - lay]
+                if want != B:
+                    raise ValueError(f"X: the model stores {name} for batch size {want}, X has "
+                                     f"batch size {B}; pass {name}")
+                given[name] = a
+        sequence_lens, initial_h, initial_c = (given[k] for k in
+                                               ("sequence_lens", "initial_h", "initial_c"))
         lengths = None
         if sequence_lens is not None:
             lengths = np.asarray(sequence_lens)
