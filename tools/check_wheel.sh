@@ -31,10 +31,11 @@ auditwheel show "$wheel"
 auditwheel repair "$wheel" -w "$work/repaired" > "$work/repair.log" 2>&1 \
     || { cat "$work/repair.log"; exit 1; }
 repaired=$(ls "$work"/repaired/fastcells-*manylinux*.whl)
-python -m zipfile -l "$repaired"
-python -m zipfile -l "$repaired" | grep -q "fastcells/py.typed" || { echo "wheel lacks py.typed"; exit 1; }
-python -m zipfile -l "$repaired" | grep -q "dist-info/licenses/LICENSE" \
-    || { echo "wheel lacks LICENSE"; exit 1; }
+python -m zipfile -l "$repaired" | tee "$work/wheel.txt"
+for required in fastcells/py.typed fastcells/_version.py "fastcells/_core\..*\.so" \
+        "fastcells-.*\.dist-info/licenses/LICENSE"; do
+    grep -q "^$required " "$work/wheel.txt" || { echo "wheel lacks $required"; exit 1; }
+done
 echo "$(basename "$repaired"): $(du -k "$repaired" | cut -f1) KiB"
 
 echo "== the repaired wheel in a fresh venv, no compiler on PATH"
