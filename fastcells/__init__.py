@@ -15,4 +15,4 @@ __all__ = ["BasicLSTMCell", "BasicRNNCell", "CudnnCompatibleGRUCell", "GRUCell",
            "LSTMStateTuple", "MultiRNNCell", "RNNCell", "nn", "show_config", "get_num_threads",
            "set_num_threads"]
 
-__version__ = "0.1.0"
+from fastcells._version import __version__  # noqa: E402,F401

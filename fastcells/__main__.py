@@ -2,6 +2,7 @@
 
     python -m fastcells            accuracy check + timing table; exit status 1 on any mismatch
     python -m fastcells check      accuracy check only
+    python -m fastcells --version  the installed version
     python -m fastcells bench      one cell call over the benchmark grid, fastcells beside NumPy
                                    and (if installed) torch, as a table (fastcells._bench)
     python -m fastcells bench-seq  whole sequences (BENCH.md's grid) beside a NumPy loop, torch
@@ -138,6 +139,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="all", choices=["all", "check", "bench", "bench-seq"])
     parser.add_argument("--quick", action="store_true", help="bench: fewer, shorter repeats")
+    parser.add_argument("--version", action="version", version=f"fastcells {fastcells.__version__}")
     args = parser.parse_args(argv)
     fastcells.show_config()
     print()
