@@ -29,10 +29,6 @@
 
 #include "internal.h"
 
-/* Every vector function here is inlined, so no vector crosses a call: the ABI notes GCC gives
- * for vectors wider than the flags (the ref builds) do not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 #define FC_CAT_(a, b) a##b
 #define FC_CAT(a, b) FC_CAT_(a, b)
 #define FC_FN(name) FC_CAT(FC_CAT(fc_, name), FC_CAT(__, FC_KERNEL_SYMBOL))
