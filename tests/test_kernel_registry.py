@@ -43,7 +43,8 @@ def test_kernel_names_state_family_tile_and_isa():
     for k in KERNELS:
         tag = "ref" if not k["dispatch"] and k["isa"] == "scalar" else k["isa"]
         assert k["name"] == f"{k['family']}-cells-{k['mr']}x{k['nr']}-{tag}", k
-        assert k["dtype"] == {"f32": "float32", "f64": "float64"}[k["family"]], k
+        if k["family"] in ("f32", "f64"):          # weights and math of the API dtype
+            assert k["dtype"] == {"f32": "float32", "f64": "float64"}[k["family"]], k
         assert 1 <= k["mr"] <= 6 and k["nr"] % 4 == 0, k
 
 
