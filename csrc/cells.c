@@ -54,15 +54,16 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     cell->kernels = kernels;
     cell->elem = fc_elem_size(desc->dtype);
     const size_t es = cell->elem, pw = 4 * kernels->vw;
+    const fc_pack_fn pack = kernels->family->pack;
     fc_status st = FC_OK;
     switch (desc->kind) {
     case FC_CELL_RNN:
-        st = fc_pack(&cell->main, w->kernel, w->bias, I + U, 1, U, es, pw);
+        st = pack(&cell->main, w->kernel, w->bias, I + U, 1, U, es, pw);
         break;
     case FC_CELL_LSTM:
-        st = fc_pack(&cell->main, w->kernel, w->bias, I + P, 4, U, es, pw);
+        st = pack(&cell->main, w->kernel, w->bias, I + P, 4, U, es, pw);
         if (st == FC_OK && desc->has_projection)
-            st = fc_pack(&cell->proj, w->proj_kernel, NULL, U, 1, P, es, pw);
+            st = pack(&cell->proj, w->proj_kernel, NULL, U, 1, P, es, pw);
         if (st == FC_OK && desc->has_peepholes) {
             /* [3][nblocks*nru]: i, f, o, zero past U so the kernels load whole vectors */
             const size_t n = cell->main.nblocks * cell->main.nru;
@@ -76,14 +77,14 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
         }
         break;
     case FC_CELL_GRU:
-        st = fc_pack(&cell->main, w->kernel, w->bias, I + U, 2, U, es, pw);
-        if (st == FC_OK) st = fc_pack(&cell->cand, w->cand_kernel, w->cand_bias, I + U, 1, U, es, pw);
+        st = pack(&cell->main, w->kernel, w->bias, I + U, 2, U, es, pw);
+        if (st == FC_OK) st = pack(&cell->cand, w->cand_kernel, w->cand_bias, I + U, 1, U, es, pw);
         break;
     case FC_CELL_GRU_RA:                              /* 3-vector panels: r, u, n */
         if (!w->cand_kernel || !w->cand_bias) { st = FC_ERR_ARG; break; }
-        st = fc_pack(&cell->main, w->kernel, w->bias, I, 3, U, es, 3 * kernels->vw);
+        st = pack(&cell->main, w->kernel, w->bias, I, 3, U, es, 3 * kernels->vw);
         if (st == FC_OK)
-            st = fc_pack(&cell->cand, w->cand_kernel, w->cand_bias, U, 3, U, es, 3 * kernels->vw);
+            st = pack(&cell->cand, w->cand_kernel, w->cand_bias, U, 3, U, es, 3 * kernels->vw);
         break;
     }
     if (st != FC_OK) {
@@ -240,14 +241,14 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
     fc_epilogue_params(d, &args);
     switch (d->kind) {
     case FC_CELL_RNN:
-        run_blocks(kern->rnn, &cell->main, &args, es, kern->mr);
+        run_blocks(kern->block[FC_OP_RNN], &cell->main, &args, es, kern->mr);
         break;
     case FC_CELL_GRU_RA: {
         gru_ra_step ra = {
-            .project = {.kernel = kern->linear3, .packed = &cell->main, .whole_panels = 1,
-                        .es = es, .tile_rows = kern->mr},
-            .step = {.kernel = kern->gru_ra, .packed = &cell->cand, .args = args, .es = es,
-                     .tile_rows = kern->mr},
+            .project = {.kernel = kern->block[FC_OP_LINEAR3], .packed = &cell->main,
+                        .whole_panels = 1, .es = es, .tile_rows = kern->mr},
+            .step = {.kernel = kern->block[FC_OP_GRU_RA], .packed = &cell->cand, .args = args,
+                     .es = es, .tile_rows = kern->mr},
         };
         ra.project.args = (fc_block_args){.rows = B, .a0 = x, .lda0 = ldx, .k0 = I,
                                           .h_out = next, .ldh_out = row_zx};
@@ -275,16 +276,16 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         args.has_clip = d->has_cell_clip;
         args.clip = d->cell_clip;
         if (!d->has_projection) {
-            run_blocks(kern->lstm, &cell->main, &args, es, kern->mr);
+            run_blocks(kern->block[FC_OP_LSTM], &cell->main, &args, es, kern->mr);
             break;
         }
         void *m = next;                                 /* [B,U] sig(o)*act(c') */
         args.h_out = m;
         args.ldh_out = U;
         two_products tp = {
-            .first = {.kernel = kern->lstm, .packed = &cell->main, .args = args, .es = es,
-                      .tile_rows = kern->mr},
-            .second = {.kernel = kern->linear, .packed = &cell->proj, .es = es,
+            .first = {.kernel = kern->block[FC_OP_LSTM], .packed = &cell->main, .args = args,
+                      .es = es, .tile_rows = kern->mr},
+            .second = {.kernel = kern->block[FC_OP_LINEAR], .packed = &cell->proj, .es = es,
                        .tile_rows = kern->mr},
         };
         tp.second.args = (fc_block_args){
@@ -299,10 +300,10 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         /* s0 = r*h, s1 = u, rows lds apart; the gates store whole vectors up to
          * round_up(U, VW), which is all the candidate reads of s1 (lanes() on its blocks) */
         two_products tp = {
-            .first = {.kernel = kern->gru_gates, .packed = &cell->main, .args = args, .es = es,
-                      .tile_rows = kern->mr},
-            .second = {.kernel = kern->gru_cand, .packed = &cell->cand, .args = args, .es = es,
-                       .tile_rows = kern->mr},
+            .first = {.kernel = kern->block[FC_OP_GRU_GATES], .packed = &cell->main,
+                      .args = args, .es = es, .tile_rows = kern->mr},
+            .second = {.kernel = kern->block[FC_OP_GRU_CAND], .packed = &cell->cand,
+                       .args = args, .es = es, .tile_rows = kern->mr},
         };
         tp.first.args.s0 = tp.second.args.s0 = next;
         tp.first.args.s1 = tp.second.args.s1 = next + B * lds * es;
@@ -332,7 +333,8 @@ fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b, co
     mat->dtype = dtype;
     mat->kernels = kernels;
     mat->elem = fc_elem_size(dtype);
-    const fc_status st = fc_pack(&mat->packed, b, bias, k, 1, n, mat->elem, 4 * kernels->vw);
+    const fc_status st = kernels->family->pack(&mat->packed, b, bias, k, 1, n, mat->elem,
+                                               4 * kernels->vw);
     if (st != FC_OK) {
         free(mat);
         return st;
@@ -362,7 +364,7 @@ fc_status fc_matmul(const fc_matrix *mat, size_t m, const void *a, size_t lda, v
     }
     const fc_block_args args = {.rows = m, .a0 = a, .lda0 = lda, .k0 = k, .k1 = 0,
                                 .h_out = c, .ldh_out = ldc};
-    run_blocks(mat->kernels->linear, &mat->packed, &args, es, mat->kernels->mr);
+    run_blocks(mat->kernels->block[FC_OP_LINEAR], &mat->packed, &args, es, mat->kernels->mr);
     fc_aligned_free(scratch);
     return FC_OK;
 }

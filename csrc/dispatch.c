@@ -1,6 +1,10 @@
-/* dispatch.c — CPU feature detection (cpuid + xgetbv, once), the table of compiled kernels, and
- * the FASTCELLS_ISA override. Built with baseline flags: nothing here executes a wide
- * instruction, it only decides which kernel file's functions may run. */
+/* dispatch.c — CPU feature detection (cpuid + xgetbv, once), the kernel registry built from
+ * kernels/kernels.def, and the FASTCELLS_ISA override. Built with baseline flags: nothing here
+ * executes a wide instruction, it only decides which kernel file's functions may run.
+ *
+ * A registry entry whose kernel file was not built (setup.py builds X86 ISAs only on x86-64)
+ * has a NULL table: the references are weak, so "compiled" means "linked into this binary". */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,13 +14,58 @@
 #include <cpuid.h>
 #endif
 
+#define FC_KERNEL(symbol, name, family, isa, role, mr, vw, features, cflags) \
+    extern const fc_kernels fc_kernels_##symbol __attribute__((weak));
+#include "kernels/kernels.def"
+
+enum { ROLE_DISPATCH = 1, ROLE_TEST = 0 };
+
+typedef struct registry_entry {
+    const fc_kernels *kernels;  /* NULL: not compiled into this binary */
+    const char *name;
+    const fc_family *family;
+    fc_isa isa;
+    int dispatch;               /* ROLE_DISPATCH or ROLE_TEST */
+    size_t mr, vw;
+    const char *features;       /* words of kernels/features.def */
+    const char *cflags;
+} registry_entry;
+
+static const registry_entry registry[] = {
+#define FC_KERNEL(symbol, name, family, isa, role, mr, vw, features, cflags)                  \
+    {&fc_kernels_##symbol, name, &fc_family_##family, FC_ISA_##isa, ROLE_##role, mr, vw,      \
+     features, cflags},
+#include "kernels/kernels.def"
+};
+enum { NKERNELS = sizeof registry / sizeof registry[0] };
+
+static const char *const isa_names[FC_ISA_COUNT] = {
+#define FC_ISA(id, name, arch) #name,
+#include "kernels/kernels.def"
+};
+
+static const char *const feature_fields[FC_FEATURE_COUNT] = {
+#define FC_FEATURE(id, field, name, how) #field,
+#include "kernels/features.def"
+};
+
+static const char *const feature_names[FC_FEATURE_COUNT] = {
+#define FC_FEATURE(id, field, name, how) name,
+#include "kernels/features.def"
+};
+
 static fc_cpu_features cpu;
+static uint64_t cpu_mask;               /* bit f: feature f present */
+static int runnable[NKERNELS];          /* compiled, and the CPU has its features */
 static fc_isa default_isa = FC_ISA_SCALAR;
 static int initialised;
 
-static const char *const isa_names[FC_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+const char *fc_feature_name(fc_feature f)
+{
+    return (unsigned)f < FC_FEATURE_COUNT ? feature_names[f] : NULL;
+}
 
-const char *fc_isa_name(fc_isa isa) { return (unsigned)isa < FC_ISA_COUNT ? isa_names[isa] : "?"; }
+int fc_cpu_has(fc_feature f) { return (unsigned)f < FC_FEATURE_COUNT && ((cpu_mask >> f) & 1); }
 
 #if FC_X86
 static unsigned long long xgetbv0(void)
@@ -25,53 +74,87 @@ static unsigned long long xgetbv0(void)
     __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
     return ((unsigned long long)edx << 32) | eax;
 }
+
+enum { EAX, EBX, ECX, EDX };
+
+static int cpuid_bit(unsigned leaf, unsigned subleaf, int reg, int bit)
+{
+    unsigned r[4];
+    if (!__get_cpuid_count(leaf, subleaf, &r[EAX], &r[EBX], &r[ECX], &r[EDX])) return 0;
+    return (r[reg] >> bit) & 1;
+}
 #endif
 
 static void detect(void)
 {
     memset(&cpu, 0, sizeof cpu);
+    cpu_mask = 0;
 #if FC_X86
-    unsigned a, b, c, d;
-    cpu.sse2 = 1;                                       /* x86-64 baseline */
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
-    const int osxsave = (c >> 27) & 1;
-    cpu.avx = (c >> 28) & 1;
-    cpu.fma = (c >> 12) & 1;
-    if (osxsave) {
-        const unsigned long long xcr0 = xgetbv0();
-        cpu.os_avx = (xcr0 & 0x6) == 0x6;               /* XMM and YMM state */
-        cpu.os_avx512 = cpu.os_avx && (xcr0 & 0xe0) == 0xe0;    /* opmask, ZMM_Hi256, Hi16_ZMM */
-    }
-    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
-        cpu.avx2 = (b >> 5) & 1;
-        cpu.avx512f = (b >> 16) & 1;
-        cpu.avx512dq = (b >> 17) & 1;
-        cpu.avx512bw = (b >> 30) & 1;
-        cpu.avx512vl = (b >> 31) & 1;
-    }
+    /* xcr0 may be read only when the OS has enabled xgetbv (cpuid.1:ecx.osxsave) */
+    const unsigned long long xcr0 = cpuid_bit(1, 0, ECX, 27) ? xgetbv0() : 0;
+#define BASELINE_X86() 1
+#define CPUID(leaf, subleaf, reg, bit) cpuid_bit(leaf, subleaf, reg, bit)
+#define XCR0(mask) ((xcr0 & (mask)) == (mask))
+#define FC_FEATURE(id, field, name, how) cpu.field = (how);
+#include "kernels/features.def"
+#undef BASELINE_X86
+#undef CPUID
+#undef XCR0
 #endif
+#define FC_FEATURE(id, field, name, how) cpu_mask |= (uint64_t)(cpu.field != 0) << FC_FEATURE_##id;
+#include "kernels/features.def"
 }
 
-int fc_isa_compiled(fc_isa isa)
+/* Does the CPU have every feature named in `words` (space separated fields)? An unknown word
+ * is a feature this build cannot check, so it counts as missing. */
+static int has_features(const char *words)
 {
-    switch (isa) {
-    case FC_ISA_SCALAR: return 1;
-    case FC_ISA_AVX2:
-    case FC_ISA_AVX512: return FC_X86;
-    default: return 0;
+    for (const char *p = words; *p;) {
+        while (*p == ' ') p++;
+        const size_t len = strcspn(p, " ");
+        if (!len) break;
+        int known = 0;
+        for (int f = 0; f < FC_FEATURE_COUNT; f++) {
+            if (strlen(feature_fields[f]) == len && strncmp(p, feature_fields[f], len) == 0) {
+                if (!((cpu_mask >> f) & 1)) return 0;
+                known = 1;
+                break;
+            }
+        }
+        if (!known) return 0;
+        p += len;
     }
+    return 1;
 }
 
-int fc_isa_available(fc_isa isa)
+const char *fc_isa_name(fc_isa isa)
 {
-    if (!fc_isa_compiled(isa)) return 0;
-    switch (isa) {
-    case FC_ISA_SCALAR: return 1;
-    case FC_ISA_AVX2: return cpu.os_avx && cpu.avx && cpu.avx2 && cpu.fma;
-    case FC_ISA_AVX512: return cpu.os_avx512 && cpu.avx512f && cpu.fma;
-    default: return 0;
-    }
+    if ((unsigned)isa < FC_ISA_COUNT) return isa_names[isa];
+    if (isa >= FC_ISA_KERNEL_BASE && isa - FC_ISA_KERNEL_BASE < NKERNELS)
+        return registry[isa - FC_ISA_KERNEL_BASE].name;
+    return "?";
 }
+
+/* An ISA is compiled when it has a dispatched kernel in the binary, available when every one
+ * of its compiled dispatched kernels runs here. A registry selector: that entry. */
+static int isa_check(fc_isa isa, int need_runnable)
+{
+    if (isa >= FC_ISA_KERNEL_BASE) {
+        const size_t i = (size_t)isa - FC_ISA_KERNEL_BASE;
+        return i < NKERNELS && registry[i].kernels && (!need_runnable || runnable[i]);
+    }
+    int any = 0;
+    for (size_t i = 0; i < NKERNELS; i++) {
+        if (registry[i].isa != isa || !registry[i].dispatch || !registry[i].kernels) continue;
+        if (need_runnable && !runnable[i]) return 0;
+        any = 1;
+    }
+    return any;
+}
+
+int fc_isa_compiled(fc_isa isa) { return isa_check(isa, 0); }
+
+int fc_isa_available(fc_isa isa) { return isa_check(isa, 1); }
 
 fc_isa fc_best_isa(void)
 {
@@ -84,6 +167,8 @@ fc_status fc_init(void)
 {
     if (!initialised) {
         detect();
+        for (size_t i = 0; i < NKERNELS; i++)
+            runnable[i] = registry[i].kernels != NULL && has_features(registry[i].features);
         default_isa = fc_best_isa();
         initialised = 1;
     }
@@ -105,9 +190,13 @@ fc_isa fc_default_isa(void) { return default_isa; }
 
 const fc_kernels *fc_kernels_for(fc_isa isa, fc_dtype dtype)
 {
-#define FC_PICK(i, t, sym) if (isa == (i) && dtype == (t)) return &sym;
-    FC_FOR_EACH_KERNELS(FC_PICK)
-#undef FC_PICK
+    if (isa >= FC_ISA_KERNEL_BASE) {
+        const size_t i = (size_t)isa - FC_ISA_KERNEL_BASE;
+        return i < NKERNELS && registry[i].family->dtype == dtype ? registry[i].kernels : NULL;
+    }
+    for (size_t i = 0; i < NKERNELS; i++)
+        if (registry[i].isa == isa && registry[i].dispatch && registry[i].family->dtype == dtype)
+            return registry[i].kernels;
     return NULL;
 }
 
@@ -121,4 +210,18 @@ size_t fc_tile_cols(fc_isa isa, fc_dtype dtype)
 {
     const fc_kernels *k = fc_kernels_for(isa, dtype);
     return k ? 4 * k->vw : 0;
+}
+
+size_t fc_kernel_count(void) { return NKERNELS; }
+
+fc_status fc_kernel_info_at(size_t index, fc_kernel_info *out)
+{
+    if (index >= NKERNELS) return FC_ERR_ARG;
+    const registry_entry *e = &registry[index];
+    *out = (fc_kernel_info){
+        .name = e->name, .family = e->family->name, .isa = e->isa, .dtype = e->family->dtype,
+        .mr = e->mr, .nr = 4 * e->vw, .dispatch = e->dispatch, .compiled = e->kernels != NULL,
+        .available = runnable[index], .features = e->features, .cflags = e->cflags,
+    };
+    return FC_OK;
 }

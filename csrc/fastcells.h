@@ -29,11 +29,14 @@ typedef enum fc_status {
 
 typedef enum fc_dtype { FC_F32 = 0, FC_F64 = 1 } fc_dtype;
 
+/* Instruction-set paths, from the FC_ISA lines of kernels/kernels.def in their order
+ * (FC_ISA_SCALAR = 0, FC_ISA_AVX2 = 1, FC_ISA_AVX512 = 2, ...). Where an fc_isa is taken,
+ * FC_ISA_KERNEL_BASE + i selects entry i of the kernel registry instead (fc_kernel_info). */
 typedef enum fc_isa {
-    FC_ISA_SCALAR = 0,      /* portable C, baseline compiler flags */
-    FC_ISA_AVX2 = 1,        /* AVX2 + FMA */
-    FC_ISA_AVX512 = 2,      /* AVX-512F */
-    FC_ISA_COUNT = 3,
+#define FC_ISA(id, name, arch) FC_ISA_##id,
+#include "kernels/kernels.def"
+    FC_ISA_COUNT,
+    FC_ISA_KERNEL_BASE = 256,
 } fc_isa;
 
 typedef enum fc_cell_kind {
@@ -104,9 +107,15 @@ typedef struct fc_cell_weights {
 
 typedef struct fc_cell fc_cell;    /* packed weights + the kernels they were packed for */
 
-/* Features of this CPU (cpuid + xgetbv), detected once. */
-typedef struct fc_cpu_features {
-    int sse2, avx, fma, avx2, avx512f, avx512bw, avx512vl, avx512dq, os_avx, os_avx512;
+/* Features of this CPU (cpuid + xgetbv), detected once; the list is kernels/features.def. */
+typedef enum fc_feature {
+#define FC_FEATURE(id, field, name, how) FC_FEATURE_##id,
+#include "kernels/features.def"
+    FC_FEATURE_COUNT,
+} fc_feature;
+typedef struct fc_cpu_features {        /* 1 = present: sse2, avx, fma, ... os_avx512 */
+#define FC_FEATURE(id, field, name, how) int field;
+#include "kernels/features.def"
 } fc_cpu_features;
 
 /* Detects the CPU once and reads FASTCELLS_ISA ("scalar", "avx2", "avx512"; unset or "auto"
@@ -114,14 +123,34 @@ typedef struct fc_cpu_features {
  * cannot run, FC_ERR_ARG if it names no path at all; the default then stays the best path. */
 fc_status fc_init(void);
 const fc_cpu_features *fc_cpu(void);
-int fc_isa_compiled(fc_isa isa);     /* built into this binary */
-int fc_isa_available(fc_isa isa);    /* built in and runnable on this CPU */
+const char *fc_feature_name(fc_feature f);   /* "sse2", ..., "os_saves_avx512"; NULL past the end */
+int fc_cpu_has(fc_feature f);
+int fc_isa_compiled(fc_isa isa);     /* its dispatched kernels are built into this binary */
+int fc_isa_available(fc_isa isa);    /* ... and runnable on this CPU */
 fc_isa fc_best_isa(void);
 fc_isa fc_default_isa(void);         /* what new cells use: FASTCELLS_ISA or the best */
-const char *fc_isa_name(fc_isa isa);
-/* Register tile of the kernels for (isa, dtype): rows of the batch x columns of one panel. */
+const char *fc_isa_name(fc_isa isa);  /* "avx2"; a registry entry's kernel name; "?" */
+/* Register tile of the kernels for (isa, dtype): rows of the batch x columns of one panel;
+ * 0 when there is none. */
 size_t fc_tile_rows(fc_isa isa, fc_dtype dtype);
 size_t fc_tile_cols(fc_isa isa, fc_dtype dtype);
+
+/* The kernel registry: the FC_KERNEL lines of kernels/kernels.def, entries 0..count-1 in that
+ * order. Select entry i wherever an fc_isa is taken with FC_ISA_KERNEL_BASE + i. */
+typedef struct fc_kernel_info {
+    const char *name;           /* "f32-cells-6x64-avx512": family, op, MR x NR tile, ISA tag */
+    const char *family;         /* "f32" */
+    fc_isa isa;                 /* the path it belongs to (a ref build: FC_ISA_SCALAR) */
+    fc_dtype dtype;             /* of the activations, states and bias it takes */
+    size_t mr, nr;              /* register tile: batch rows x panel columns (NR = 4*VW) */
+    int dispatch;               /* what FASTCELLS_ISA=<isa> runs for dtype (else a test kernel) */
+    int compiled;               /* linked into this binary */
+    int available;              /* compiled and this CPU has every required feature */
+    const char *features;       /* required features, space separated fc_cpu_features fields */
+    const char *cflags;         /* extra compiler flags of its translation unit */
+} fc_kernel_info;
+size_t fc_kernel_count(void);
+fc_status fc_kernel_info_at(size_t index, fc_kernel_info *out);    /* FC_ERR_ARG past the end */
 
 /* Threads one kernel call may use (default: the usable cores). Results do not depend on it. */
 fc_status fc_set_num_threads(int n);     /* 1..64, else FC_ERR_ARG */

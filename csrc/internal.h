@@ -1,5 +1,20 @@
-/* internal.h — what the portable driver (cells.c, pack.c, dispatch.c) and the per-ISA kernel
- * files share: the block-kernel arguments, the kernel table, and the packed cell.
+/* internal.h — what the portable driver (cells.c, sequence.c, blocks.c, pack.c, dispatch.c)
+ * and the kernel files share: the block-kernel arguments, the family and kernel tables, and the
+ * packed cell.
+ *
+ * Glossary (one meaning each, everywhere):
+ *   panel   PW columns of packed weights for NRU units of every gate: a bias row, then K rows
+ *   tile    the register tile: MR batch rows x PW columns of accumulators held at once
+ *   block   one block-kernel call: all its batch rows, tile by tile, against one panel
+ *   job     one product over all panels of a packed matrix (fc_blocks_job), maybe threaded
+ *   part    one of the `parts` pieces a job or a team phase is cut into, run by one thread
+ *   share   what part p of a job computes: a range of panels, or of whole tiles of rows
+ *   region  one fc_parallel_for: workers woken, its chunks run, all waited for
+ *   chunk   a static contiguous range [begin, end) of a region; in sequence.c also the run of
+ *           time steps whose input projection is computed in one product
+ *   team    threads running a sequence of phases together (fc_team_run), the caller rank 0
+ *   family  a weight/activation format (f32, f64; later e.g. int8 weights with fp32 scales):
+ *           its packing and its kernels, one per (ISA, tile) (kernels/kernels.def)
  *
  * Packed layout (pack.c). A product with G gates over U units uses panels of PW = 4*VW columns
  * (four vectors of the ISA; 3*VW for the 3-gate reset-after GRU), each panel holding
@@ -47,44 +62,66 @@ typedef struct fc_block_args {
 
 typedef void (*fc_block_kernel)(const fc_block_args *args);
 
-/* One instruction set's kernels for one dtype. Adding an ISA = one more table (kernels.inc). */
+/* The block-kernel ops: X(ID, name) -> FC_OP_<ID>, the kernel `name`_block of every family's
+ * template (kernels/cells_template.h), indexed by op in fc_kernels.block. An op is a product
+ * of one panel shape and the epilogue of one cell kind (or none):
+ *   RNN        G=1: h_out = act(z)
+ *   LSTM       G=4: c_out, h_out from i,j,f,o
+ *   GRU_GATES  G=2: s0 = r*h_in, s1 = u
+ *   GRU_CAND   G=1: h_out = u*h_in + (1-u)*act(z)
+ *   GRU_RA     3 gates r, u, n on 3-vector panels of Wh; init = x projection:
+ *              h_out = u*h_in + (1-u)*act(xn + r*(h@Whn + bhn))
+ *   LINEAR3    3-vector panels, stored whole: the gru_ra input projection
+ *   LINEAR     G=1: h_out = z, clipped if has_clip (projection, GEMM) */
+#define FC_FOR_EACH_OP(X) \
+    X(RNN, rnn) X(LSTM, lstm) X(GRU_GATES, gru_gates) X(GRU_CAND, gru_cand) \
+    X(GRU_RA, gru_ra) X(LINEAR3, linear3) X(LINEAR, linear)
+typedef enum fc_op {
+#define FC_OP_ENUM(id, name) FC_OP_##id,
+    FC_FOR_EACH_OP(FC_OP_ENUM)
+#undef FC_OP_ENUM
+    FC_OP_COUNT
+} fc_op;
+
+struct fc_packed;
+/* Packs TF-layout weights kernel [k, gates*units] (+ bias [gates*units] or NULL: zero) into a
+ * family's panels of pw columns; elem = the caller's element size (the family's act_bytes). */
+typedef fc_status (*fc_pack_fn)(struct fc_packed *out, const void *kernel, const void *bias,
+                                size_t k, size_t gates, size_t units, size_t elem, size_t pw);
+
+/* A weight/activation format (FC_FAMILY lines of kernels/kernels.def; tables in families.c).
+ * The drivers reach weights only through pack and the kernels, so a format with other weight
+ * elements (int8 + per-column fp32 scales, bf16) is a new family, template and registry lines. */
+typedef struct fc_family {
+    const char *name;           /* "f32": the first word of its kernels' names */
+    fc_dtype dtype;             /* of the caller's weights, activations, states and bias */
+    size_t weight_bytes;        /* one packed weight element */
+    size_t act_bytes;           /* one activation / state / bias element (= fc_elem_size) */
+    fc_pack_fn pack;
+} fc_family;
+
+#define FC_FAMILY(name, dtype, weight_bytes, act_bytes, pack, template) \
+    extern const fc_family fc_family_##name;
+#include "kernels/kernels.def"
+
+/* One kernel variant: a family's block kernels for one ISA and tile (an FC_KERNEL line). */
 typedef struct fc_kernels {
     const char *name;           /* e.g. "f32-cells-6x64-avx512" */
+    const fc_family *family;
     fc_isa isa;
-    fc_dtype dtype;
     size_t vw;                  /* lanes per vector; PW = 4*vw */
     size_t mr;                  /* batch rows per register tile */
-    fc_block_kernel rnn;        /* G=1: h_out = act(z) */
-    fc_block_kernel lstm;       /* G=4: c_out, h_out from i,j,f,o */
-    fc_block_kernel gru_gates;  /* G=2: s0 = r*h_in, s1 = u */
-    fc_block_kernel gru_cand;   /* G=1: h_out = u*h_in + (1-u)*act(z) */
-    fc_block_kernel gru_ra;     /* 3 gates r, u, n on 3-vector panels of Wh; init = x projection:
-                                   h_out = u*h_in + (1-u)*act(xn + r*(h@Whn + bhn)) */
-    fc_block_kernel linear3;    /* 3-vector panels, whole: the gru_ra input projection */
-    fc_block_kernel linear;     /* G=1: h_out = z, clipped if has_clip (projection, GEMM) */
+    fc_block_kernel block[FC_OP_COUNT];
 } fc_kernels;
-
-/* The list of compiled kernel tables (X-macro): ISA, dtype, symbol. */
-#define FC_FOR_EACH_KERNELS(X) \
-    X(FC_ISA_SCALAR, FC_F32, fc_kernels_f32__scalar) \
-    X(FC_ISA_SCALAR, FC_F64, fc_kernels_f64__scalar) \
-    FC_IF_X86(X(FC_ISA_AVX2, FC_F32, fc_kernels_f32__avx2)) \
-    FC_IF_X86(X(FC_ISA_AVX2, FC_F64, fc_kernels_f64__avx2)) \
-    FC_IF_X86(X(FC_ISA_AVX512, FC_F32, fc_kernels_f32__avx512)) \
-    FC_IF_X86(X(FC_ISA_AVX512, FC_F64, fc_kernels_f64__avx512))
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define FC_X86 1
-#define FC_IF_X86(x) x
 #else
 #define FC_X86 0
-#define FC_IF_X86(x)
 #endif
 
-#define FC_DECLARE_KERNELS(isa, dtype, sym) extern const fc_kernels sym;
-FC_FOR_EACH_KERNELS(FC_DECLARE_KERNELS)
-#undef FC_DECLARE_KERNELS
-
+/* The kernels for (isa, dtype) (dispatch.c), or for registry entry isa - FC_ISA_KERNEL_BASE if
+ * its dtype is dtype; NULL if not compiled in. Availability on this CPU: fc_isa_available. */
 const fc_kernels *fc_kernels_for(fc_isa isa, fc_dtype dtype);
 
 /* One packed product: panels for G gates over `units` units and K = k0 + k1 rows. */
@@ -122,8 +159,9 @@ typedef struct fc_blocks_job {
 } fc_blocks_job;
 void fc_run_blocks(const fc_blocks_job *job);
 /* One call's products: work below this many FLOPs per thread runs on one thread. A parallel
- * region (waking a spinning worker, claiming, the final count) costs about 0.15 us here; 32K
- * FLOPs take 0.15 us at peak and about 0.3 us at one row, where the weights stream from L2. */
+ * region (waking a spinning worker, claiming, the final count) costs about as long as this
+ * much arithmetic does at one batch row, where the weights stream from L2 (a measured tuning,
+ * not a bound: re-measure on a new machine). */
 enum { FC_MIN_FLOPS_PER_THREAD = 32 * 1024 };
 
 /* cells.c helpers shared with sequence.c */

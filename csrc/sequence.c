@@ -249,7 +249,8 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
                        .xs = xs,
                        .hbuf = {hbuf[0], hbuf[1]}, .gru = gru, .proj = proj};
     /* the input projection: zx (and for gru zc) rows = xs rows @ Wx + bias, panel layout */
-    loop.project = (fc_blocks_job){.kernel = ra ? kern->linear3 : kern->linear, .packed = mp,
+    loop.project = (fc_blocks_job){.kernel = kern->block[ra ? FC_OP_LINEAR3 : FC_OP_LINEAR],
+                                   .packed = mp,
                                    .whole_panels = 1, .es = es, .tile_rows = kern->mr};
     loop.project.args = (fc_block_args){.a0 = xs, .lda0 = I, .k0 = I, .h_out = zx,
                                         .ldh_out = row_main};
@@ -266,7 +267,7 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     fc_blocks_job cand = step;
     if (lstm) {
         const size_t npeep = mp->nblocks * mp->nru;
-        step.kernel = kern->lstm;
+        step.kernel = kern->block[FC_OP_LSTM];
         step.args.c_in = step.args.c_out = c;
         step.args.ldc_in = step.args.ldc_out = U;
         step.args.has_clip = d->has_cell_clip;
@@ -279,18 +280,19 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         if (proj) {
             step.args.h_out = m;
             step.args.ldh_out = U;
-            loop.projection = (fc_blocks_job){.kernel = kern->linear, .packed = &cell->proj,
+            loop.projection = (fc_blocks_job){.kernel = kern->block[FC_OP_LINEAR],
+                                              .packed = &cell->proj,
                                               .es = es, .tile_rows = kern->mr};
             loop.projection.args = (fc_block_args){.a0 = m, .lda0 = U, .k0 = U, .ldh_out = P,
                                                    .has_clip = d->has_proj_clip,
                                                    .clip = d->proj_clip};
         }
     } else if (gru) {
-        step.kernel = kern->gru_gates;
+        step.kernel = kern->block[FC_OP_GRU_GATES];
         step.args.s0 = s0;
         step.args.s1 = s1;
         step.args.lds = lds;
-        cand.kernel = kern->gru_cand;
+        cand.kernel = kern->block[FC_OP_GRU_CAND];
         cand.packed = cp;
         cand.args.ld_init = row_cand;
         cand.args.a0 = s0;
@@ -298,11 +300,11 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         cand.args.s1 = s1;
         cand.args.lds = lds;
     } else if (ra) {
-        step.kernel = kern->gru_ra;                /* h part (cand) from its bias row, init = zx */
+        step.kernel = kern->block[FC_OP_GRU_RA];                /* h part (cand) from its bias row, init = zx */
         step.packed = cp;
         step.panel_row0 = 0;
     } else {
-        step.kernel = kern->rnn;
+        step.kernel = kern->block[FC_OP_RNN];
     }
     loop.step = step;
     loop.cand = cand;

@@ -1,4 +1,5 @@
-"""show_config(): what the CPU offers, which kernels were compiled, which ones run."""
+"""show_config(): what the CPU offers, which kernels were compiled, which ones run (all read
+from _core, whose lists come from csrc/kernels/kernels.def and features.def)."""
 import sys
 
 import numpy as np
@@ -17,6 +18,7 @@ def config():
         "default_isa": default,
         "tiles": {str(np.dtype(t)): _core.kernel_tile(default, t)
                   for t in (np.float32, np.float64)},
+        "kernels": _core.registered_kernels(),
     }
 
 
@@ -33,3 +35,9 @@ def show_config(file=None):
     print(f"  in use:          {c['default_isa']} (best available: {c['best_isa']})", file=out)
     for dtype, (rows, cols) in c["tiles"].items():
         print(f"  {dtype} tile:    {rows} batch rows x {cols} gate columns", file=out)
+    print("  kernels:", file=out)
+    for k in c["kernels"]:
+        state = ("runs here" if k["available"] else
+                 "compiled, CPU lacks it" if k["compiled"] else "not compiled")
+        role = "dispatch" if k["dispatch"] else "test"
+        print(f"    {k['name']:<24} {role:<8} {state}", file=out)

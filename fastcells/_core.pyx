@@ -12,99 +12,9 @@ from libc.stdlib cimport calloc, free
 cimport numpy as cnp
 import numpy as np
 
+from fastcells._capi cimport *
+
 cnp.import_array()
-
-cdef extern from "fastcells.h" nogil:
-    ctypedef enum fc_status:
-        FC_OK, FC_ERR_NOMEM, FC_ERR_ARG, FC_ERR_ISA
-    ctypedef enum fc_dtype:
-        FC_F32, FC_F64
-    ctypedef enum fc_isa:
-        FC_ISA_SCALAR, FC_ISA_AVX2, FC_ISA_AVX512, FC_ISA_COUNT
-    ctypedef enum fc_cell_kind:
-        FC_CELL_RNN, FC_CELL_LSTM, FC_CELL_GRU, FC_CELL_GRU_RA
-    ctypedef enum fc_activation:
-        FC_ACT_TANH, FC_ACT_RELU, FC_ACT_SIGMOID, FC_ACT_LINEAR, FC_ACT_HARD_SIGMOID,
-        FC_ACT_LEAKY_RELU, FC_ACT_THRESHOLDED_RELU, FC_ACT_SCALED_TANH, FC_ACT_AFFINE,
-        FC_ACT_ELU, FC_ACT_SOFTSIGN
-    ctypedef struct fc_act:
-        fc_activation kind
-        double alpha, beta
-    ctypedef struct fc_cell_desc:
-        fc_cell_kind kind
-        fc_dtype dtype
-        size_t input_size, num_units, rec_size
-        fc_act activation
-        fc_act gate_activation
-        fc_act output_activation
-        int has_preact_clip
-        double preact_clip
-        int input_forget
-        double forget_bias
-        int has_cell_clip
-        double cell_clip
-        int has_proj_clip
-        double proj_clip
-        int has_peepholes, has_projection
-    ctypedef struct fc_cell_weights:
-        const void *kernel
-        const void *bias
-        const void *cand_kernel
-        const void *cand_bias
-        const void *w_i_diag
-        const void *w_f_diag
-        const void *w_o_diag
-        const void *proj_kernel
-    ctypedef struct fc_cell:
-        pass
-    ctypedef struct fc_cpu_features:
-        int sse2, avx, fma, avx2, avx512f, avx512bw, avx512vl, avx512dq, os_avx, os_avx512
-
-    fc_status fc_init()
-    fc_status fc_set_num_threads(int n)
-    int fc_get_num_threads()
-    const fc_cpu_features *fc_cpu()
-    int fc_isa_compiled(fc_isa isa)
-    int fc_isa_available(fc_isa isa)
-    fc_isa fc_best_isa()
-    fc_isa fc_default_isa()
-    const char *fc_isa_name(fc_isa isa)
-    size_t fc_tile_rows(fc_isa isa, fc_dtype dtype)
-    size_t fc_tile_cols(fc_isa isa, fc_dtype dtype)
-    fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *weights,
-                             fc_isa isa, fc_cell **out)
-    void fc_cell_destroy(fc_cell *cell)
-    ctypedef struct fc_seq_io:
-        const void *x
-        size_t x_stride_t, x_stride_b
-        void *out
-        size_t out_stride_t, out_stride_b
-        const int64_t *lengths
-        const void *h0
-        size_t ldh0
-        const void *c0
-        size_t ldc0
-        void *h_final
-        size_t ldhf
-        void *c_final
-        size_t ldcf
-        int reverse
-    ctypedef struct fc_seq_layer:
-        const fc_cell *cell
-        fc_seq_io io
-    fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks,
-                               fc_seq_layer *const *layers, const size_t *nlayers)
-    ctypedef struct fc_matrix:
-        pass
-    fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b,
-                               const void *bias, fc_isa isa, fc_matrix **out)
-    void fc_matrix_destroy(fc_matrix *mat)
-    fc_status fc_matmul(const fc_matrix *mat, size_t m, const void *a, size_t lda, void *c,
-                        size_t ldc)
-    fc_status fc_cell_step(const fc_cell *cell, size_t batch,
-                           const void *x, size_t ldx,
-                           const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
-                           void *c_out, size_t ldc_out, void *h_out, size_t ldh_out)
 
 
 ISA_NAMES = tuple(fc_isa_name(<fc_isa>i).decode() for i in range(FC_ISA_COUNT))
@@ -171,15 +81,52 @@ cdef int _check(fc_status st, str call) except -1:
     raise ValueError(f"fastcells: {call}: invalid arguments (status {st})")
 
 
-cdef fc_isa _isa_id(object name) except *:
+def registered_kernels():
+    """Every kernel of the registry (csrc/kernels/kernels.def), in its order, as dicts: name,
+    family, isa, dtype, mr, nr (the register tile), features (required CPU features), cflags,
+    dispatch (what FASTCELLS_ISA=<isa> runs for dtype; else a test kernel, reachable by name
+    through isa=), compiled (in this binary), available (compiled and runnable here)."""
+    cdef fc_kernel_info info
+    kernels = []
+    for i in range(fc_kernel_count()):
+        fc_kernel_info_at(i, &info)
+        kernels.append({
+            "name": info.name.decode(), "family": info.family.decode(),
+            "isa": ISA_NAMES[<int>info.isa],
+            "dtype": "float64" if info.dtype == FC_F64 else "float32",
+            "mr": int(info.mr), "nr": int(info.nr), "features": info.features.decode().split(),
+            "cflags": info.cflags.decode(), "dispatch": bool(info.dispatch),
+            "compiled": bool(info.compiled), "available": bool(info.available)})
+    return kernels
+
+
+KERNEL_NAMES = tuple(k["name"] for k in registered_kernels())
+
+
+cdef fc_isa _isa_id(object name, object dtype) except *:
+    """isa= of PackedCell, PackedMatrix, kernel_tile: None (the default path), an ISA name, or
+    a registered kernel's name (its dtype must be dtype's) -> the C selector."""
     if name is None:
         return fc_default_isa()
-    if name not in ISA_NAMES:
-        raise ValueError(f"isa: expected one of {ISA_NAMES}, got {name!r}")
-    cdef fc_isa isa = <fc_isa><int>ISA_NAMES.index(name)
-    if not fc_isa_available(isa):
-        raise ValueError(f"isa: {name!r} is not available on this CPU/build; available: "
-                         f"{available_isas()}")
+    cdef fc_isa isa
+    if name in ISA_NAMES:
+        isa = <fc_isa><int>ISA_NAMES.index(name)
+        if not fc_isa_available(isa):
+            raise ValueError(f"isa: {name!r} is not available on this CPU/build; available: "
+                             f"{available_isas()}")
+        return isa
+    if name not in KERNEL_NAMES:
+        raise ValueError(f"isa: expected one of {ISA_NAMES} or a registered kernel name "
+                         f"{KERNEL_NAMES}, got {name!r}")
+    index = KERNEL_NAMES.index(name)
+    isa = <fc_isa>(<int>FC_ISA_KERNEL_BASE + <int>index)
+    kernel = registered_kernels()[index]
+    if not kernel["available"]:
+        raise ValueError(f"isa: kernel {name!r} is not available on this CPU/build (needs "
+                         f"{kernel['features']}, compiled: {kernel['compiled']})")
+    if kernel["dtype"] != np.dtype(dtype).name:
+        raise ValueError(f"isa: kernel {name!r} computes {kernel['dtype']}, got dtype "
+                         f"{np.dtype(dtype).name}")
     return isa
 
 
@@ -216,16 +163,15 @@ def default_isa():
 
 
 def cpu_features():
-    cdef const fc_cpu_features *f = fc_cpu()
-    return {"sse2": bool(f.sse2), "avx": bool(f.avx), "fma": bool(f.fma), "avx2": bool(f.avx2),
-            "avx512f": bool(f.avx512f), "avx512bw": bool(f.avx512bw),
-            "avx512vl": bool(f.avx512vl), "avx512dq": bool(f.avx512dq),
-            "os_saves_avx": bool(f.os_avx), "os_saves_avx512": bool(f.os_avx512)}
+    """name -> present, for every feature of csrc/kernels/features.def, in its order."""
+    return {fc_feature_name(<fc_feature>f).decode(): bool(fc_cpu_has(<fc_feature>f))
+            for f in range(FC_FEATURE_COUNT)}
 
 
 def kernel_tile(isa, dtype):
-    """(batch rows, columns) of the register tile of the kernels for isa and dtype."""
-    cdef fc_isa i = _isa_id(isa)
+    """(batch rows, columns) of the register tile of the kernels for isa (an ISA or a
+    registered kernel name) and dtype."""
+    cdef fc_isa i = _isa_id(isa, dtype)
     cdef fc_dtype t = FC_F64 if np.dtype(dtype) == _F64 else FC_F32
     return int(fc_tile_rows(i, t)), int(fc_tile_cols(i, t))
 
@@ -289,6 +235,8 @@ cdef class PackedCell:
     Activations: a name of ACTIVATIONS or (name, alpha, beta), None = ONNX's default parameter.
     output_activation (lstm, on c'): None = activation. preact_clip: clip every activation's
     input except the lstm output's (ONNX `clip`). input_forget (lstm): f = 1 - i.
+    isa: None (the default path), an ISA of ISA_NAMES, or a registered kernel's name
+    (registered_kernels(), e.g. "f32-cells-6x64-ref"); `isa` then reads that name.
     kind: "rnn" | "lstm" | "gru" | "gru_ra"; weights: dict TF name -> array (copied, see fastcells.h):
       rnn  kernel [I+U,U], bias [U]
       lstm kernel [I+P,4U] (i,j,f,o), bias [4U], optional w_f_diag/w_i_diag/w_o_diag [U] and
@@ -323,7 +271,7 @@ cdef class PackedCell:
         cdef fc_act gate_act = _act(gate_activation, "gate_activation")
         cdef fc_act out_act = act if output_activation is None else _act(output_activation,
                                                                             "output_activation")
-        cdef fc_isa isa_id = _isa_id(isa)
+        cdef fc_isa isa_id = _isa_id(isa, dtype)
         U, I = num_units, input_size
         P = U
         peepholes = kind == "lstm" and "w_i_diag" in weights
@@ -515,7 +463,7 @@ cdef class PackedCell:
 cdef class PackedMatrix:
     """B [K,N] (and an optional bias [N]) packed once for repeated products A @ B (+ bias).
 
-    PackedMatrix(b, bias=None, isa=None); dtype is b's (float32 or float64).
+    PackedMatrix(b, bias=None, isa=None); dtype is b's (float32 or float64); isa as PackedCell's.
     """
     cdef fc_matrix *mat
     cdef readonly Py_ssize_t k, n
@@ -530,7 +478,7 @@ cdef class PackedMatrix:
         if b.ndim != 2 or b.shape[1] < 1:
             raise ValueError(f"b: expected shape (K, N) with N >= 1, got {b.shape}")
         b = np.ascontiguousarray(b)
-        cdef fc_isa isa_id = _isa_id(isa)
+        cdef fc_isa isa_id = _isa_id(isa, b.dtype)
         cdef const void *pbias = NULL
         if bias is not None:
             bias = np.ascontiguousarray(bias, dtype=b.dtype)

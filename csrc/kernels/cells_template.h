@@ -1,11 +1,15 @@
-/* cells_template.h — the register-tile cell kernels, written once with GCC/Clang vector extensions
- * and compiled once per instruction set by the files that include it (f32-cells-scalar.c, ...),
- * each with its own compiler flags. Before including, define:
- *     FC_T        float or double
+/* cells_template.h — the register-tile cell kernels of the f32 and f64 families, written once
+ * with GCC/Clang vector extensions. setup.py compiles it once per FC_KERNEL line of
+ * kernels.def, each time with that line's compiler flags, through a generated unit that defines
+ * the line's parameters and includes the family file (f32-cells.h, f64-cells.h):
+ *     FC_T        float or double (family file); FC_DTYPE_ID 0 or 1 (the fc_dtype value)
+ *     FC_FAMILY_NAME   f32 or f64: the family table fc_family_<name> (families.c)
  *     FC_VW       lanes per vector (16-byte vectors: 4/2, AVX2: 8/4, AVX-512: 16/8)
  *     FC_MR       batch rows per register tile (1..6)
- *     FC_ISA_ID   the fc_isa enum value, FC_DTYPE_ID the fc_dtype value
- *     FC_SUFFIX   name suffix, e.g. f32__avx512; FC_KNAME the table's name string
+ *     FC_ISA_ID   the fc_isa enum value
+ *     FC_KERNEL_SYMBOL, FC_KERNEL_NAME   the table fc_kernels_<symbol> and its name string
+ * A vector wider than the flags allow (a ref build: 16 lanes with baseline flags) is lowered by
+ * the compiler to several native vectors; the arithmetic per lane is the same.
  *
  * Operation of every block kernel (see internal.h for the packed layout):
  *     Z[m, :] = bias + a0[m, :k0] @ W0 + a1[m, :k1] @ W1        Z: [rows, PW], PW = 4*VW
@@ -27,7 +31,7 @@
 
 #define FC_CAT_(a, b) a##b
 #define FC_CAT(a, b) FC_CAT_(a, b)
-#define FC_FN(name) FC_CAT(FC_CAT(fc_, name), FC_CAT(_, FC_SUFFIX))
+#define FC_FN(name) FC_CAT(FC_CAT(fc_, name), FC_CAT(__, FC_KERNEL_SYMBOL))
 #define PW (4 * FC_VW)
 
 typedef FC_T vec __attribute__((vector_size(FC_VW * sizeof(FC_T))));
@@ -443,25 +447,17 @@ INLINE void linear_tile(const int mr, const fc_block_args *a, size_t row)
         }                                                                              \
     }
 
-FC_BLOCK_KERNEL(rnn)
-FC_BLOCK_KERNEL(lstm)
-FC_BLOCK_KERNEL(gru_gates)
-FC_BLOCK_KERNEL(gru_cand)
-FC_BLOCK_KERNEL(gru_ra)
-FC_BLOCK_KERNEL(linear3)
-FC_BLOCK_KERNEL(linear)
+#define FC_DEFINE_BLOCK(id, name) FC_BLOCK_KERNEL(name)
+FC_FOR_EACH_OP(FC_DEFINE_BLOCK)
+#undef FC_DEFINE_BLOCK
 
-const fc_kernels FC_CAT(fc_kernels_, FC_SUFFIX) = {
-    .name = FC_KNAME,
+const fc_kernels FC_CAT(fc_kernels_, FC_KERNEL_SYMBOL) = {
+    .name = FC_KERNEL_NAME,
+    .family = &FC_CAT(fc_family_, FC_FAMILY_NAME),
     .isa = FC_ISA_ID,
-    .dtype = FC_DTYPE_ID,
     .vw = FC_VW,
     .mr = FC_MR,
-    .rnn = FC_FN(rnn_block),
-    .lstm = FC_FN(lstm_block),
-    .gru_gates = FC_FN(gru_gates_block),
-    .gru_cand = FC_FN(gru_cand_block),
-    .gru_ra = FC_FN(gru_ra_block),
-    .linear3 = FC_FN(linear3_block),
-    .linear = FC_FN(linear_block),
+#define FC_BLOCK_ENTRY(id, name) [FC_OP_##id] = FC_FN(name##_block),
+    .block = {FC_FOR_EACH_OP(FC_BLOCK_ENTRY)},
+#undef FC_BLOCK_ENTRY
 };

@@ -1,0 +1,107 @@
+# The C API of fastcells (csrc/fastcells.h), declared for Cython: _core.pyx cimports it.
+# Only what the bridge uses is declared; the values of enums come from the header itself.
+from libc.stdint cimport int64_t
+
+cdef extern from "fastcells.h" nogil:
+    ctypedef enum fc_status:
+        FC_OK, FC_ERR_NOMEM, FC_ERR_ARG, FC_ERR_ISA
+    ctypedef enum fc_dtype:
+        FC_F32, FC_F64
+    ctypedef enum fc_isa:
+        FC_ISA_COUNT, FC_ISA_KERNEL_BASE
+    ctypedef enum fc_cell_kind:
+        FC_CELL_RNN, FC_CELL_LSTM, FC_CELL_GRU, FC_CELL_GRU_RA
+    ctypedef enum fc_activation:
+        FC_ACT_TANH, FC_ACT_RELU, FC_ACT_SIGMOID, FC_ACT_LINEAR, FC_ACT_HARD_SIGMOID,
+        FC_ACT_LEAKY_RELU, FC_ACT_THRESHOLDED_RELU, FC_ACT_SCALED_TANH, FC_ACT_AFFINE,
+        FC_ACT_ELU, FC_ACT_SOFTSIGN
+    ctypedef struct fc_act:
+        fc_activation kind
+        double alpha, beta
+    ctypedef struct fc_cell_desc:
+        fc_cell_kind kind
+        fc_dtype dtype
+        size_t input_size, num_units, rec_size
+        fc_act activation
+        fc_act gate_activation
+        fc_act output_activation
+        int has_preact_clip
+        double preact_clip
+        int input_forget
+        double forget_bias
+        int has_cell_clip
+        double cell_clip
+        int has_proj_clip
+        double proj_clip
+        int has_peepholes, has_projection
+    ctypedef struct fc_cell_weights:
+        const void *kernel
+        const void *bias
+        const void *cand_kernel
+        const void *cand_bias
+        const void *w_i_diag
+        const void *w_f_diag
+        const void *w_o_diag
+        const void *proj_kernel
+    ctypedef struct fc_cell:
+        pass
+    ctypedef enum fc_feature:
+        FC_FEATURE_COUNT
+    ctypedef struct fc_kernel_info:
+        const char *name
+        const char *family
+        fc_isa isa
+        fc_dtype dtype
+        size_t mr, nr
+        int dispatch, compiled, available
+        const char *features
+        const char *cflags
+
+    fc_status fc_init()
+    fc_status fc_set_num_threads(int n)
+    int fc_get_num_threads()
+    const char *fc_feature_name(fc_feature f)
+    int fc_cpu_has(fc_feature f)
+    size_t fc_kernel_count()
+    fc_status fc_kernel_info_at(size_t index, fc_kernel_info *out)
+    int fc_isa_compiled(fc_isa isa)
+    int fc_isa_available(fc_isa isa)
+    fc_isa fc_best_isa()
+    fc_isa fc_default_isa()
+    const char *fc_isa_name(fc_isa isa)
+    size_t fc_tile_rows(fc_isa isa, fc_dtype dtype)
+    size_t fc_tile_cols(fc_isa isa, fc_dtype dtype)
+    fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *weights,
+                             fc_isa isa, fc_cell **out)
+    void fc_cell_destroy(fc_cell *cell)
+    ctypedef struct fc_seq_io:
+        const void *x
+        size_t x_stride_t, x_stride_b
+        void *out
+        size_t out_stride_t, out_stride_b
+        const int64_t *lengths
+        const void *h0
+        size_t ldh0
+        const void *c0
+        size_t ldc0
+        void *h_final
+        size_t ldhf
+        void *c_final
+        size_t ldcf
+        int reverse
+    ctypedef struct fc_seq_layer:
+        const fc_cell *cell
+        fc_seq_io io
+    fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks,
+                               fc_seq_layer *const *layers, const size_t *nlayers)
+    ctypedef struct fc_matrix:
+        pass
+    fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b,
+                               const void *bias, fc_isa isa, fc_matrix **out)
+    void fc_matrix_destroy(fc_matrix *mat)
+    fc_status fc_matmul(const fc_matrix *mat, size_t m, const void *a, size_t lda, void *c,
+                        size_t ldc)
+    fc_status fc_cell_step(const fc_cell *cell, size_t batch,
+                           const void *x, size_t ldx,
+                           const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
+                           void *c_out, size_t ldc_out, void *h_out, size_t ldh_out)
