@@ -1,13 +1,15 @@
 """The NumPy oracle: slow, obvious versions of every fastcells cell and sequence runner.
 
-Same math as TensorFlow 1.x ``tf.nn.rnn_cell`` (see FRAMEWORKS.md 1.2-1.5 and 1.11): one matmul on
+Same math as TensorFlow 1.x ``tf.nn.rnn_cell``: one matmul on
 the concatenation ``[x, h]``, then the bias, then the gates. Everything is computed in the dtype of
 the inputs (float64 in gives float64 math, float32 in gives float32 out). Depends on NumPy only and
-is never imported by the fast path; every compiled variant is tested against it.
+never runs on the fast path; every compiled variant is tested against it.
 
 Notation: B batch, T time, I input depth, U num_units, P num_proj (or U without a projection).
 """
 import numpy as np
+
+from fastcells._nest import flatten, pack_as
 
 __all__ = [
     "sigmoid", "tanh", "relu", "linear", "ACTIVATIONS", "PARAMETRIC", "activation",
@@ -261,32 +263,6 @@ def gru_cell_reset_after(x, h, gates_kernel, gates_bias, input_kernel, input_bia
 
 
 # ---------------------------------------------------------------------------------------------
-# Nested states (arrays, tuples, namedtuples such as LSTMStateTuple, lists)
-# ---------------------------------------------------------------------------------------------
-
-def _flatten(state):
-    """The leaves of a nested state, depth first, as a list of arrays."""
-    if isinstance(state, (tuple, list)):
-        return [leaf for s in state for leaf in _flatten(s)]
-    return [np.asarray(state)]
-
-
-def _pack_as(structure, leaves):
-    """Rebuild ``structure`` (tuple / namedtuple / list nesting) from the flat ``leaves``."""
-    it = iter(leaves)
-
-    def build(s):
-        if isinstance(s, (tuple, list)):
-            items = [build(item) for item in s]
-            if hasattr(s, "_fields"):          # namedtuple: keep its type
-                return type(s)(*items)
-            return type(s)(items)
-        return next(it)
-
-    return build(structure)
-
-
-# ---------------------------------------------------------------------------------------------
 # Sequence runners
 # ---------------------------------------------------------------------------------------------
 
@@ -314,7 +290,7 @@ def _run(step, xs, initial_state, lengths):
     zeros and the state row b keeps its previous value. Returns (list of T outputs, final state).
     """
     B = xs[0].shape[0]
-    for leaf in _flatten(initial_state):
+    for leaf in map(np.asarray, flatten(initial_state)):
         if leaf.ndim < 1 or leaf.shape[0] != B:
             raise ValueError("initial_state: expected every array to be [B=%d, ...], got %s"
                              % (B, leaf.shape))
@@ -328,8 +304,8 @@ def _run(step, xs, initial_state, lengths):
             return np.where(valid.reshape((B,) + (1,) * (new.ndim - 1)), new, old)
 
         outputs.append(keep(out, np.zeros_like(out)))
-        state = _pack_as(new_state, [keep(n, o) for n, o in
-                                     zip(_flatten(new_state), _flatten(state))])
+        state = pack_as(new_state, [keep(np.asarray(n), np.asarray(o)) for n, o in
+                                    zip(flatten(new_state), flatten(state))])
     return outputs, state
 
 

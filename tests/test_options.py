@@ -8,6 +8,7 @@ import pytest
 
 import fastcells
 from fastcells import nn, reference
+from fastcells._nest import flatten
 
 RTOL_F32 = 1e-5
 TOL_F64 = 1e-12
@@ -88,8 +89,8 @@ def test_option_cells_match_reference(name, dtype):
         assert cell._packed is not None, "the option should run fused in C"
         ref_state = reference_step(cell, x, tuple(np.asarray(s, np.float64) for s in state)
                                    if isinstance(state, tuple) else state)
-        for got, want in zip(fastcells.cells._flatten(new_state),
-                             fastcells.cells._flatten(ref_state)):
+        for got, want in zip(flatten(new_state),
+                             flatten(ref_state)):
             assert_close(got, want, dtype, f"{name} B={B}")
 
 
@@ -102,7 +103,7 @@ def test_dynamic_rnn_with_options_equals_stepping(name):
     lengths = np.array([9, 0, 4, 9, 1])
     outputs, final = nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=np.float64)
     state = cell.zero_state(B, np.float64)
-    flat = fastcells.cells._flatten
+    flat = flatten
     for t in range(T):
         out, new = cell(x[:, t], state)
         live = (t < lengths)[:, None]

@@ -22,8 +22,11 @@ import pytest
 
 import fastcells
 from fastcells import _core, cells, nn, reference, rnn
+from fastcells._nest import flatten
 from fastcells.cells import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple,
                              MultiRNNCell, RNNCell)
+from fastcells.cells._fused import FusedCell, SingleStateCell
+from fastcells.cells._kinds import LSTMBase
 
 RTOL_F32, ATOL_F32 = 1e-5, 2e-6
 TOL_F64 = 1e-12
@@ -304,10 +307,10 @@ def count_calls(monkeypatch):
         raise AssertionError("a cell was stepped from Python on the fast path")
 
     monkeypatch.setattr(_core, "run_sequences", counting)
-    for klass in (cells._SingleStateCell, cells._LSTMBase, MultiRNNCell):
+    for klass in (SingleStateCell, LSTMBase, MultiRNNCell):
         monkeypatch.setattr(klass, "__call__", forbidden)
         monkeypatch.setattr(klass, "step_", forbidden)
-    monkeypatch.setattr(cells._FusedCell, "_compute", forbidden)
+    monkeypatch.setattr(FusedCell, "_compute", forbidden)
     return calls
 
 
@@ -814,7 +817,7 @@ def test_inputs_read_only_non_contiguous_and_converted(config):
         np.testing.assert_array_equal(v, x)
         assert_equal(nn.dynamic_rnn(cell, v, lengths, init), want, name)
     # read-only, non-contiguous state arrays
-    ro_init = cells._flatten(init)
+    ro_init = flatten(init)
     for a in ro_init:
         a.flags.writeable = False
     assert_equal(nn.dynamic_rnn(cell, x, lengths, init), want, "read-only state")

@@ -5,8 +5,9 @@ import numpy as np
 
 from fastcells.cells import LSTMStateTuple, MultiRNNCell
 from fastcells.convert._common import (GATE_ORDER, Stack, activation_name, as_input, float_dtype,
-                                       gate_blocks, new_cell, reorder_gates, split_tf_weights,
-                                       tf_gru_weights, tf_lstm_weights, tf_rnn_weights)
+                                       gru_framework_weights, new_cell, reorder_gates,
+                                       split_tf_weights, tf_gru_weights, tf_lstm_weights,
+                                       tf_rnn_weights)
 
 
 def _np(t):
@@ -245,16 +246,7 @@ def _torch_cell_params(cell, suffix):
         if not w["reset_after"]:
             raise ValueError(f"cell: {cell.name!r} is TF's reset-before GRUCell; PyTorch's GRU "
                              f"is reset-after (GRUCell(reset_after=True)); no exact conversion")
-        U = cell.num_units
-        ru = lambda a, ax: gate_blocks(a, "ru", axis=ax)  # noqa: E731
-        X, H, BR = ru(w["Wx_ru"], 1), ru(w["Wh_ru"], 1), ru(w["b_ru"], 0)
-        X["c"], H["c"] = w["Wx_c"], w["Wh_c"]
-        BX = dict(BR, c=w["bx_c"])
-        BH = {"r": np.zeros(U, BR["r"].dtype), "u": np.zeros(U, BR["r"].dtype), "c": w["bh_c"]}
-        Wx = np.hstack([X[g] for g in order])
-        Wh = np.hstack([H[g] for g in order])
-        bx = np.concatenate([BX[g] for g in order])
-        bh = np.concatenate([BH[g] for g in order])
+        Wx, Wh, bx, bh = gru_framework_weights(w, order)
     out = {"weight_ih" + suffix: np.ascontiguousarray(Wx.T),
            "weight_hh" + suffix: np.ascontiguousarray(Wh.T),
            "bias_ih" + suffix: bx, "bias_hh" + suffix: bh}
