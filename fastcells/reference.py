@@ -199,6 +199,29 @@ def lstm_cell(x, c, h, kernel, bias, forget_bias=1.0, activation=None,
     return c_new, m
 
 
+def _gru_arrays(x, h, gates_kernel, gates_bias, **candidate):
+    """What both GRUs check: x [B,I] and h [B,U] (same B), gates_kernel [I+U,2U], gates_bias
+    [2U], and each candidate weight given as name=(array, shape(I, U)). Returns x, h, the gate
+    weights and the candidate weights (in the order given), as arrays."""
+    x, h = np.asarray(x), np.asarray(h)
+    _check_batch(x, h, "h")
+    I, U = x.shape[1], h.shape[1]
+    wanted = {"gates_kernel": (gates_kernel, (I + U, 2 * U)), "gates_bias": (gates_bias, (2 * U,))}
+    wanted.update({name: (a, shape(I, U)) for name, (a, shape) in candidate.items()})
+    arrays = []
+    for name, (a, shape) in wanted.items():
+        a = np.asarray(a)
+        _check_shape(name, a, shape)
+        arrays.append(a)
+    return (x, h, *arrays)
+
+
+def _gru_gates(x, h, gates_kernel, gates_bias, gate_activation, preact_clip):
+    """Both GRUs' r, u = split(sig([x, h] @ gates_kernel + gates_bias), 2)."""
+    sig = _clipped(get_activation(gate_activation, default=sigmoid), preact_clip)
+    return np.split(sig(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
+
+
 def gru_cell(x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias, activation=None,
              gate_activation=None, preact_clip=None):
     """TF GRUCell step (reset BEFORE the recurrent matmul). Returns h'.
@@ -210,19 +233,12 @@ def gru_cell(x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias, a
         c = act([x, r*h] @ candidate_kernel + candidate_bias);  h' = u*h + (1-u)*c
     gate_activation replaces sig (default sigmoid); preact_clip clips every activation's input.
     """
-    x, h = np.asarray(x), np.asarray(h)
-    gates_kernel, gates_bias = np.asarray(gates_kernel), np.asarray(gates_bias)
-    candidate_kernel, candidate_bias = np.asarray(candidate_kernel), np.asarray(candidate_bias)
-    _check_batch(x, h, "h")
-    I, U = x.shape[1], h.shape[1]
-    _check_shape("gates_kernel", gates_kernel, (I + U, 2 * U))
-    _check_shape("gates_bias", gates_bias, (2 * U,))
-    _check_shape("candidate_kernel", candidate_kernel, (I + U, U))
-    _check_shape("candidate_bias", candidate_bias, (U,))
+    x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias = _gru_arrays(
+        x, h, gates_kernel, gates_bias,
+        candidate_kernel=(candidate_kernel, lambda I, U: (I + U, U)),
+        candidate_bias=(candidate_bias, lambda I, U: (U,)))
     act = _clipped(get_activation(activation), preact_clip)
-    sig = _clipped(get_activation(gate_activation, default=sigmoid), preact_clip)
-
-    r, u = np.split(sig(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
+    r, u = _gru_gates(x, h, gates_kernel, gates_bias, gate_activation, preact_clip)
     cand = act(np.concatenate([x, r * h], axis=1) @ candidate_kernel + candidate_bias)
     return u * h + (1 - u) * cand
 
@@ -242,22 +258,14 @@ def gru_cell_reset_after(x, h, gates_kernel, gates_bias, input_kernel, input_bia
         h' = u*h + (1-u)*c
     gate_activation replaces sig (default sigmoid); preact_clip clips every activation's input.
     """
-    x, h = np.asarray(x), np.asarray(h)
-    gates_kernel, gates_bias = np.asarray(gates_kernel), np.asarray(gates_bias)
-    input_kernel, input_bias = np.asarray(input_kernel), np.asarray(input_bias)
-    hidden_kernel, hidden_bias = np.asarray(hidden_kernel), np.asarray(hidden_bias)
-    _check_batch(x, h, "h")
-    I, U = x.shape[1], h.shape[1]
-    _check_shape("gates_kernel", gates_kernel, (I + U, 2 * U))
-    _check_shape("gates_bias", gates_bias, (2 * U,))
-    _check_shape("input_kernel", input_kernel, (I, U))
-    _check_shape("input_bias", input_bias, (U,))
-    _check_shape("hidden_kernel", hidden_kernel, (U, U))
-    _check_shape("hidden_bias", hidden_bias, (U,))
+    x, h, gates_kernel, gates_bias, input_kernel, input_bias, hidden_kernel, hidden_bias = \
+        _gru_arrays(x, h, gates_kernel, gates_bias,
+                    input_kernel=(input_kernel, lambda I, U: (I, U)),
+                    input_bias=(input_bias, lambda I, U: (U,)),
+                    hidden_kernel=(hidden_kernel, lambda I, U: (U, U)),
+                    hidden_bias=(hidden_bias, lambda I, U: (U,)))
     act = _clipped(get_activation(activation), preact_clip)
-    sig = _clipped(get_activation(gate_activation, default=sigmoid), preact_clip)
-
-    r, u = np.split(sig(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
+    r, u = _gru_gates(x, h, gates_kernel, gates_bias, gate_activation, preact_clip)
     cand = act(x @ input_kernel + input_bias + r * (h @ hidden_kernel + hidden_bias))
     return u * h + (1 - u) * cand
 

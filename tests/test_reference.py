@@ -282,24 +282,21 @@ def test_lstm_cell_options_match_loop(B, I, U, option):
     assert c_new.shape == (B, U) and m_new.shape == (B, P or U)
 
 
-@pytest.mark.parametrize("B,I,U", SIZES)
-@pytest.mark.parametrize("act", ACTS)
-def test_gru_cell_matches_loop(B, I, U, act):
-    rng = np.random.default_rng(4)
-    x, h = rnd(rng, B, I), rnd(rng, B, U)
-    w = gru_weights(rng, I, U)
-    got = ref.gru_cell(x, h, **w, activation=act)
-    np.testing.assert_allclose(got, loop_gru(x, h, *w.values(), act=act), **TOL)
+# both GRUs: (oracle function name, weights, scalar loop, seed)
+GRUS = {"reset_before": ("gru_cell", gru_weights, loop_gru, 4),
+        "reset_after": ("gru_cell_reset_after", gru_ra_weights, loop_gru_reset_after, 5)}
 
 
 @pytest.mark.parametrize("B,I,U", SIZES)
 @pytest.mark.parametrize("act", ACTS)
-def test_gru_cell_reset_after_matches_loop(B, I, U, act):
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("gru", sorted(GRUS))
+def test_gru_cells_match_loop(gru, B, I, U, act):
+    name, weights, loop, seed = GRUS[gru]
+    rng = np.random.default_rng(seed)
     x, h = rnd(rng, B, I), rnd(rng, B, U)
-    w = gru_ra_weights(rng, I, U)
-    got = ref.gru_cell_reset_after(x, h, **w, activation=act)
-    np.testing.assert_allclose(got, loop_gru_reset_after(x, h, *w.values(), act=act), **TOL)
+    w = weights(rng, I, U)
+    got = getattr(ref, name)(x, h, **w, activation=act)
+    np.testing.assert_allclose(got, loop(x, h, *w.values(), act=act), **TOL)
 
 
 def test_callable_activation_is_used():

@@ -171,3 +171,9 @@ def time_peers(subject, peers, min_seconds, repeat, warm_seconds, slow_call=None
 def full_grid_requested():
     """True when FASTCELLS_BENCH_FULL is set to anything but "" or "0"."""
     return os.environ.get(FULL_GRID_ENV, "") not in ("", "0")
+
+
+def make_runner(peers, peer, subject):
+    """The checked Runner of `peer` (a key of `peers`, {name: make(subject) -> Runner}) for
+    `subject`; raises Unavailable. Each suite binds its own PEERS (functools.partial)."""
+    return peers[peer](subject)

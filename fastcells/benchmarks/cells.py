@@ -36,6 +36,7 @@ import numpy as np
 
 import fastcells
 from fastcells import convert, reference
+from fastcells.benchmarks import _harness
 from fastcells.benchmarks._harness import (DTYPE, FORGET_BIAS, GATES, SEED, Runner, Unavailable,
                                            assert_close, blas_note, case_atol, import_torch,
                                            time_peers)
@@ -151,15 +152,19 @@ def make_subject(case):
 # The peers
 # ---------------------------------------------------------------------------------------------
 
+def _check(s, peer, output, state):
+    """Asserts a peer's first (output, new state) against fastcells' cell(x, state)."""
+    assert_close(f"{s.case.id} {peer}", {"output": output, **_leaves(s.case.kind, state)},
+                 s.expected, atol=case_atol(s.case))
+
+
 def _fastcells_call(s):
     cell, x, state = s.cell, s.x, s.state
 
     def fn():
         return cell(x, state)
 
-    out, new = fn()
-    assert_close(f"{s.case.id} fastcells-call", {"output": out, **_leaves(s.case.kind, new)},
-                 s.expected, atol=case_atol(s.case))
+    _check(s, "fastcells-call", *fn())
     return Runner(fn, checked="float64 reference (fastcells.reference)")
 
 
@@ -170,9 +175,7 @@ def _fastcells_step_(s):
     def fn():
         return cell.step_(x, state)
 
-    out = fn()
-    assert_close(f"{s.case.id} fastcells-step_", {"output": out, **_leaves(s.case.kind, state)},
-                 s.expected, atol=case_atol(s.case))
+    _check(s, "fastcells-step_", fn(), state)
     return Runner(fn, checked="fastcells-call")
 
 
@@ -182,9 +185,7 @@ def _numpy_reference(s):
     def fn():
         return step(x, state)
 
-    out, new = fn()
-    assert_close(f"{s.case.id} numpy-reference", {"output": out, **_leaves(s.case.kind, new)},
-                 s.expected, atol=case_atol(s.case))
+    _check(s, "numpy-reference", *fn())
     return Runner(fn, checked="fastcells-call")
 
 
@@ -255,11 +256,7 @@ PEERS = {
     "torch-cell": _torch_cell,
 }
 BASELINE = "fastcells-call"           # ratios are peer time / this peer's time
-
-
-def make_runner(peer, subject):
-    """The checked Runner of `peer` (a key of PEERS) for `subject`; raises Unavailable."""
-    return PEERS[peer](subject)
+make_runner = functools.partial(_harness.make_runner, PEERS)   # (peer, subject) -> Runner
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ import numpy as np
 
 import fastcells
 from fastcells import convert, nn, reference
+from fastcells.benchmarks import _harness
 from fastcells.benchmarks._harness import (DTYPE, FORGET_BIAS, GATES, RTOL, SEED, Runner,
                                            Unavailable, assert_close, blas_note, case_atol,
                                            import_torch, time_call, time_peers, warm_up)
@@ -404,11 +405,7 @@ PEERS = {                              # timing order: fastcells first (see the 
     "onnxruntime": _onnxruntime,
 }
 BASELINE = "fastcells"                 # ratios are peer time / this peer's time
-
-
-def make_runner(peer, subject):
-    """The checked Runner of `peer` (a key of PEERS) for `subject`; raises Unavailable."""
-    return PEERS[peer](subject)
+make_runner = functools.partial(_harness.make_runner, PEERS)   # (peer, subject) -> Runner
 
 
 # ---------------------------------------------------------------------------------------------

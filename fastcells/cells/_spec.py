@@ -47,18 +47,20 @@ LSTM = CellSpec("lstm", "ijfo", (
     Weight("projection/kernel", lambda I, U, P: (U, P), "kernel", glorot_uniform, "proj"),
 ), reference.lstm_cell)
 
-# TF's GRUCell: the reset gate scales h before the candidate's product
-GRU = CellSpec("gru", "ru", (
+# both GRUs: the r and u gates
+_GRU_GATES = (
     Weight("gates/kernel", lambda I, U, P: (I + U, 2 * U), "kernel", glorot_uniform),
     Weight("gates/bias", lambda I, U, P: (2 * U,), "bias", ones),
+)
+
+# TF's GRUCell: the reset gate scales h before the candidate's product
+GRU = CellSpec("gru", "ru", _GRU_GATES + (
     Weight("candidate/kernel", lambda I, U, P: (I + U, U), "kernel", glorot_uniform),
     Weight("candidate/bias", lambda I, U, P: (U,), "bias", zeros),
 ), reference.gru_cell)
 
 # the reset-after GRU (CudnnCompatibleGRUCell's names): the reset gate scales h @ Wh + bh
-GRU_RESET_AFTER = CellSpec("gru_ra", "ru", (
-    Weight("gates/kernel", lambda I, U, P: (I + U, 2 * U), "kernel", glorot_uniform),
-    Weight("gates/bias", lambda I, U, P: (2 * U,), "bias", ones),
+GRU_RESET_AFTER = CellSpec("gru_ra", "ru", _GRU_GATES + (
     Weight("candidate/input_projection/kernel", lambda I, U, P: (I, U), "kernel", glorot_uniform),
     Weight("candidate/input_projection/bias", lambda I, U, P: (U,), "bias", zeros),
     Weight("candidate/hidden_projection/kernel", lambda I, U, P: (U, U), "kernel",
