@@ -3,7 +3,7 @@ sgemm) at the same thread count; one group per (M, K, N, threads), GFLOP/s of bo
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest bench/test_bench_gemm.py --benchmark-only
 
-(BENCH.md: this machine may set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for old OpenBLAS builds and
+(This machine may set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for old OpenBLAS builds and
 they slow NumPy; unset them for this command only, never in tests or CI.)
 
     fastcells  fastcells._core.PackedMatrix(b).matmul(a, out): b [K,N] packed once outside the

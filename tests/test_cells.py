@@ -719,3 +719,11 @@ def test_well_formed_calls_take_the_fast_path(config):
     np.testing.assert_array_equal(out, expected_out)
     got = cell.step_(x, new)
     np.testing.assert_array_equal(got, cell.__class__.__call__(cell, x, expected_state)[0])
+
+
+def test_the_bridge_reads_the_reset_after_gru_weights_in_the_table_order():
+    """_core.PackedCell unpacks the reset-after GRU's weights by a name list of its own; it must
+    be the cell table's (fastcells.cells._spec), the one place for those names."""
+    from fastcells import _core
+    from fastcells.cells._spec import GRU_RESET_AFTER
+    assert tuple(_core._GRU_RA_NAMES) == GRU_RESET_AFTER.names

@@ -1,10 +1,10 @@
 """Parity with the real TensorFlow 1.x cells (tf.compat.v1.nn.rnn_cell through tf_keras).
 
-Recipe A of FRAMEWORKS.md section 2: eager TF cells built once, weights set from NumPy. Every case
+Eager TF cells built once, weights set from NumPy. Every case
 runs one step and a dynamic_rnn with sequence lengths {T, 0, 3, 1} from a random initial state, in
 float32 (rtol 1e-5, atol 1e-6) and float64 (1e-12), and compares TF with
   * fastcells.reference (the NumPy oracle), and
-  * the public fastcells cell classes and fastcells.nn runners (API.md), with weights moved by
+  * the public fastcells cell classes and fastcells.nn runners, with weights moved by
     TF's variable names (so names and shapes are checked too); skipped with a reason while the
     classes or runners do not exist yet.
 The whole module is skipped with a reason when TensorFlow or tf_keras is not installed.
@@ -282,7 +282,7 @@ def test_reference_static_rnn_matches_tf(dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# TF vs the fastcells public classes and runners (API.md)
+# TF vs the fastcells public classes and runners
 # ---------------------------------------------------------------------------------------------
 
 def fastcells_or_skip(*names):
