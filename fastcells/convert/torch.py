@@ -86,6 +86,18 @@ def from_torch(module):
     return TorchRNNModel(Stack(layers, dt), kind, module.batch_first, U, proj or U)
 
 
+def _batched_input(input, dt, ndim, expected, batch_axis):
+    """(x, unbatched): `input` in the model's dtype with `ndim` axes, or ndim - 1 (unbatched:
+    then x gets a batch axis of 1 at `batch_axis`); ValueError naming `expected` otherwise."""
+    x = as_input(input, dt, "input")
+    if x.ndim not in (ndim - 1, ndim):
+        raise ValueError(f"input: expected {expected}, got shape {x.shape}")
+    unbatched = x.ndim == ndim - 1
+    if unbatched:
+        x = np.expand_dims(x, batch_axis)
+    return x, unbatched
+
+
 class TorchRNNModel:
     """``torch.nn.LSTM/GRU/RNN`` on fastcells: ``model(input, hx=None, sequence_length=None)``.
 
@@ -111,13 +123,9 @@ class TorchRNNModel:
 
     def __call__(self, input, hx=None, sequence_length=None):
         dt, n = self.dtype, self.num_layers * self.D
-        x = as_input(input, dt, "input")
-        if x.ndim not in (2, 3):
-            raise ValueError(f"input: expected a 3-D array (L, N, I) ((N, L, I) with "
-                             f"batch_first) or an unbatched (L, I), got shape {x.shape}")
-        unbatched = x.ndim == 2
-        if unbatched:
-            x = x[:, None] if not self.batch_first else x[None]
+        x, unbatched = _batched_input(input, dt, 3, "a 3-D array (L, N, I) ((N, L, I) with "
+                                      "batch_first) or an unbatched (L, I)",
+                                      0 if self.batch_first else 1)
         B = x.shape[0] if self.batch_first else x.shape[1]
         init = None
         if hx is not None:
@@ -167,13 +175,8 @@ class TorchCellModel:
 
     def __call__(self, input, hx=None):
         dt, cell = self.dtype, self.cell
-        x = as_input(input, dt, "input")
-        if x.ndim not in (1, 2):
-            raise ValueError(f"input: expected (N, {cell.input_size}) or unbatched "
-                             f"({cell.input_size},), got shape {x.shape}")
-        unbatched = x.ndim == 1
-        if unbatched:
-            x = x[None]
+        x, unbatched = _batched_input(input, dt, 2, f"(N, {cell.input_size}) or unbatched "
+                                      f"({cell.input_size},)", 0)
         B, U = x.shape[0], cell.num_units
         if hx is None:
             parts = [np.zeros((B, U), dt)] * (2 if self.kind == "lstm" else 1)
