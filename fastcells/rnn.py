@@ -325,7 +325,8 @@ def _own_call(cell, base):
         return False
     for klass in type(cell).__mro__:
         if "__call__" in vars(klass):
-            return klass.__module__.startswith("fastcells.cells.")
+            return (klass.__module__ == "fastcells.cells"
+                    or klass.__module__.startswith("fastcells.cells."))
     return False
 
 

@@ -42,3 +42,10 @@ from fastcells.cells._multi import MultiRNNCell
 
 __all__ = ["LSTMStateTuple", "RNNCell", "BasicRNNCell", "BasicLSTMCell", "LSTMCell", "GRUCell",
            "CudnnCompatibleGRUCell", "MultiRNNCell", "glorot_uniform"]
+
+# the public names live here whatever module defines them (pickles and reprs name
+# fastcells.cells.<name>, as before the package was split)
+for _public in (RNNCell, BasicRNNCell, BasicLSTMCell, LSTMCell, GRUCell, CudnnCompatibleGRUCell,
+                MultiRNNCell, glorot_uniform):
+    _public.__module__ = __name__
+del _public
