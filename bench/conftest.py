@@ -32,13 +32,14 @@ try:
 except ImportError:                      # the test module skips with the reason
     pytest_benchmark = None
 
-from peers import BASELINE, PEER_NAMES
+from fastcells.benchmarks import Unavailable, cpu_snapshot, other_cores, warm_up  # noqa: E402
+from fastcells.benchmarks.cells import BASELINE, PEERS  # noqa: E402
 
 _RESULTS = pytest.StashKey[list]()              # rows of the cell suite (as before)
 _SUITES = pytest.StashKey[dict]()               # name -> (suite dict, rows), other suites
 
 CELL_SUITE = {"name": "cell", "title": "one cell call", "baseline": BASELINE,
-              "peers": PEER_NAMES, "unit": "us"}
+              "peers": tuple(PEERS), "unit": "us"}
 
 
 def pytest_configure(config):
@@ -67,6 +68,30 @@ class _Recorder:
 @pytest.fixture
 def bench_results(request):
     return _Recorder(request.config.stash[_RESULTS], request.config.stash[_SUITES])
+
+
+@pytest.fixture
+def bench_peer(benchmark, bench_results):
+    """``bench_peer(case, peer, make_subject, make_runner, warm_seconds=0.1, suite=None)``:
+    builds the case's subject (asserting fastcells against the float64 oracle) and the peer's
+    runner (asserting its first output; an Unavailable peer skips with the reason), then
+    benchmarks runner.fn inside runner.context() after a warm-up (see
+    fastcells.benchmarks.warm_up: why, besides caches) and records it for the summary."""
+    def run(case, peer, make_subject, make_runner, warm_seconds=0.1, suite=None):
+        subject = make_subject(case)
+        try:
+            runner = make_runner(peer, subject)
+        except Unavailable as e:
+            pytest.skip(f"{peer}: {e}")
+        benchmark.extra_info["checked_against"] = runner.checked
+        before = cpu_snapshot()
+        with runner.context():
+            warm_up(runner.fn, warm_seconds)
+            benchmark(runner.fn)
+        others = other_cores(before, cpu_snapshot())
+        benchmark.extra_info["other_cores"] = others
+        bench_results.record(case, peer, benchmark, others, suite=suite)
+    return run
 
 
 def ratios(rows, baseline=BASELINE):

@@ -3,7 +3,7 @@ sgemm) at the same thread count; one group per (M, K, N, threads), GFLOP/s of bo
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest bench/test_bench_gemm.py --benchmark-only
 
-(BENCH.md: this machine may set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for old OpenBLAS builds and
+(This machine may set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for old OpenBLAS builds and
 they slow NumPy; unset them for this command only, never in tests or CI.)
 
     fastcells  fastcells._core.PackedMatrix(b).matmul(a, out): b [K,N] packed once outside the
@@ -33,8 +33,7 @@ import pytest
 pytest.importorskip("pytest_benchmark", reason="pip install pytest-benchmark (the bench extra)")
 
 import fastcells  # noqa: E402
-from fastcells._bench import _blas_note  # noqa: E402
-from peers import cpu_snapshot, other_cores, warm_up  # noqa: E402
+from fastcells.benchmarks import blas_note, cpu_snapshot, other_cores, warm_up  # noqa: E402
 
 try:
     from threadpoolctl import threadpool_limits
@@ -46,7 +45,7 @@ PEERS = ("fastcells", "numpy")
 BASELINE = "fastcells"
 SUITE = {"name": "gemm", "title": "input-projection GEMM (float32)", "baseline": BASELINE,
          "peers": PEERS, "unit": "ms", "peer_gflops": True,
-         "note": _blas_note() or "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (NumPy timed fairly)"}
+         "note": blas_note() or "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (NumPy timed fairly)"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,9 +4,10 @@
     python -m fastcells check      accuracy check only
     python -m fastcells --version  the installed version
     python -m fastcells bench      one cell call over the benchmark grid, fastcells beside NumPy
-                                   and (if installed) torch, as a table (fastcells._bench)
-    python -m fastcells bench-seq  whole sequences (BENCH.md's grid) beside a NumPy loop, torch
-                                   and onnxruntime when installed (fastcells._bench_seq)
+                                   and (if installed) torch, as a table
+                                   (fastcells.benchmarks.cells)
+    python -m fastcells bench-seq  whole sequences beside a NumPy loop, torch and onnxruntime
+                                   when installed (fastcells.benchmarks.sequences)
 
 It prints show_config() first. The accuracy check runs each cell for 100 steps (batch 4) from
 TF-initialised weights and compares every output with fastcells.reference computed in float64
@@ -20,42 +21,22 @@ import numpy as np
 
 import fastcells
 from fastcells import reference
-from fastcells._bench import warm_up
+from fastcells.benchmarks import warm_up
+from fastcells.cells._oracle import oracle_step
 
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 STEPS, BATCH, INPUT = 100, 4, 48
 
 
 def _configs():
-    """(label, factory(dtype) -> cell, reference step(x, state, weights) in float64)."""
-    def rnn_ref(x, s, w):
-        h = reference.rnn_cell(x, s, w["kernel"], w["bias"])
-        return h, h
-
-    def lstm_ref(options):
-        def step(x, s, w):
-            c, h = reference.lstm_cell(
-                x, s[0], s[1], w["kernel"], w["bias"], forget_bias=options.get("forget_bias", 1.0),
-                w_i_diag=w.get("w_i_diag"), w_f_diag=w.get("w_f_diag"),
-                w_o_diag=w.get("w_o_diag"), cell_clip=options.get("cell_clip"),
-                proj_kernel=w.get("projection/kernel"), proj_clip=options.get("proj_clip"))
-            return h, (c, h)
-        return step
-
-    def gru_ref(x, s, w):
-        h = reference.gru_cell(x, s, w["gates/kernel"], w["gates/bias"], w["candidate/kernel"],
-                               w["candidate/bias"])
-        return h, h
-
+    """(label, factory(dtype) -> cell)."""
     lstm_options = dict(use_peepholes=True, cell_clip=3.0, num_proj=40, proj_clip=2.0)
     return [
-        ("BasicRNNCell(64)", lambda dt: fastcells.BasicRNNCell(64, dtype=dt, seed=1), rnn_ref),
-        ("BasicLSTMCell(64)", lambda dt: fastcells.BasicLSTMCell(64, dtype=dt, seed=2),
-         lstm_ref({})),
+        ("BasicRNNCell(64)", lambda dt: fastcells.BasicRNNCell(64, dtype=dt, seed=1)),
+        ("BasicLSTMCell(64)", lambda dt: fastcells.BasicLSTMCell(64, dtype=dt, seed=2)),
         ("LSTMCell(64, peepholes, clips, num_proj=40)",
-         lambda dt: fastcells.LSTMCell(64, dtype=dt, seed=3, **lstm_options),
-         lstm_ref(lstm_options)),
-        ("GRUCell(64)", lambda dt: fastcells.GRUCell(64, dtype=dt, seed=4), gru_ref),
+         lambda dt: fastcells.LSTMCell(64, dtype=dt, seed=3, **lstm_options)),
+        ("GRUCell(64)", lambda dt: fastcells.GRUCell(64, dtype=dt, seed=4)),
     ]
 
 
@@ -66,18 +47,18 @@ def check(out=sys.stdout):
     ok = True
     print(f"accuracy: {STEPS} steps, batch {BATCH}, input {INPUT}, against fastcells.reference "
           f"in float64 (isa {fastcells._core.default_isa()})", file=out)
-    for label, make, ref_step in _configs():
+    for label, make in _configs():
         for dtype in (np.float32, np.float64):
             cell = make(dtype)
             cell.build(INPUT)
-            weights = {k: v.astype(np.float64) for k, v in cell.get_weights().items()}
+            ref_step = oracle_step(cell, np.float64)       # the cell's weights, in float64
             x = x_all.astype(dtype)
             state = cell.zero_state(BATCH, dtype)
-            ref_state = _to_f64(cell.zero_state(BATCH, dtype))
+            ref_state = cell.zero_state(BATCH, dtype)
             got, want = [], []
             for t in range(STEPS):
                 output, state = cell(x[:, t], state)
-                ref_out, ref_state = ref_step(x[:, t].astype(np.float64), ref_state, weights)
+                ref_out, ref_state = ref_step(x[:, t], ref_state)
                 got.append(output)
                 want.append(ref_out)
             got, want = np.stack(got), np.stack(want)
@@ -88,12 +69,6 @@ def check(out=sys.stdout):
                   f"(tolerance {TOLERANCE[dtype]:.0e})  {'ok' if passed else 'MISMATCH'}",
                   file=out)
     return ok
-
-
-def _to_f64(state):
-    if isinstance(state, tuple):
-        return tuple(np.asarray(s, np.float64) for s in state)
-    return np.asarray(state, np.float64)
 
 
 def _best_seconds(fn, number):
@@ -137,19 +112,20 @@ def timing(out=sys.stdout, batch=1, units=128):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastcells", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="all", choices=["all", "check", "bench", "bench-seq"])
+    parser.add_argument("command", nargs="?", default="all",
+                        choices=["all", "check", "bench", "bench-seq"])
     parser.add_argument("--quick", action="store_true", help="bench: fewer, shorter repeats")
     parser.add_argument("--version", action="version", version=f"fastcells {fastcells.__version__}")
     args = parser.parse_args(argv)
     fastcells.show_config()
     print()
     if args.command == "bench":
-        from fastcells import _bench
-        _bench.run(quick=args.quick)
+        from fastcells.benchmarks import cells
+        cells.run(quick=args.quick)
         return 0
     if args.command == "bench-seq":
-        from fastcells import _bench_seq
-        _bench_seq.run(quick=args.quick)
+        from fastcells.benchmarks import sequences
+        sequences.run(quick=args.quick)
         return 0
     ok = check()
     if args.command == "all":

@@ -21,38 +21,37 @@ through the NumPy path of the cell (same math, no C kernel).
 """
 import numpy as np
 
-from fastcells import _core
+from fastcells import _core, reference
 
-__all__ = ["tanh", "relu", "sigmoid", "linear", "activation", "Activation", "FUSED", "resolve"]
-
-
-def tanh(x):
-    """Hyperbolic tangent, elementwise (``numpy.tanh``). Fused in C as "tanh"."""
-    return np.tanh(x)
+__all__ = ["tanh", "relu", "sigmoid", "linear", "activation", "Activation", "FUSED", "resolve",
+           "DEFAULT_ACTIVATION", "DEFAULT_GATE_ACTIVATION"]
 
 
-def relu(x):
-    """max(x, 0), elementwise; NaN gives NaN. Fused in C as "relu"."""
-    return np.maximum(x, 0)
+#: what the cells compute when an activation argument is None (TF's defaults)
+DEFAULT_ACTIVATION = "tanh"
+DEFAULT_GATE_ACTIVATION = "sigmoid"
 
 
-def sigmoid(x):
-    """Logistic 1/(1+exp(-x)), elementwise, computed without overflow. Fused in C as "sigmoid"."""
-    x = np.asarray(x)
-    with np.errstate(under="ignore", over="ignore"):
-        e = np.exp(-np.abs(x))
-        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+def _fused_function(name, doc):
+    """The NumPy function of the activation `name` (its formula is fastcells.reference's),
+    marked with ``fused_kernel = name``: the C epilogue that computes it."""
+    formula = reference.ACTIVATIONS[name]
+
+    def function(x):
+        return formula(x)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    function.fused_kernel = name
+    return function
 
 
-def linear(x):
-    """Identity (TF/Keras "linear"). Fused in C as "linear"."""
-    return np.asarray(x)
-
-
-tanh.fused_kernel = "tanh"
-relu.fused_kernel = "relu"
-sigmoid.fused_kernel = "sigmoid"
-linear.fused_kernel = "linear"
+tanh = _fused_function("tanh", 'Hyperbolic tangent, elementwise (``numpy.tanh``). Fused in C as '
+                               '"tanh".')
+relu = _fused_function("relu", 'max(x, 0), elementwise; NaN gives NaN. Fused in C as "relu".')
+sigmoid = _fused_function("sigmoid", 'Logistic 1/(1+exp(-x)), elementwise, computed without '
+                                     'overflow. Fused in C as "sigmoid".')
+linear = _fused_function("linear", 'Identity (TF/Keras "linear"). Fused in C as "linear".')
 
 #: name -> function, for every activation that has a C kernel
 FUSED = {"tanh": tanh, "relu": relu, "sigmoid": sigmoid, "linear": linear}
@@ -91,7 +90,6 @@ class Activation:
         return (self.name, self.alpha, self.beta)
 
     def __call__(self, x):
-        from fastcells import reference
         return reference.activation(self.name, self.alpha, self.beta)(x)
 
     def __eq__(self, other):
@@ -113,7 +111,7 @@ def activation(name, alpha=None, beta=None):
     return Activation(name, alpha, beta)
 
 
-def resolve(activation, argname="activation", default="tanh"):
+def resolve(activation, argname="activation", default=DEFAULT_ACTIVATION):
     """Maps a cell's `activation` argument to ``(kernel_spec, function)``.
 
     kernel_spec is what the C kernels take — a name of FUSED, or (name, alpha, beta) — when

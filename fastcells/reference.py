@@ -1,13 +1,15 @@
 """The NumPy oracle: slow, obvious versions of every fastcells cell and sequence runner.
 
-Same math as TensorFlow 1.x ``tf.nn.rnn_cell`` (see FRAMEWORKS.md 1.2-1.5 and 1.11): one matmul on
+Same math as TensorFlow 1.x ``tf.nn.rnn_cell``: one matmul on
 the concatenation ``[x, h]``, then the bias, then the gates. Everything is computed in the dtype of
 the inputs (float64 in gives float64 math, float32 in gives float32 out). Depends on NumPy only and
-is never imported by the fast path; every compiled variant is tested against it.
+never runs on the fast path; every compiled variant is tested against it.
 
 Notation: B batch, T time, I input depth, U num_units, P num_proj (or U without a projection).
 """
 import numpy as np
+
+from fastcells._nest import flatten, pack_as
 
 __all__ = [
     "sigmoid", "tanh", "relu", "linear", "ACTIVATIONS", "PARAMETRIC", "activation",
@@ -197,6 +199,29 @@ def lstm_cell(x, c, h, kernel, bias, forget_bias=1.0, activation=None,
     return c_new, m
 
 
+def _gru_arrays(x, h, gates_kernel, gates_bias, **candidate):
+    """What both GRUs check: x [B,I] and h [B,U] (same B), gates_kernel [I+U,2U], gates_bias
+    [2U], and each candidate weight given as name=(array, shape(I, U)). Returns x, h, the gate
+    weights and the candidate weights (in the order given), as arrays."""
+    x, h = np.asarray(x), np.asarray(h)
+    _check_batch(x, h, "h")
+    I, U = x.shape[1], h.shape[1]
+    wanted = {"gates_kernel": (gates_kernel, (I + U, 2 * U)), "gates_bias": (gates_bias, (2 * U,))}
+    wanted.update({name: (a, shape(I, U)) for name, (a, shape) in candidate.items()})
+    arrays = []
+    for name, (a, shape) in wanted.items():
+        a = np.asarray(a)
+        _check_shape(name, a, shape)
+        arrays.append(a)
+    return (x, h, *arrays)
+
+
+def _gru_gates(x, h, gates_kernel, gates_bias, gate_activation, preact_clip):
+    """Both GRUs' r, u = split(sig([x, h] @ gates_kernel + gates_bias), 2)."""
+    sig = _clipped(get_activation(gate_activation, default=sigmoid), preact_clip)
+    return np.split(sig(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
+
+
 def gru_cell(x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias, activation=None,
              gate_activation=None, preact_clip=None):
     """TF GRUCell step (reset BEFORE the recurrent matmul). Returns h'.
@@ -208,19 +233,12 @@ def gru_cell(x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias, a
         c = act([x, r*h] @ candidate_kernel + candidate_bias);  h' = u*h + (1-u)*c
     gate_activation replaces sig (default sigmoid); preact_clip clips every activation's input.
     """
-    x, h = np.asarray(x), np.asarray(h)
-    gates_kernel, gates_bias = np.asarray(gates_kernel), np.asarray(gates_bias)
-    candidate_kernel, candidate_bias = np.asarray(candidate_kernel), np.asarray(candidate_bias)
-    _check_batch(x, h, "h")
-    I, U = x.shape[1], h.shape[1]
-    _check_shape("gates_kernel", gates_kernel, (I + U, 2 * U))
-    _check_shape("gates_bias", gates_bias, (2 * U,))
-    _check_shape("candidate_kernel", candidate_kernel, (I + U, U))
-    _check_shape("candidate_bias", candidate_bias, (U,))
+    x, h, gates_kernel, gates_bias, candidate_kernel, candidate_bias = _gru_arrays(
+        x, h, gates_kernel, gates_bias,
+        candidate_kernel=(candidate_kernel, lambda I, U: (I + U, U)),
+        candidate_bias=(candidate_bias, lambda I, U: (U,)))
     act = _clipped(get_activation(activation), preact_clip)
-    sig = _clipped(get_activation(gate_activation, default=sigmoid), preact_clip)
-
-    r, u = np.split(sig(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
+    r, u = _gru_gates(x, h, gates_kernel, gates_bias, gate_activation, preact_clip)
     cand = act(np.concatenate([x, r * h], axis=1) @ candidate_kernel + candidate_bias)
     return u * h + (1 - u) * cand
 
@@ -240,50 +258,16 @@ def gru_cell_reset_after(x, h, gates_kernel, gates_bias, input_kernel, input_bia
         h' = u*h + (1-u)*c
     gate_activation replaces sig (default sigmoid); preact_clip clips every activation's input.
     """
-    x, h = np.asarray(x), np.asarray(h)
-    gates_kernel, gates_bias = np.asarray(gates_kernel), np.asarray(gates_bias)
-    input_kernel, input_bias = np.asarray(input_kernel), np.asarray(input_bias)
-    hidden_kernel, hidden_bias = np.asarray(hidden_kernel), np.asarray(hidden_bias)
-    _check_batch(x, h, "h")
-    I, U = x.shape[1], h.shape[1]
-    _check_shape("gates_kernel", gates_kernel, (I + U, 2 * U))
-    _check_shape("gates_bias", gates_bias, (2 * U,))
-    _check_shape("input_kernel", input_kernel, (I, U))
-    _check_shape("input_bias", input_bias, (U,))
-    _check_shape("hidden_kernel", hidden_kernel, (U, U))
-    _check_shape("hidden_bias", hidden_bias, (U,))
+    x, h, gates_kernel, gates_bias, input_kernel, input_bias, hidden_kernel, hidden_bias = \
+        _gru_arrays(x, h, gates_kernel, gates_bias,
+                    input_kernel=(input_kernel, lambda I, U: (I, U)),
+                    input_bias=(input_bias, lambda I, U: (U,)),
+                    hidden_kernel=(hidden_kernel, lambda I, U: (U, U)),
+                    hidden_bias=(hidden_bias, lambda I, U: (U,)))
     act = _clipped(get_activation(activation), preact_clip)
-    sig = _clipped(get_activation(gate_activation, default=sigmoid), preact_clip)
-
-    r, u = np.split(sig(np.concatenate([x, h], axis=1) @ gates_kernel + gates_bias), 2, axis=1)
+    r, u = _gru_gates(x, h, gates_kernel, gates_bias, gate_activation, preact_clip)
     cand = act(x @ input_kernel + input_bias + r * (h @ hidden_kernel + hidden_bias))
     return u * h + (1 - u) * cand
-
-
-# ---------------------------------------------------------------------------------------------
-# Nested states (arrays, tuples, namedtuples such as LSTMStateTuple, lists)
-# ---------------------------------------------------------------------------------------------
-
-def _flatten(state):
-    """The leaves of a nested state, depth first, as a list of arrays."""
-    if isinstance(state, (tuple, list)):
-        return [leaf for s in state for leaf in _flatten(s)]
-    return [np.asarray(state)]
-
-
-def _pack_as(structure, leaves):
-    """Rebuild ``structure`` (tuple / namedtuple / list nesting) from the flat ``leaves``."""
-    it = iter(leaves)
-
-    def build(s):
-        if isinstance(s, (tuple, list)):
-            items = [build(item) for item in s]
-            if hasattr(s, "_fields"):          # namedtuple: keep its type
-                return type(s)(*items)
-            return type(s)(items)
-        return next(it)
-
-    return build(structure)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +298,7 @@ def _run(step, xs, initial_state, lengths):
     zeros and the state row b keeps its previous value. Returns (list of T outputs, final state).
     """
     B = xs[0].shape[0]
-    for leaf in _flatten(initial_state):
+    for leaf in map(np.asarray, flatten(initial_state)):
         if leaf.ndim < 1 or leaf.shape[0] != B:
             raise ValueError("initial_state: expected every array to be [B=%d, ...], got %s"
                              % (B, leaf.shape))
@@ -328,8 +312,8 @@ def _run(step, xs, initial_state, lengths):
             return np.where(valid.reshape((B,) + (1,) * (new.ndim - 1)), new, old)
 
         outputs.append(keep(out, np.zeros_like(out)))
-        state = _pack_as(new_state, [keep(n, o) for n, o in
-                                     zip(_flatten(new_state), _flatten(state))])
+        state = pack_as(new_state, [keep(np.asarray(n), np.asarray(o)) for n, o in
+                                    zip(flatten(new_state), flatten(state))])
     return outputs, state
 
 

@@ -5,7 +5,7 @@
     bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, ...)
                                                    -> ((out_fw, out_bw), (state_fw, state_bw))
 
-Semantics are TF's (FRAMEWORKS.md 1.11): for t >= sequence_length[b] the output row b is zero and
+Semantics are TF's: for t >= sequence_length[b] the output row b is zero and
 the state row b is carried unchanged, so the final state of a row is its state after its last
 step (the initial state when its length is 0); the backward direction reads each row reversed
 within its own length and its outputs are written back in input order.
@@ -34,9 +34,12 @@ Decisions where TF leaves room (or cannot apply to NumPy):
 """
 import numpy as np
 
-from fastcells import _core
-from fastcells.cells import (LSTMStateTuple, MultiRNNCell, _FusedCell, _LSTMBase, _as_array,
-                             _bridge_ready, _check_dtype, _describe)
+from fastcells import _core, reference
+from fastcells._nest import LSTMStateTuple, arrays_for_size, flatten, map_structure, pack_as
+from fastcells._validate import as_array, bridge_ready, check_dtype, describe
+from fastcells.cells import MultiRNNCell
+from fastcells.cells._fused import FusedCell
+from fastcells.cells._kinds import LSTMBase
 
 __all__ = ["dynamic_rnn", "static_rnn", "bidirectional_dynamic_rnn"]
 
@@ -86,13 +89,13 @@ def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=Non
     dt = _runner_dtype(cell, "cell", dtype, initial_state is None, "initial_state")
     if not isinstance(inputs, (list, tuple)):
         raise TypeError(f"inputs: expected a list of [batch, depth] arrays (one per time step), "
-                        f"got {_describe(inputs)}")
+                        f"got {describe(inputs)}")
     if not inputs:
         raise ValueError("inputs: expected at least one time step (a non-empty list), got an "
                          "empty list")
     xs = []
     for t, v in enumerate(inputs):
-        a = _as_array(v, f"inputs[{t}]", dt)
+        a = as_array(v, f"inputs[{t}]", dt)
         if a.ndim != 2:
             raise ValueError(f"inputs[{t}]: expected a 2-D array [batch, depth], got shape "
                              f"{a.shape}")
@@ -111,7 +114,7 @@ def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=Non
         outputs, state = run.outputs, run.final_state
     else:
         outputs, state = _python_loop(cell, x, lengths, init, dt, True)
-    return [_map(lambda a, t=t: a[t], outputs) for t in range(T)], state
+    return [map_structure(lambda a, t=t: a[t], outputs) for t in range(T)], state
 
 
 def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
@@ -154,9 +157,10 @@ def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
     if bw is not None:
         out_bw, state_bw = bw.outputs, bw.final_state
     else:
-        rev = _reverse_sequence(x, lengths, time_major)
+        rev = reference.reverse_sequence(x, lengths, time_major)
         out_rev, state_bw = _python_loop(cell_bw, rev, lengths, init_bw, dt, time_major)
-        out_bw = _map(lambda a: _reverse_sequence(a, lengths, time_major), out_rev)
+        out_bw = map_structure(lambda a: reference.reverse_sequence(a, lengths, time_major),
+                               out_rev)
     return (out_fw, out_bw), (state_fw, state_bw)
 
 
@@ -169,14 +173,14 @@ def _runner_dtype(cell, cellname, dtype, no_state, statename):
     when there is no initial state (as TF)."""
     if not (hasattr(cell, "state_size") and hasattr(cell, "output_size") and callable(cell)):
         raise TypeError(f"{cellname}: expected an RNN cell (with state_size, output_size and "
-                        f"__call__), got {_describe(cell)}")
+                        f"__call__), got {describe(cell)}")
     if dtype is None and no_state:
         raise ValueError(f"dtype: expected a dtype when {statename} is None (as TF: if there is "
                          f"no initial_state, you must give a dtype), got None")
     cell_dt = getattr(cell, "dtype", None)
-    cell_dt = None if cell_dt is None else _check_dtype(cell_dt, f"{cellname}.dtype")
+    cell_dt = None if cell_dt is None else check_dtype(cell_dt, f"{cellname}.dtype")
     if dtype is not None:
-        dt = _check_dtype(dtype, "dtype")
+        dt = check_dtype(dtype, "dtype")
         if cell_dt is not None and dt != cell_dt:
             raise TypeError(f"dtype: expected the dtype of {cellname} ({cell_dt}) or None, "
                             f"got {dt}")
@@ -198,7 +202,7 @@ def _seq_ready(a):
 def _check_sequence(inputs, dt, time_major, cells=()):
     """inputs -> a 3-D array of dtype `dt` with T >= 1 that the bridge can read (copied only
     when it cannot); checks the depth against the (first) built cell of each of `cells`."""
-    x = _as_array(inputs, "inputs", dt)
+    x = as_array(inputs, "inputs", dt)
     layout = "[time, batch, depth]" if time_major else "[batch, time, depth]"
     if x.ndim != 3:
         raise ValueError(f"inputs: expected a 3-D array {layout}"
@@ -224,7 +228,7 @@ def _check_depth(cell, depth):
     """The input depth must match the first layer's input size if that layer is a built
     fastcells cell (other cells check it themselves on their first call)."""
     first = _first_leaf(cell)
-    if isinstance(first, _FusedCell) and first.built and first.input_size != depth:
+    if isinstance(first, FusedCell) and first.built and first.input_size != depth:
         raise ValueError(f"inputs: expected depth (last dimension) {first.input_size}, the input "
                          f"size the cell {first.name!r} is built for, got depth {depth}")
 
@@ -243,7 +247,7 @@ def _check_lengths(sequence_length, B, T):
             a = np.asarray(a)
         except Exception as e:
             raise TypeError(f"sequence_length: expected a vector of {B} integers, got "
-                            f"{_describe(sequence_length)} ({e})") from None
+                            f"{describe(sequence_length)} ({e})") from None
         if a.size == 0 and a.dtype.kind == "f":          # [] -> float64; it is no float
             a = a.astype(_INT64)
     if a.dtype.kind not in "iu":
@@ -283,7 +287,7 @@ def _check_state(size, state, B, dt, name):
     if isinstance(size, (tuple, list)):
         if not isinstance(state, (tuple, list)) or len(state) != len(size):
             raise ValueError(f"{name}: expected {_size_text(size)} (state_size "
-                             f"{size!r}), got {_describe(state)}")
+                             f"{size!r}), got {describe(state)}")
         fields = getattr(size, "_fields", None)
         items = [_check_state(s, v, B, dt, f"{name}.{fields[k]}" if fields else f"{name}[{k}]")
                  for k, (s, v) in enumerate(zip(size, state))]
@@ -294,56 +298,20 @@ def _check_state(size, state, B, dt, name):
         cols = None                          # a user cell's exotic state_size: not checked
     if isinstance(state, tuple):             # a nested state where one array is expected
         raise ValueError(f"{name}: expected one array {_size_text(size)} (state_size "
-                         f"{size!r}), got {_describe(state)}")
-    a = _as_array(state, name, dt)
+                         f"{size!r}), got {describe(state)}")
+    a = as_array(state, name, dt)
     if cols is not None:
         if a.ndim != 2 or a.shape[1] != cols:
             raise ValueError(f"{name}: expected shape [{B}, {cols}], got shape {a.shape}")
         if a.shape[0] != B:
             raise ValueError(f"{name}: expected shape [{B}, {cols}] (batch {B} as inputs), got "
                              f"shape {a.shape}")
-        if not _bridge_ready(a):
+        if not bridge_ready(a):
             a = np.array(a, order="C")
     elif a.ndim < 1 or a.shape[0] != B:
         raise ValueError(f"{name}: expected an array [{B}, ...] (batch {B} as inputs), got "
                          f"shape {a.shape}")
     return a
-
-
-# ---------------------------------------------------------------------------------------------
-# Nested structures
-# ---------------------------------------------------------------------------------------------
-
-def _flatten(s):
-    if isinstance(s, (tuple, list)):
-        return [leaf for item in s for leaf in _flatten(item)]
-    return [s]
-
-
-def _pack_as(structure, leaves):
-    it = iter(leaves)
-
-    def build(s):
-        if isinstance(s, (tuple, list)):
-            items = [build(v) for v in s]
-            if hasattr(s, "_fields"):
-                return type(s)(*items)
-            return type(s)(items)
-        return next(it)
-
-    return build(structure)
-
-
-def _map(fn, s):
-    return _pack_as(s, [fn(leaf) for leaf in _flatten(s)])
-
-
-def _empty_state(size, B, dt):
-    """Uninitialised arrays in the structure of `size` (LSTMStateTuple kept)."""
-    if isinstance(size, (tuple, list)):
-        items = [_empty_state(s, B, dt) for s in size]
-        return type(size)(*items) if hasattr(size, "_fields") else tuple(items)
-    return np.empty((B, int(size)), dtype=dt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +325,8 @@ def _own_call(cell, base):
         return False
     for klass in type(cell).__mro__:
         if "__call__" in vars(klass):
-            return klass.__module__ == "fastcells.cells"
+            return (klass.__module__ == "fastcells.cells"
+                    or klass.__module__.startswith("fastcells.cells."))
     return False
 
 
@@ -372,7 +341,7 @@ def _native_leaves(cell):
                 return None
             leaves.extend(sub_leaves)
         return leaves
-    if _own_call(cell, _FusedCell) and cell._fusable:
+    if _own_call(cell, FusedCell) and cell._fusable:
         return [cell]
     return None
 
@@ -394,7 +363,7 @@ def _leaf_states(cell, state):
         return [p for sub, s in zip(cell.cells, subs) for p in _leaf_states(sub, s)]
     if state is None:
         return [(None, None)]
-    if isinstance(cell, _LSTMBase):
+    if isinstance(cell, LSTMBase):
         if cell.state_is_tuple:
             return [(state[0], state[1])]
         U = cell.num_units
@@ -424,7 +393,7 @@ class _NativeRun:
                 raise ValueError(f"{where}: expected input size {leaf.input_size} for layer {k} "
                                  f"({leaf.name!r}, built for it), got {got}")
             I = leaf.output_size
-        final = _empty_state(cell.state_size, B, dt)
+        final = arrays_for_size(cell.state_size, B, dt, np.empty)
         run = cls()
         run.final_state = final
         run.layers = []
@@ -435,7 +404,7 @@ class _NativeRun:
             out = np.empty((T, B, P) if time_major else (B, T, P), dtype=dt)
             layer = {"cell": leaf._packed, "x": inp, "out": out, "lengths": lengths,
                      "h0": h0, "h_final": hf, "reverse": reverse}
-            if isinstance(leaf, _LSTMBase):
+            if isinstance(leaf, LSTMBase):
                 layer["c0"], layer["c_final"] = c0, cf
             run.layers.append(layer)
             inp = out
@@ -459,37 +428,37 @@ def _python_loop(cell, x, lengths, init, dt, time_major):
     xs = x if time_major else x.swapaxes(0, 1)             # [T,B,I] view
     T, B = xs.shape[:2]
     state = init if init is not None else cell.zero_state(B, dt)
-    state = _map(lambda a: np.array(a, copy=True), state)    # never hand back the caller's
+    state = map_structure(lambda a: np.array(a, copy=True), state)    # never hand back the caller's
     t_stop = T if lengths is None else (int(lengths.max()) if B else 0)
     outputs = None
     for t in range(t_stop):
         out, new_state = cell(xs[t], state)
-        out_leaves = [np.asarray(o) for o in _flatten(out)]
+        out_leaves = [np.asarray(o) for o in flatten(out)]
         if outputs is None:
             for o in out_leaves:
                 if o.ndim < 1 or o.shape[0] != B:
                     raise ValueError(f"cell: its output has shape {o.shape}, expected [{B}, ...] "
                                      f"(batch {B} as inputs)")
-            outputs = _pack_as(out, [_zero_outputs(o.shape[1:], T, B, o.dtype, time_major)
-                                     for o in out_leaves])
-        olds, news = _flatten(state), _flatten(new_state)
+            outputs = pack_as(out, [_zero_outputs(o.shape[1:], T, B, o.dtype, time_major)
+                                    for o in out_leaves])
+        olds, news = flatten(state), flatten(new_state)
         if len(olds) != len(news):
             raise ValueError(f"cell: returned a state with {len(news)} arrays, the state has "
                              f"{len(olds)} (state_size {cell.state_size!r})")
         if lengths is None:
-            for dst, o in zip(_flatten(outputs), out_leaves):
+            for dst, o in zip(flatten(outputs), out_leaves):
                 _at(dst, t, time_major)[...] = o
-            state = _pack_as(new_state, [np.array(n, copy=True) for n in news])
+            state = pack_as(new_state, [np.array(n, copy=True) for n in news])
             continue
         valid = t < lengths                                 # [B] bool
-        for dst, o in zip(_flatten(outputs), out_leaves):
+        for dst, o in zip(flatten(outputs), out_leaves):
             _at(dst, t, time_major)[valid] = o[valid]       # rows past their length stay zero
-        state = _pack_as(new_state, [
+        state = pack_as(new_state, [
             np.where(valid.reshape((B,) + (1,) * (np.ndim(n) - 1)), n, o)
             for n, o in zip(news, olds)])
     if outputs is None:                                     # no step ran (every length 0)
-        outputs = _map(lambda size: _zero_outputs((int(size),), T, B, dt, time_major),
-                       cell.output_size)
+        outputs = map_structure(lambda size: _zero_outputs((int(size),), T, B, dt, time_major),
+                                cell.output_size)
     return outputs, state
 
 
@@ -499,17 +468,3 @@ def _zero_outputs(tail, T, B, dt, time_major):
 
 def _at(a, t, time_major):
     return a[t] if time_major else a[:, t]
-
-
-def _reverse_sequence(a, lengths, time_major):
-    """TF's reverse_sequence: each row reversed within its first lengths[b] steps (all T when
-    lengths is None), the tail unchanged. A new array."""
-    if lengths is None:
-        return np.array(a[::-1] if time_major else a[:, ::-1], order="C")
-    out = np.array(a, copy=True)
-    for b, n in enumerate(lengths.tolist()):
-        if time_major:
-            out[:n, b] = a[:n, b][::-1]
-        else:
-            out[b, :n] = a[b, :n][::-1]
-    return out

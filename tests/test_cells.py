@@ -20,10 +20,18 @@ from fastcells import activations, cells, nn, reference
 from fastcells.cells import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple,
                              MultiRNNCell)
 
-RTOL_F32, ATOL_F32 = 1e-5, 2e-6
-TOL_F64 = 1e-12
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["f32", "f64"]
+from conftest import (ATOL_F32, CONFIGS, DTYPE_IDS, DTYPES, RTOL_F32, TOL_F64,  # noqa: F401
+                      assert_close, flat, oracle_step, randomize, scaled_tanh)
+
+# the configurations of the step tests (conftest.CONFIGS)
+CELL_CONFIGS = sorted([
+    "rnn-default", "rnn-tanh", "rnn-relu", "rnn-sigmoid", "rnn-linear", "rnn-nn.relu",
+    "rnn-np.tanh", "rnn-custom", "basic_lstm", "basic_lstm-fb0", "basic_lstm-fb-0.5",
+    "basic_lstm-fb2.5-concat", "basic_lstm-nn.relu", "basic_lstm-custom", "lstm", "lstm-peep",
+    "lstm-clip", "lstm-proj", "lstm-proj-projclip", "lstm-peep-clip-proj-projclip",
+    "lstm-peep-proj-concat", "lstm-sigmoid-clip", "lstm-custom-peep-proj", "gru", "gru-relu",
+    "gru-linear", "gru-custom"])
+
 
 # (B, U, I): every required B, U and I appears at least once, with tile edges mixed in
 SIZES = [(1, 1, 1), (2, 2, 5), (3, 3, 16), (7, 7, 33), (8, 15, 1), (9, 16, 5), (17, 17, 16),
@@ -32,75 +40,9 @@ SIZES = [(1, 1, 1), (2, 2, 5), (3, 3, 16), (7, 7, 33), (8, 15, 1), (9, 16, 5), (
 SIZE_IDS = ["B%d-U%d-I%d" % s for s in SIZES]
 
 
-def scaled_tanh(v):
-    """A custom activation (any callable): runs through the NumPy path."""
-    return 0.5 * np.tanh(v)
-
-
-# name -> factory(num_units, dtype, seed) -> cell
-CONFIGS = {
-    "rnn-default": lambda U, dt, s: BasicRNNCell(U, dtype=dt, seed=s),
-    "rnn-tanh": lambda U, dt, s: BasicRNNCell(U, activation="tanh", dtype=dt, seed=s),
-    "rnn-relu": lambda U, dt, s: BasicRNNCell(U, activation="relu", dtype=dt, seed=s),
-    "rnn-sigmoid": lambda U, dt, s: BasicRNNCell(U, activation="sigmoid", dtype=dt, seed=s),
-    "rnn-linear": lambda U, dt, s: BasicRNNCell(U, activation="linear", dtype=dt, seed=s),
-    "rnn-nn.relu": lambda U, dt, s: BasicRNNCell(U, activation=nn.relu, dtype=dt, seed=s),
-    "rnn-np.tanh": lambda U, dt, s: BasicRNNCell(U, activation=np.tanh, dtype=dt, seed=s),
-    "rnn-custom": lambda U, dt, s: BasicRNNCell(U, activation=scaled_tanh, dtype=dt, seed=s),
-    "basic_lstm": lambda U, dt, s: BasicLSTMCell(U, dtype=dt, seed=s),
-    "basic_lstm-fb0": lambda U, dt, s: BasicLSTMCell(U, forget_bias=0.0, dtype=dt, seed=s),
-    "basic_lstm-fb-0.5": lambda U, dt, s: BasicLSTMCell(U, forget_bias=-0.5, dtype=dt, seed=s),
-    "basic_lstm-fb2.5-concat": lambda U, dt, s: BasicLSTMCell(
-        U, forget_bias=2.5, state_is_tuple=False, dtype=dt, seed=s),
-    "basic_lstm-relu": lambda U, dt, s: BasicLSTMCell(U, activation=nn.relu, dtype=dt, seed=s),
-    "basic_lstm-custom": lambda U, dt, s: BasicLSTMCell(U, activation=scaled_tanh, dtype=dt,
-                                                        seed=s),
-    "lstm": lambda U, dt, s: LSTMCell(U, dtype=dt, seed=s),
-    "lstm-peep": lambda U, dt, s: LSTMCell(U, use_peepholes=True, dtype=dt, seed=s),
-    "lstm-clip": lambda U, dt, s: LSTMCell(U, cell_clip=0.3, dtype=dt, seed=s),
-    "lstm-proj": lambda U, dt, s: LSTMCell(U, num_proj=max(1, U // 2 + 1), dtype=dt, seed=s),
-    "lstm-proj-projclip": lambda U, dt, s: LSTMCell(U, num_proj=U + 3, proj_clip=0.2, dtype=dt,
-                                                    seed=s),
-    "lstm-peep-clip-proj-projclip": lambda U, dt, s: LSTMCell(
-        U, use_peepholes=True, cell_clip=0.5, num_proj=5, proj_clip=0.4, forget_bias=0.5,
-        dtype=dt, seed=s),
-    "lstm-peep-proj-concat": lambda U, dt, s: LSTMCell(
-        U, use_peepholes=True, num_proj=3, state_is_tuple=False, dtype=dt, seed=s),
-    "lstm-sigmoid-clip": lambda U, dt, s: LSTMCell(U, cell_clip=0.8, activation="sigmoid",
-                                                   dtype=dt, seed=s),
-    "lstm-custom-peep-proj": lambda U, dt, s: LSTMCell(
-        U, use_peepholes=True, num_proj=4, cell_clip=0.6, proj_clip=0.3,
-        activation=scaled_tanh, dtype=dt, seed=s),
-    "gru": lambda U, dt, s: GRUCell(U, dtype=dt, seed=s),
-    "gru-relu": lambda U, dt, s: GRUCell(U, activation="relu", dtype=dt, seed=s),
-    "gru-linear": lambda U, dt, s: GRUCell(U, activation=activations.linear, dtype=dt, seed=s),
-    "gru-custom": lambda U, dt, s: GRUCell(U, activation=scaled_tanh, dtype=dt, seed=s),
-}
-
-
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-
-def flat(state):
-    if isinstance(state, (tuple, list)):
-        return [leaf for s in state for leaf in flat(s)]
-    return [state]
-
-
-def randomize(cell, rng, input_size):
-    """Random weights (biases and peepholes non-zero, so that every term is exercised)."""
-    if not cell.built:
-        cell.build(input_size)
-    new = {}
-    for name, a in cell.get_weights().items():
-        if a.ndim == 2:
-            new[name] = rng.standard_normal(a.shape) / np.sqrt(a.shape[0])
-        else:
-            new[name] = rng.standard_normal(a.shape) * 0.5
-    cell.set_weights(new)
-    return cell
-
 
 def random_state(cell, B, rng):
     """A random state in the cell's structure (c ~ N(0,1), h in (-1, 1))."""
@@ -117,62 +59,6 @@ def random_state(cell, B, rng):
         U = cell.num_units
         return np.concatenate([make(U, True), make(size - U, False)], axis=1)
     return make(size, False)
-
-
-def reference_step(cell, x, state):
-    """The oracle: (output, new_state) in float64, in the cell's state structure."""
-    if isinstance(cell, MultiRNNCell):
-        if cell.state_is_tuple:
-            parts = state
-        else:
-            offs = np.cumsum([0] + [c.state_size for c in cell.cells])
-            parts = [state[:, a:b] for a, b in zip(offs[:-1], offs[1:])]
-        new = []
-        for c, s in zip(cell.cells, parts):
-            x, s = reference_step(c, x, s)
-            new.append(s)
-        return x, (tuple(new) if cell.state_is_tuple else np.concatenate(new, axis=1))
-    w = {k: v.astype(np.float64) for k, v in cell.get_weights().items()}
-    x = np.asarray(x, np.float64)
-    act = cell.activation
-    if isinstance(cell, BasicRNNCell):
-        h = reference.rnn_cell(x, np.asarray(state, np.float64), w["kernel"], w["bias"], act)
-        return h, h
-    if isinstance(cell, GRUCell):
-        h = reference.gru_cell(x, np.asarray(state, np.float64), w["gates/kernel"],
-                               w["gates/bias"], w["candidate/kernel"], w["candidate/bias"], act)
-        return h, h
-    U = cell.num_units
-    if cell.state_is_tuple:
-        c, h = (np.asarray(s, np.float64) for s in state)
-    else:
-        s = np.asarray(state, np.float64)
-        c, h = s[:, :U], s[:, U:]
-    proj = w.get("projection/kernel")
-    c2, h2 = reference.lstm_cell(
-        x, c, h, w["kernel"], w["bias"], forget_bias=cell.forget_bias, activation=act,
-        w_i_diag=w.get("w_i_diag"), w_f_diag=w.get("w_f_diag"), w_o_diag=w.get("w_o_diag"),
-        cell_clip=getattr(cell, "cell_clip", None), proj_kernel=proj,
-        proj_clip=getattr(cell, "proj_clip", None) if proj is not None else None)
-    if cell.state_is_tuple:
-        return h2, LSTMStateTuple(c2, h2)
-    return h2, np.concatenate([c2, h2], axis=1)
-
-
-def assert_close(actual, expected, dtype, what=""):
-    """float32: norm-wise RTOL_F32, elementwise ATOL_F32 + RTOL_F32*|expected|; float64: TOL_F64."""
-    a_leaves, e_leaves = flat(actual), flat(expected)
-    assert len(a_leaves) == len(e_leaves), f"{what}: structure {len(a_leaves)} vs {len(e_leaves)}"
-    for k, (a, e) in enumerate(zip(a_leaves, e_leaves)):
-        assert isinstance(a, np.ndarray), f"{what}[{k}]: got {type(a)}"
-        assert a.dtype == np.dtype(dtype), f"{what}[{k}]: dtype {a.dtype}, expected {dtype}"
-        assert a.shape == e.shape, f"{what}[{k}]: shape {a.shape}, expected {e.shape}"
-        rtol, atol = (RTOL_F32, ATOL_F32) if np.dtype(dtype) == np.float32 else (TOL_F64, TOL_F64)
-        err = np.linalg.norm(a.astype(np.float64) - e)
-        ref_norm = np.linalg.norm(e)
-        assert err <= rtol * ref_norm + atol, \
-            f"{what}[{k}] shape {a.shape}: norm-wise error {err:.3g}, |ref| {ref_norm:.3g}"
-        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"{what}[{k}]")
 
 
 def assert_same_structure(actual, expected):
@@ -196,7 +82,7 @@ def make(config, U, dtype, I, seed=0):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
-@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("config", CELL_CONFIGS)
 def test_step_matches_reference(config, size, dtype):
     B, U, I = size
     cell, rng = make(config, U, dtype, I, seed=hash((config, size)) % 1000)
@@ -205,7 +91,7 @@ def test_step_matches_reference(config, size, dtype):
     saved = [a.copy() for a in flat(state)] + [x.copy()]
 
     out, new = cell(x, state)
-    ref_out, ref_new = reference_step(cell, x, state)
+    ref_out, ref_new = oracle_step(cell)(x, state)
     assert_close(out, ref_out, dtype, "output")
     assert_close(new, ref_new, dtype, "state")
     assert_same_structure(new, state)
@@ -312,14 +198,14 @@ def test_lists_and_integer_arrays_are_converted(dtype):
     x = np.array([[1, -2], [0, 3]])
     state = LSTMStateTuple(np.zeros((2, 3), np.int64), [[0, 1, 0], [1, 0, 0]])
     out, new = cell(x, state)
-    ref_out, ref_new = reference_step(cell, x, (np.zeros((2, 3)), np.array(state.h, float)))
+    ref_out, ref_new = oracle_step(cell)(x, (np.zeros((2, 3)), np.array(state.h, float)))
     assert out.dtype == np.dtype(dtype)
     assert_close(out, ref_out, dtype)
     assert_close(new, ref_new, dtype)
     out2, _ = cell(x.tolist(), (state.c.tolist(), state.h))      # plain tuple and lists
     np.testing.assert_array_equal(out2, out)
     out3, _ = cell(x.astype(bool), state)
-    ref3, _ = reference_step(cell, x.astype(bool).astype(float), (state.c, state.h))
+    ref3, _ = oracle_step(cell)(x.astype(bool).astype(float), (state.c, state.h))
     assert_close(out3, ref3, dtype)
 
 
@@ -386,7 +272,7 @@ def test_100_step_sequence(config, dtype):
     outs, ref_outs = [], []
     for t in range(T):
         out, state = cell(xs[t], state)
-        ref_out, ref_state = reference_step(cell, xs[t], ref_state)
+        ref_out, ref_state = oracle_step(cell)(xs[t], ref_state)
         got = cell.step_(xs[t], inplace)
         np.testing.assert_array_equal(got, out, err_msg=f"step_ vs call at t={t}")
         outs.append(out.copy())
@@ -541,7 +427,7 @@ def test_build_get_set_weights_round_trip(config, dtype):
     x = rng.standard_normal((3, I)).astype(dtype)
     st = random_state(cell, 3, rng)
     out, _ = cell(x, st)
-    ref_out, _ = reference_step(cell, x, st)
+    ref_out, _ = oracle_step(cell)(x, st)
     assert_close(out, ref_out, dtype)
 
 
@@ -714,7 +600,7 @@ def test_multi_rnn_cell(layers, state_is_tuple, dtype):
     state = random_state(multi, B, rng)
     saved = [a.copy() for a in flat(state)]
     out, new = multi(x, state)
-    ref_out, ref_new = reference_step(multi, x, state)
+    ref_out, ref_new = oracle_step(multi)(x, state)
     assert_close(out, ref_out, dtype, "output")
     assert_close(new, ref_new, dtype, "state")
     for a, b in zip(flat(state), saved):
@@ -833,3 +719,11 @@ def test_well_formed_calls_take_the_fast_path(config):
     np.testing.assert_array_equal(out, expected_out)
     got = cell.step_(x, new)
     np.testing.assert_array_equal(got, cell.__class__.__call__(cell, x, expected_state)[0])
+
+
+def test_the_bridge_reads_the_reset_after_gru_weights_in_the_table_order():
+    """_core.PackedCell unpacks the reset-after GRU's weights by a name list of its own; it must
+    be the cell table's (fastcells.cells._spec), the one place for those names."""
+    from fastcells import _core
+    from fastcells.cells._spec import GRU_RESET_AFTER
+    assert tuple(_core._GRU_RA_NAMES) == GRU_RESET_AFTER.names

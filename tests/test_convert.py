@@ -262,22 +262,14 @@ def test_forget_bias_is_folded():
 
 
 def test_inverse_refuses_what_has_no_counterpart():
-    peep = LSTMCell(3, use_peepholes=True)
-    peep.build(2)
-    with pytest.raises(ValueError, match="use_peepholes"):
-        to_torch_state_dict(peep)
-    clip = LSTMCell(3, cell_clip=1.0)
-    clip.build(2)
-    with pytest.raises(ValueError, match="cell_clip"):
-        to_keras_weights(clip)
-    gru = GRUCell(3)
-    gru.build(2)
-    with pytest.raises(ValueError, match="reset-before"):
-        to_torch_state_dict(gru)
-    proj = LSTMCell(3, num_proj=2)
-    proj.build(2)
-    with pytest.raises(ValueError, match="num_proj"):
-        to_keras_weights(proj)
+    for cell, inverse, match in ((LSTMCell(3, use_peepholes=True), to_torch_state_dict,
+                                  "use_peepholes"),
+                                 (LSTMCell(3, cell_clip=1.0), to_keras_weights, "cell_clip"),
+                                 (GRUCell(3), to_torch_state_dict, "reset-before"),
+                                 (LSTMCell(3, num_proj=2), to_keras_weights, "num_proj")):
+        cell.build(2)
+        with pytest.raises(ValueError, match=match):
+            inverse(cell)
     with pytest.raises(ValueError, match="not built"):
         to_keras_weights(LSTMCell(3))
     sig = BasicRNNCell(3, activation="sigmoid")

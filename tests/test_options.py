@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import fastcells
-from fastcells import nn, reference
+from fastcells import nn
+from fastcells._nest import flatten
 
-RTOL_F32 = 1e-5
-TOL_F64 = 1e-12
+from conftest import RTOL_F32, TOL_F64, oracle_step  # noqa: E402
 
 CELLS = {
     "lstm-hard-sigmoid-gates": lambda dt: fastcells.LSTMCell(
@@ -30,33 +30,6 @@ CELLS = {
         65, dtype=dt, seed=7, activation=nn.activation("leaky_relu", 0.1), preact_clip=0.9),
     "rnn-softsign": lambda dt: fastcells.BasicRNNCell(8, dtype=dt, seed=8, activation="softsign"),
 }
-
-
-def reference_step(cell, x, state):
-    """The cell's step by fastcells.reference, in float64, from the cell's own weights."""
-    w = {k: v.astype(np.float64) for k, v in cell.get_weights().items()}
-    x = np.asarray(x, np.float64)
-    opts = {"preact_clip": cell._preact_clip}
-    if cell._gate_activation is not None:
-        opts["gate_activation"] = cell._gate_act
-    if isinstance(cell, fastcells.BasicRNNCell):
-        return reference.rnn_cell(x, state, w["kernel"], w["bias"], cell._act, **opts)
-    if isinstance(cell, fastcells.GRUCell):
-        if cell.reset_after:
-            names = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel",
-                     "candidate/input_projection/bias", "candidate/hidden_projection/kernel",
-                     "candidate/hidden_projection/bias")
-            return reference.gru_cell_reset_after(x, state, *(w[n] for n in names),
-                                                  activation=cell._act, **opts)
-        return reference.gru_cell(x, state, w["gates/kernel"], w["gates/bias"],
-                                  w["candidate/kernel"], w["candidate/bias"], cell._act, **opts)
-    if cell._output_activation is not None:
-        opts["output_activation"] = cell._out_act
-    c, m = reference.lstm_cell(
-        x, state[0], state[1], w["kernel"], w["bias"], forget_bias=cell.forget_bias,
-        activation=cell._act, w_i_diag=w.get("w_i_diag"), w_f_diag=w.get("w_f_diag"),
-        w_o_diag=w.get("w_o_diag"), input_forget=cell._input_forget, **opts)
-    return fastcells.LSTMStateTuple(c, m)
 
 
 def random_state(cell, B, dtype, rng):
@@ -86,10 +59,10 @@ def test_option_cells_match_reference(name, dtype):
         state = random_state(cell, B, dtype, rng)
         out, new_state = cell(x, state)
         assert cell._packed is not None, "the option should run fused in C"
-        ref_state = reference_step(cell, x, tuple(np.asarray(s, np.float64) for s in state)
-                                   if isinstance(state, tuple) else state)
-        for got, want in zip(fastcells.cells._flatten(new_state),
-                             fastcells.cells._flatten(ref_state)):
+        _, ref_state = oracle_step(cell)(x, tuple(np.asarray(s, np.float64) for s in state)
+                                         if isinstance(state, tuple) else state)
+        for got, want in zip(flatten(new_state),
+                             flatten(ref_state)):
             assert_close(got, want, dtype, f"{name} B={B}")
 
 
@@ -102,7 +75,7 @@ def test_dynamic_rnn_with_options_equals_stepping(name):
     lengths = np.array([9, 0, 4, 9, 1])
     outputs, final = nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=np.float64)
     state = cell.zero_state(B, np.float64)
-    flat = fastcells.cells._flatten
+    flat = flatten
     for t in range(T):
         out, new = cell(x[:, t], state)
         live = (t < lengths)[:, None]

@@ -21,53 +21,23 @@ import numpy as np
 import pytest
 
 import fastcells
-from fastcells import _core, cells, nn, reference, rnn
+from fastcells import _core, nn, reference, rnn
+from fastcells._nest import flatten
 from fastcells.cells import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple,
                              MultiRNNCell, RNNCell)
+from fastcells.cells._fused import FusedCell, SingleStateCell
+from fastcells.cells._kinds import LSTMBase
 
-RTOL_F32, ATOL_F32 = 1e-5, 2e-6
-TOL_F64 = 1e-12
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["f32", "f64"]
+from conftest import (ATOL_F32, CONFIGS, DTYPE_IDS, DTYPES, RTOL_F32, TOL_F64,  # noqa: F401,E402
+                      assert_close, flat, oracle_step, randomize, scaled_tanh)
 
-
-def scaled_tanh(v):
-    """A custom activation (any callable): the cells run it through NumPy, the runners through
-    the slow path."""
-    return 0.5 * np.tanh(v)
-
-
-# name -> factory(num_units, dtype, seed)
-CONFIGS = {
-    "rnn": lambda U, dt, s: BasicRNNCell(U, dtype=dt, seed=s),
-    "rnn-relu": lambda U, dt, s: BasicRNNCell(U, activation="relu", dtype=dt, seed=s),
-    "rnn-sigmoid": lambda U, dt, s: BasicRNNCell(U, activation="sigmoid", dtype=dt, seed=s),
-    "rnn-linear": lambda U, dt, s: BasicRNNCell(U, activation="linear", dtype=dt, seed=s),
-    "rnn-nn.relu": lambda U, dt, s: BasicRNNCell(U, activation=nn.relu, dtype=dt, seed=s),
-    "rnn-np.tanh": lambda U, dt, s: BasicRNNCell(U, activation=np.tanh, dtype=dt, seed=s),
-    "rnn-custom": lambda U, dt, s: BasicRNNCell(U, activation=scaled_tanh, dtype=dt, seed=s),
-    "basic_lstm": lambda U, dt, s: BasicLSTMCell(U, dtype=dt, seed=s),
-    "basic_lstm-fb0-concat": lambda U, dt, s: BasicLSTMCell(U, forget_bias=0.0,
-                                                            state_is_tuple=False, dtype=dt, seed=s),
-    "basic_lstm-relu": lambda U, dt, s: BasicLSTMCell(U, activation="relu", dtype=dt, seed=s),
-    "lstm": lambda U, dt, s: LSTMCell(U, dtype=dt, seed=s),
-    "lstm-peep": lambda U, dt, s: LSTMCell(U, use_peepholes=True, dtype=dt, seed=s),
-    "lstm-clip": lambda U, dt, s: LSTMCell(U, cell_clip=0.3, dtype=dt, seed=s),
-    "lstm-proj": lambda U, dt, s: LSTMCell(U, num_proj=U // 2 + 1, dtype=dt, seed=s),
-    "lstm-proj-projclip": lambda U, dt, s: LSTMCell(U, num_proj=U + 3, proj_clip=0.2, dtype=dt,
-                                                    seed=s),
-    "lstm-all": lambda U, dt, s: LSTMCell(U, use_peepholes=True, cell_clip=0.5, num_proj=5,
-                                          proj_clip=0.4, forget_bias=0.5, dtype=dt, seed=s),
-    "lstm-all-concat": lambda U, dt, s: LSTMCell(
-        U, use_peepholes=True, cell_clip=0.7, num_proj=3, proj_clip=0.6, state_is_tuple=False,
-        activation="sigmoid", dtype=dt, seed=s),
-    "lstm-custom": lambda U, dt, s: LSTMCell(U, use_peepholes=True, num_proj=4, cell_clip=0.6,
-                                             activation=scaled_tanh, dtype=dt, seed=s),
-    "gru": lambda U, dt, s: GRUCell(U, dtype=dt, seed=s),
-    "gru-relu": lambda U, dt, s: GRUCell(U, activation="relu", dtype=dt, seed=s),
-    "gru-custom": lambda U, dt, s: GRUCell(U, activation=scaled_tanh, dtype=dt, seed=s),
-}
-FUSED_CONFIGS = sorted(k for k in CONFIGS if not k.endswith("custom"))
+# the configurations of the runner tests (conftest.CONFIGS)
+RUNNER_CONFIGS = sorted([
+    "rnn", "rnn-relu", "rnn-sigmoid", "rnn-linear", "rnn-nn.relu", "rnn-np.tanh", "rnn-custom",
+    "basic_lstm", "basic_lstm-fb0-concat", "basic_lstm-relu", "lstm", "lstm-peep", "lstm-clip",
+    "lstm-proj", "lstm-proj-projclip", "lstm-all", "lstm-all-concat", "lstm-custom", "gru",
+    "gru-relu", "gru-custom"])
+FUSED_CONFIGS = [k for k in RUNNER_CONFIGS if not k.endswith("custom")]
 
 # (B, T, U, I, time_major, lengths, initial state): every B, T and U listed in the module
 # docstring appears, with both layouts, each lengths mode and each initial-state mode
@@ -86,31 +56,6 @@ CASE_IDS = ["B%d-T%d-U%d-I%d-%s-%s-%s" % (B, T, U, I, "tm" if tm else "bm", ln, 
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-
-def flat(s):
-    if isinstance(s, (tuple, list)):
-        return [leaf for v in s for leaf in flat(v)]
-    return [s]
-
-
-def randomize(cell, rng, input_size):
-    """Random weights (biases and peepholes non-zero, so every term counts)."""
-    if isinstance(cell, MultiRNNCell):
-        for sub in cell.cells:
-            randomize(sub, rng, input_size)
-            input_size = sub.output_size
-        return cell
-    if not cell.built:
-        cell.build(input_size)
-    new = {}
-    for name, a in cell.get_weights().items():
-        if a.ndim == 2:
-            new[name] = rng.standard_normal(a.shape) / np.sqrt(a.shape[0])
-        else:
-            new[name] = rng.standard_normal(a.shape) * 0.5
-    cell.set_weights(new)
-    return cell
-
 
 def make(config, U, dtype, I, seed=0):
     rng = np.random.default_rng(seed)
@@ -139,53 +84,6 @@ def random_lengths(B, T, rng):
     return lengths
 
 
-def ref_step(cell):
-    """The oracle's step function (float64) for a cell, in the cell's state structure."""
-    if isinstance(cell, MultiRNNCell):
-        multi = reference.multi_cell([ref_step(c) for c in cell.cells])
-        if cell.state_is_tuple:
-            return multi
-        offs = np.cumsum([0] + [int(c.state_size) for c in cell.cells])
-
-        def step(x, s):
-            out, new = multi(x, tuple(s[:, a:b] for a, b in zip(offs[:-1], offs[1:])))
-            return out, np.concatenate(new, axis=1)
-        return step
-    w = {k: v.astype(np.float64) for k, v in cell.get_weights().items()}
-    act = cell.activation
-    if isinstance(cell, BasicRNNCell):
-        def step(x, h):
-            h = reference.rnn_cell(x, h, w["kernel"], w["bias"], act)
-            return h, h
-        return step
-    if isinstance(cell, GRUCell) and cell.reset_after:
-        names = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel",
-                 "candidate/input_projection/bias", "candidate/hidden_projection/kernel",
-                 "candidate/hidden_projection/bias")
-
-        def step(x, h):
-            h = reference.gru_cell_reset_after(x, h, *(w[n] for n in names), activation=act)
-            return h, h
-        return step
-    if isinstance(cell, GRUCell):
-        def step(x, h):
-            h = reference.gru_cell(x, h, w["gates/kernel"], w["gates/bias"],
-                                   w["candidate/kernel"], w["candidate/bias"], act)
-            return h, h
-        return step
-    U, proj = cell.num_units, w.get("projection/kernel")
-
-    def step(x, s):
-        c, h = s if cell.state_is_tuple else (s[:, :U], s[:, U:])
-        c, m = reference.lstm_cell(
-            x, c, h, w["kernel"], w["bias"], forget_bias=cell.forget_bias, activation=act,
-            w_i_diag=w.get("w_i_diag"), w_f_diag=w.get("w_f_diag"), w_o_diag=w.get("w_o_diag"),
-            cell_clip=getattr(cell, "cell_clip", None), proj_kernel=proj,
-            proj_clip=getattr(cell, "proj_clip", None) if proj is not None else None)
-        return m, (LSTMStateTuple(c, m) if cell.state_is_tuple else np.concatenate([c, m], 1))
-    return step
-
-
 def f64(s):
     """A state or array, float64, same structure."""
     if s is None:
@@ -198,22 +96,6 @@ def f64(s):
 
 def zero_like_state(cell, B):
     return f64(cell.zero_state(B, cell.dtype))
-
-
-def assert_close(actual, expected, dtype, what=""):
-    """float32: norm-wise RTOL_F32, elementwise ATOL_F32 + RTOL_F32*|expected|; float64: TOL_F64."""
-    a_leaves, e_leaves = flat(actual), flat(expected)
-    assert len(a_leaves) == len(e_leaves), f"{what}: {len(a_leaves)} vs {len(e_leaves)} arrays"
-    rtol, atol = (RTOL_F32, ATOL_F32) if np.dtype(dtype) == np.float32 else (TOL_F64, TOL_F64)
-    for k, (a, e) in enumerate(zip(a_leaves, e_leaves)):
-        assert isinstance(a, np.ndarray), f"{what}[{k}]: got {type(a)}"
-        assert a.dtype == np.dtype(dtype), f"{what}[{k}]: dtype {a.dtype}, expected {dtype}"
-        assert a.shape == e.shape, f"{what}[{k}]: shape {a.shape}, expected {e.shape}"
-        err = np.linalg.norm(a.astype(np.float64) - e)
-        ref_norm = np.linalg.norm(e)
-        assert err <= rtol * ref_norm + atol, \
-            f"{what}[{k}] shape {a.shape}: norm-wise error {err:.3g}, |ref| {ref_norm:.3g}"
-        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"{what}[{k}]")
 
 
 def assert_equal(actual, expected, what="", maxulp=0):
@@ -304,10 +186,10 @@ def count_calls(monkeypatch):
         raise AssertionError("a cell was stepped from Python on the fast path")
 
     monkeypatch.setattr(_core, "run_sequences", counting)
-    for klass in (cells._SingleStateCell, cells._LSTMBase, MultiRNNCell):
+    for klass in (SingleStateCell, LSTMBase, MultiRNNCell):
         monkeypatch.setattr(klass, "__call__", forbidden)
         monkeypatch.setattr(klass, "step_", forbidden)
-    monkeypatch.setattr(cells._FusedCell, "_compute", forbidden)
+    monkeypatch.setattr(FusedCell, "_compute", forbidden)
     return calls
 
 
@@ -317,7 +199,7 @@ def count_calls(monkeypatch):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("config", RUNNER_CONFIGS)
 def test_dynamic_rnn_matches_reference(config, case, dtype):
     B, T, U, I, time_major, lengths_mode, state_mode = case
     seed = zlib.crc32(("%s/%d" % (config, CASES.index(case))).encode())
@@ -332,7 +214,7 @@ def test_dynamic_rnn_matches_reference(config, case, dtype):
     assert_unchanged(before, x, init)
     no_shared_memory((out, state), x, init)
     want_out, want_state = reference.dynamic_rnn(
-        ref_step(cell), f64(x), f64(init) if init is not None else zero_like_state(cell, B),
+        oracle_step(cell), f64(x), f64(init) if init is not None else zero_like_state(cell, B),
         sequence_length=lengths, time_major=time_major)
     assert out.shape == ((T, B) if time_major else (B, T)) + (cell.output_size,)
     assert_same_structure(state, cell.zero_state(B), "final_state")
@@ -443,7 +325,7 @@ def test_multi_rnn_cell_matches_reference(stack, dtype, as_tuple):
         before = snapshot(x, init)
         out, state = nn.dynamic_rnn(multi, x, lengths, init, time_major=time_major)
         assert_unchanged(before, x, init)
-        want = reference.dynamic_rnn(ref_step(multi), f64(x), f64(init), lengths, time_major)
+        want = reference.dynamic_rnn(oracle_step(multi), f64(x), f64(init), lengths, time_major)
         assert_same_structure(state, init, "final_state")
         assert_close((out, state), want, dtype, stack)
         want_hand = by_hand(multi, x, lengths, init, time_major)
@@ -465,7 +347,7 @@ def test_multi_rnn_cell_nested_and_shared(inner_tuple):
     out, state = nn.dynamic_rnn(multi, x, lengths, dtype=dt)         # builds every layer
     assert multi.built
     assert len(state) == 4 and isinstance(state[1], tuple) == inner_tuple
-    want = reference.dynamic_rnn(ref_step(multi), x, zero_like_state(multi, 5), lengths)
+    want = reference.dynamic_rnn(oracle_step(multi), x, zero_like_state(multi, 5), lengths)
     assert_close((out, state), want, dt, "nested/shared")
     init = random_state(multi, 5, rng)
     got = nn.dynamic_rnn(multi, x, lengths, init)
@@ -496,7 +378,7 @@ def test_static_rnn_equals_dynamic_rnn(config):
     for t in range(T):
         assert_equal(outs[t], out_d[:, t].copy(), f"outputs[{t}]")
     assert_equal(state, state_d, "final_state")
-    want_outs, want_state = reference.static_rnn(ref_step(cell), [f64(v) for v in xs], f64(init),
+    want_outs, want_state = reference.static_rnn(oracle_step(cell), [f64(v) for v in xs], f64(init),
                                                  lengths)
     assert_close((tuple(outs), state), (tuple(want_outs), want_state), np.float32, config)
     outs2, _ = nn.static_rnn(cell, tuple(xs), dtype=np.float32)       # zero state, tuple input
@@ -545,7 +427,7 @@ def test_bidirectional_matches_reference(pair, dtype, time_major):
         no_shared_memory(got, x, init_fw, init_bw)
         (out_fw, out_bw), (st_fw, st_bw) = got
         want = reference.bidirectional_dynamic_rnn(
-            ref_step(cell_fw), ref_step(cell_bw), f64(x),
+            oracle_step(cell_fw), oracle_step(cell_bw), f64(x),
             f64(init_fw) if states else zero_like_state(cell_fw, B),
             f64(init_bw) if states else zero_like_state(cell_bw, B), lengths, time_major)
         assert_same_structure(st_fw, cell_fw.zero_state(B), "state_fw")
@@ -701,8 +583,8 @@ def test_threads_1_and_2_bit_identical(restore_threads):
     assert_equal(results[0], results[1], "threads 1 vs 2")
 
 
-TEAM_CONFIGS = {**{k: CONFIGS[k] for k in ("rnn", "basic_lstm", "lstm-all", "lstm-proj", "gru")},
-                "gru-reset_after": lambda U, dt, s: GRUCell(U, reset_after=True, dtype=dt, seed=s)}
+TEAM_CONFIGS = {k: CONFIGS[k] for k in ("rnn", "basic_lstm", "lstm-all", "lstm-proj", "gru",
+                                        "gru-reset_after")}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -733,7 +615,7 @@ def test_threads_share_every_step(config, B, T, U, dtype, restore_threads):
                         ((layer["c_final"],) if "lstm" in config else ()))
         results.append(tuple(runs))
     assert_equal(results[0], results[1], "threads 1 vs 2")
-    step, zero = ref_step(cell), zero_like_state(cell, B)
+    step, zero = oracle_step(cell), zero_like_state(cell, B)
     want_fw = reference.dynamic_rnn(step, f64(x), zero, sequence_length=lengths)
     out_bw, state_bw = reference.dynamic_rnn(step, reference.reverse_sequence(f64(x), lengths),
                                              zero, sequence_length=lengths)
@@ -814,7 +696,7 @@ def test_inputs_read_only_non_contiguous_and_converted(config):
         np.testing.assert_array_equal(v, x)
         assert_equal(nn.dynamic_rnn(cell, v, lengths, init), want, name)
     # read-only, non-contiguous state arrays
-    ro_init = cells._flatten(init)
+    ro_init = flatten(init)
     for a in ro_init:
         a.flags.writeable = False
     assert_equal(nn.dynamic_rnn(cell, x, lengths, init), want, "read-only state")

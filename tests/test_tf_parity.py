@@ -1,10 +1,10 @@
 """Parity with the real TensorFlow 1.x cells (tf.compat.v1.nn.rnn_cell through tf_keras).
 
-Recipe A of FRAMEWORKS.md section 2: eager TF cells built once, weights set from NumPy. Every case
+Eager TF cells built once, weights set from NumPy. Every case
 runs one step and a dynamic_rnn with sequence lengths {T, 0, 3, 1} from a random initial state, in
 float32 (rtol 1e-5, atol 1e-6) and float64 (1e-12), and compares TF with
   * fastcells.reference (the NumPy oracle), and
-  * the public fastcells cell classes and fastcells.nn runners (API.md), with weights moved by
+  * the public fastcells cell classes and fastcells.nn runners, with weights moved by
     TF's variable names (so names and shapes are checked too); skipped with a reason while the
     classes or runners do not exist yet.
 The whole module is skipped with a reason when TensorFlow or tf_keras is not installed.
@@ -250,9 +250,9 @@ def tf_bidirectional(cell_fw, cell_bw, x, lengths, init_fw, init_bw, time_major)
 BIDI = (("LSTMCell", dict(use_peepholes=True, num_proj=P)), ("GRUCell", {}))
 
 
-@pytest.mark.parametrize("time_major", [False, True])
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-def test_reference_bidirectional_matches_tf(dtype, time_major):
+def bidirectional_case(dtype, time_major):
+    """The BIDI pair as TF cells, an input, initial states, and TF's bidirectional_dynamic_rnn:
+    ((k_fw, kw_fw, W_fw), (k_bw, kw_bw, W_bw), x, init_fw, init_bw, TF's result)."""
     (k_fw, kw_fw), (k_bw, kw_bw) = BIDI
     cell_fw, W_fw, _ = make_tf_cell(k_fw, kw_fw, dtype, I, 11)
     cell_bw, W_bw, _ = make_tf_cell(k_bw, kw_bw, dtype, I, 12)
@@ -260,6 +260,27 @@ def test_reference_bidirectional_matches_tf(dtype, time_major):
     x = rng.uniform(-2, 2, (T, B, I) if time_major else (B, T, I)).astype(dtype)
     init_fw, init_bw = random_state(k_fw, kw_fw, dtype, rng), random_state(k_bw, kw_bw, dtype, rng)
     got_tf = tf_bidirectional(cell_fw, cell_bw, x, LENGTHS, init_fw, init_bw, time_major)
+    return (k_fw, kw_fw, W_fw), (k_bw, kw_bw, W_bw), x, init_fw, init_bw, got_tf
+
+
+def static_case(dtype):
+    """CASES["lstm_all"] as a TF cell, T inputs, an initial state and TF's static_rnn:
+    (kind, kw, W, xs, init, TF's outputs, TF's final state)."""
+    kind, kw = CASES["lstm_all"]
+    tf_cell, W, _ = make_tf_cell(kind, kw, dtype, I, 13)
+    rng = np.random.default_rng(5)
+    xs = [rng.uniform(-2, 2, (B, I)).astype(dtype) for _ in range(T)]
+    init = random_state(kind, kw, dtype, rng)
+    outs_tf, st_tf = tf.compat.v1.nn.static_rnn(tf_cell, [tf.constant(v) for v in xs],
+                                                initial_state=to_tf(init), sequence_length=LENGTHS)
+    return kind, kw, W, xs, init, outs_tf, st_tf
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_reference_bidirectional_matches_tf(dtype, time_major):
+    (k_fw, kw_fw, W_fw), (k_bw, kw_bw, W_bw), x, init_fw, init_bw, got_tf = \
+        bidirectional_case(dtype, time_major)
     got_ref = ref.bidirectional_dynamic_rnn(ref_step(k_fw, kw_fw, W_fw), ref_step(k_bw, kw_bw, W_bw),
                                             x, init_fw, init_bw, sequence_length=LENGTHS,
                                             time_major=time_major)
@@ -268,13 +289,7 @@ def test_reference_bidirectional_matches_tf(dtype, time_major):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_reference_static_rnn_matches_tf(dtype):
-    kind, kw = CASES["lstm_all"]
-    cell, W, _ = make_tf_cell(kind, kw, dtype, I, 13)
-    rng = np.random.default_rng(5)
-    xs = [rng.uniform(-2, 2, (B, I)).astype(dtype) for _ in range(T)]
-    init = random_state(kind, kw, dtype, rng)
-    outs_tf, st_tf = tf.compat.v1.nn.static_rnn(cell, [tf.constant(v) for v in xs],
-                                                initial_state=to_tf(init), sequence_length=LENGTHS)
+    kind, kw, W, xs, init, outs_tf, st_tf = static_case(dtype)
     outs_ref, st_ref = ref.static_rnn(ref_step(kind, kw, W), xs, init, sequence_length=LENGTHS)
     assert len(outs_ref) == len(outs_tf) == T
     assert_same_state(tuple(outs_ref), tuple(np.asarray(o) for o in outs_tf), dtype, "outputs")
@@ -282,7 +297,7 @@ def test_reference_static_rnn_matches_tf(dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# TF vs the fastcells public classes and runners (API.md)
+# TF vs the fastcells public classes and runners
 # ---------------------------------------------------------------------------------------------
 
 def fastcells_or_skip(*names):
@@ -417,13 +432,8 @@ def test_fastcells_multi_rnn_cell_matches_tf(dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_fastcells_bidirectional_matches_tf(dtype, time_major):
     fc = fastcells_or_skip("LSTMCell", "GRUCell", "LSTMStateTuple", "nn.bidirectional_dynamic_rnn")
-    (k_fw, kw_fw), (k_bw, kw_bw) = BIDI
-    cell_fw, W_fw, _ = make_tf_cell(k_fw, kw_fw, dtype, I, 11)
-    cell_bw, W_bw, _ = make_tf_cell(k_bw, kw_bw, dtype, I, 12)
-    rng = np.random.default_rng(4)
-    x = rng.uniform(-2, 2, (T, B, I) if time_major else (B, T, I)).astype(dtype)
-    init_fw, init_bw = random_state(k_fw, kw_fw, dtype, rng), random_state(k_bw, kw_bw, dtype, rng)
-    got_tf = tf_bidirectional(cell_fw, cell_bw, x, LENGTHS, init_fw, init_bw, time_major)
+    (k_fw, kw_fw, W_fw), (k_bw, kw_bw, W_bw), x, init_fw, init_bw, got_tf = \
+        bidirectional_case(dtype, time_major)
     got_fc = fc.nn.bidirectional_dynamic_rnn(
         make_fc_cell(fc, k_fw, kw_fw, dtype, W_fw), make_fc_cell(fc, k_bw, kw_bw, dtype, W_bw), x,
         sequence_length=LENGTHS, initial_state_fw=to_fastcells_state(fc, init_fw),
@@ -435,13 +445,7 @@ def test_fastcells_bidirectional_matches_tf(dtype, time_major):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_fastcells_static_rnn_matches_tf(dtype):
     fc = fastcells_or_skip("LSTMCell", "nn.static_rnn")
-    kind, kw = CASES["lstm_all"]
-    tf_cell, W, _ = make_tf_cell(kind, kw, dtype, I, 13)
-    rng = np.random.default_rng(5)
-    xs = [rng.uniform(-2, 2, (B, I)).astype(dtype) for _ in range(T)]
-    init = random_state(kind, kw, dtype, rng)
-    outs_tf, st_tf = tf.compat.v1.nn.static_rnn(tf_cell, [tf.constant(v) for v in xs],
-                                                initial_state=to_tf(init), sequence_length=LENGTHS)
+    kind, kw, W, xs, init, outs_tf, st_tf = static_case(dtype)
     outs_fc, st_fc = fc.nn.static_rnn(make_fc_cell(fc, kind, kw, dtype, W), xs,
                                       initial_state=to_fastcells_state(fc, init),
                                       dtype=dtype, sequence_length=LENGTHS)

@@ -33,3 +33,11 @@ from fastcells.convert.torch import (TorchCellModel, TorchRNNModel, from_torch, 
 
 __all__ = ["from_torch", "from_keras", "from_onnx", "load_tf_checkpoint", "to_torch_state_dict",
            "to_keras_weights"]
+
+# the public names live here whatever module defines them (pickles and reprs name
+# fastcells.convert.<name>, as before the package was split)
+for _public in (KerasBidirectional, KerasRNN, OnnxRNNModel, TorchCellModel, TorchRNNModel,
+                from_keras, to_keras_weights, from_onnx, load_tf_checkpoint, from_torch,
+                to_torch_state_dict, crc32c):
+    _public.__module__ = __name__
+del _public

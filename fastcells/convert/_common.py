@@ -1,10 +1,16 @@
 """What the converters share: the gate-order table GATE_ORDER (each framework's layout, one
 place), the builders of TF-layout weights and their inverse, the cell factory, the stack of
-layers run as one sequence, input coercion, named activations and reversal within lengths."""
+layers run as one sequence, input coercion and named activations."""
 import numpy as np
 
-from fastcells.cells import (BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple, MultiRNNCell,
-                             _FusedCell, _LSTMBase)
+from fastcells._validate import F32 as _F32
+from fastcells._validate import F64 as _F64
+from fastcells.activations import DEFAULT_ACTIVATION, FUSED
+from fastcells.cells import BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple, MultiRNNCell
+from fastcells.cells._fused import FusedCell
+from fastcells.cells._kinds import LSTMBase
+from fastcells.cells._spec import GRU as _TF_GRU
+from fastcells.cells._spec import LSTM as _TF_LSTM
 from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
 
 
@@ -13,13 +19,13 @@ from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
 # GRU: r reset, u update (= z), c candidate)
 # ---------------------------------------------------------------------------------------------
 
+# TF's orders are the cells' own ("ijfo", "ru"; the GRU candidate has weights of its own)
 GATE_ORDER = {
-    "tf":    {"lstm": "ijfo", "gru": "ru"},      # + GRU candidate kept in separate weights
+    "tf":    {"lstm": _TF_LSTM.gates, "gru": _TF_GRU.gates},
     "torch": {"lstm": "ifjo", "gru": "ruc"},
     "keras": {"lstm": "ifjo", "gru": "urc"},
     "onnx":  {"lstm": "iofj", "gru": "urc"},
 }
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def reorder_gates(a, src, dst, axis=-1):
@@ -118,7 +124,7 @@ def split_tf_weights(cell):
     """The inverse: a fastcells cell -> (kind, dict of split arrays in TF's gate letters):
     Wx [I,n], Wh [H,n], b [n] (LSTM forget_bias folded into f), for GRU also the separate
     candidate parts. ValueError for options no other framework can express."""
-    if not isinstance(cell, _FusedCell):
+    if not isinstance(cell, FusedCell):
         raise TypeError(f"cell: expected a fastcells BasicRNNCell, BasicLSTMCell, LSTMCell or "
                         f"GRUCell, got {type(cell).__name__}")
     if not cell.built:
@@ -133,7 +139,7 @@ def split_tf_weights(cell):
     if isinstance(cell, BasicRNNCell):
         k = w["kernel"]
         return "rnn", {"Wx": k[:I], "Wh": k[I:], "b": w["bias"]}
-    if isinstance(cell, _LSTMBase):
+    if isinstance(cell, LSTMBase):
         for opt, bad in (("use_peepholes", getattr(cell, "use_peepholes", False)),
                          ("cell_clip", getattr(cell, "cell_clip", None) is not None),
                          ("proj_clip", getattr(cell, "num_proj", None) is not None
@@ -144,7 +150,8 @@ def split_tf_weights(cell):
         k, b = w["kernel"], w["bias"].copy()
         U = cell.num_units
         if cell.forget_bias:
-            b[2 * U:3 * U] += np.asarray(cell.forget_bias, dtype=b.dtype)
+            f = GATE_ORDER["tf"]["lstm"].index("f")
+            b[f * U:(f + 1) * U] += np.asarray(cell.forget_bias, dtype=b.dtype)
         out = {"Wx": k[:I], "Wh": k[I:], "b": b}
         if "projection/kernel" in w:
             out["proj"] = w["projection/kernel"]
@@ -165,15 +172,29 @@ def split_tf_weights(cell):
     raise TypeError(f"cell: unsupported cell type {type(cell).__name__}")
 
 
+def gru_framework_weights(w, order):
+    """(Wx [I,3U], Wh [U,3U], bx [3U], bh [3U]) with the blocks in `order` (letters r, u, c)
+    from split_tf_weights' GRU dict `w`: bx holds the folded gate biases and the candidate's
+    input bias, bh is zero but for the candidate's recurrent bias (reset-after)."""
+    tf_ru = GATE_ORDER["tf"]["gru"]
+    X, H, BR = (gate_blocks(w[k], tf_ru) for k in ("Wx_ru", "Wh_ru", "b_ru"))
+    X["c"], H["c"] = w["Wx_c"], w["Wh_c"]
+    BX = dict(BR, c=w["bx_c"])
+    zeros = np.zeros_like(w["bx_c"])
+    BH = {"r": zeros, "u": zeros, "c": w["bh_c"]}
+    return (np.hstack([X[g] for g in order]), np.hstack([H[g] for g in order]),
+            np.concatenate([BX[g] for g in order]), np.concatenate([BH[g] for g in order]))
+
+
 def activation_name(cell):
     """The cell's activation as a name (for the inverse maps)."""
     a = cell.activation
     if a is None:
-        return "tanh"
+        return DEFAULT_ACTIVATION
     if isinstance(a, str):
         return a
     name = getattr(a, "fused_kernel", None) or getattr(a, "__name__", None)
-    if name in ("tanh", "relu", "sigmoid", "linear"):
+    if name in FUSED:
         return name
     raise ValueError(f"cell: activation {a!r} has no name the other frameworks know")
 
@@ -194,7 +215,7 @@ class Stack:
         self.layers = [tuple(cs) for cs in layers]
         self.dtype = dtype
         self.D = len(self.layers[0])
-        self.lstm = isinstance(self.layers[0][0], _LSTMBase)
+        self.lstm = isinstance(self.layers[0][0], LSTMBase)
         self._multi = None
         if self.D == 1 and len(self.layers) > 1:
             self._multi = MultiRNNCell([cs[0] for cs in self.layers])
@@ -207,11 +228,11 @@ class Stack:
         if hc is None:
             return None
         h, c = hc
-        return _lstm_state(c, h) if isinstance(cell, _LSTMBase) else h
+        return _lstm_state(c, h) if isinstance(cell, LSTMBase) else h
 
     @staticmethod
     def _hc(cell, st):
-        return (st.h, st.c) if isinstance(cell, _LSTMBase) else (st, None)
+        return (st.h, st.c) if isinstance(cell, LSTMBase) else (st, None)
 
     def run(self, x, time_major, init=None, lengths=None):
         """x: [T,B,I] (time_major) or [B,T,I]; init: None or [[(h, c)] * D] * L.
@@ -257,7 +278,7 @@ def as_input(a, dt, name):
 def activation_spec(name, params):
     """A fastcells activation for `name` with `params` ({alpha, beta}): the plain name when
     the cells take it directly, else ``fastcells.nn.activation(name, ...)``."""
-    if not params and name in ("tanh", "sigmoid", "relu", "linear"):
+    if not params and name in FUSED:
         return name
     from fastcells import nn
     make = getattr(nn, "activation", None)
@@ -265,15 +286,3 @@ def activation_spec(name, params):
         raise NotImplementedError(f"activation {name!r}: this fastcells build has no "
                                   f"fastcells.nn.activation (needed for it)")
     return make(name, **params)
-
-
-def reverse_within(x, lengths, time_axis):
-    """Each row reversed within its first lengths[b] steps (all when lengths is None)."""
-    if lengths is None:
-        return np.flip(x, axis=time_axis)
-    T = x.shape[time_axis]
-    t = np.arange(T)[:, None]                                        # [T, 1]
-    idx = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # [T, B]
-    if time_axis == 1:
-        idx = idx.T
-    return np.take_along_axis(x, idx[..., None], axis=time_axis)

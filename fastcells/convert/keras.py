@@ -14,11 +14,13 @@ The Keras weight layout (``get_weights()``, the same in Keras 2.0 to 3), I input
 """
 import numpy as np
 
+from fastcells.activations import DEFAULT_ACTIVATION, DEFAULT_GATE_ACTIVATION
 from fastcells.cells import LSTMStateTuple, MultiRNNCell
 from fastcells.convert._common import (GATE_ORDER, activation_spec, as_input, float_dtype,
-                                       gate_blocks, new_cell, reorder_gates, reverse_within,
+                                       gru_framework_weights, new_cell, reorder_gates,
                                        split_tf_weights, tf_gru_weights, tf_lstm_weights,
                                        tf_rnn_weights)
+from fastcells.reference import reverse_sequence
 from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
 
 
@@ -202,13 +204,13 @@ def _keras_layer_cell(class_name, cfg, weights, keras_version, dtype=None):
     else:
         b = np.zeros((2, G * U) if kind == "gru" and reset_after else (G * U,), dt)
     act = _keras_act_name(cfg.get("activation", "tanh"), f"{cfg.label}: activation")
-    options = {"activation": None if act == "tanh" else _keras_act(act, keras_version,
+    options = {"activation": None if act == DEFAULT_ACTIVATION else _keras_act(act, keras_version,
                                                                   "activation")}
     if kind != "rnn":
         ract = _keras_act_name(cfg.get("recurrent_activation",
                                        "hard_sigmoid" if old else "sigmoid"),
                                f"{cfg.label}: recurrent_activation")
-        if ract != "sigmoid":
+        if ract != DEFAULT_GATE_ACTIVATION:
             options["gate_activation"] = _keras_act(ract, keras_version, "recurrent_activation")
     order = GATE_ORDER["keras"].get(kind)
     if kind == "lstm":
@@ -365,7 +367,7 @@ def _keras_sequence(kind, cell, x, init, mask, go_backwards, zero_out, dt):
     lengths = _prefix_lengths(mask)
     if lengths is not None:                  # right padding: one sequence call
         if go_backwards:
-            xs = reverse_within(x, lengths, 1)
+            xs = reverse_sequence(x, lengths)
         else:
             xs = x
         out, st = dynamic_rnn(cell, xs, lengths, init, dt)
@@ -534,15 +536,5 @@ def to_keras_weights(cell):
             raise ValueError(f"cell: {cell.name!r} has num_proj; Keras LSTM has no projection")
         tf, order = GATE_ORDER["tf"]["lstm"], GATE_ORDER["keras"]["lstm"]
         return [reorder_gates(w[k], tf, order) for k in ("Wx", "Wh", "b")]
-    order = GATE_ORDER["keras"]["gru"]
-    X, H, BR = (gate_blocks(w[k], "ru") for k in ("Wx_ru", "Wh_ru", "b_ru"))
-    X["c"], H["c"] = w["Wx_c"], w["Wh_c"]
-    kernel = np.hstack([X[g] for g in order])
-    rkernel = np.hstack([H[g] for g in order])
-    if w["reset_after"]:
-        zeros = np.zeros_like(w["bx_c"])
-        bias = np.stack([np.concatenate([BR["u"], BR["r"], w["bx_c"]]),
-                         np.concatenate([zeros, zeros, w["bh_c"]])])
-    else:
-        bias = np.concatenate([BR["u"], BR["r"], w["bx_c"]])
-    return [kernel, rkernel, bias]
+    kernel, rkernel, bx, bh = gru_framework_weights(w, GATE_ORDER["keras"]["gru"])
+    return [kernel, rkernel, np.stack([bx, bh]) if w["reset_after"] else bx]

@@ -4,12 +4,13 @@ import os
 
 import numpy as np
 
+from fastcells.activations import DEFAULT_ACTIVATION, DEFAULT_GATE_ACTIVATION
 from fastcells.cells import LSTMStateTuple
 from fastcells.convert._common import (GATE_ORDER, activation_spec, as_input, new_cell,
-                                       reverse_within, tf_gru_weights, tf_lstm_weights,
-                                       tf_rnn_weights)
+                                       tf_gru_weights, tf_lstm_weights, tf_rnn_weights)
 from fastcells.convert._onnx_graph import (Folder, NotConstant, OnnxError, Scope, attribute,
                                            find_recurrent, node_label, total_elements)
+from fastcells.reference import reverse_sequence
 from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
 
 
@@ -73,7 +74,8 @@ def _onnx_cell_options(op, spec):
     """Cell keyword arguments from one direction's {slot: (name, params)}."""
     kw = {}
     for slot, (name, params) in spec.items():
-        default = {"gate_activation": "sigmoid", "activation": "tanh"}.get(slot)
+        default = {"gate_activation": DEFAULT_GATE_ACTIVATION,
+                   "activation": DEFAULT_ACTIVATION}.get(slot)
         if slot == "output_activation":
             if (name, params) == spec["activation"]:
                 continue                      # fastcells: output activation = activation
@@ -438,10 +440,9 @@ class OnnxRNNModel:
                 self.cells[0], self.cells[1], x, lengths, init(0), init(1), dt, time_major=tm)
             outs, finals = [o_fw, o_bw], [s_fw, s_bw]
         elif self.direction == "reverse":
-            t_axis = 0 if tm else 1
-            xr = reverse_within(x, lengths, t_axis)
+            xr = reverse_sequence(x, lengths, tm)
             o, s = dynamic_rnn(self.cells[0], xr, lengths, init(0), dt, time_major=tm)
-            outs, finals = [reverse_within(o, lengths, t_axis)], [s]
+            outs, finals = [reverse_sequence(o, lengths, tm)], [s]
         else:
             o, s = dynamic_rnn(self.cells[0], x, lengths, init(0), dt, time_major=tm)
             outs, finals = [o], [s]

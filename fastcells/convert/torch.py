@@ -5,8 +5,9 @@ import numpy as np
 
 from fastcells.cells import LSTMStateTuple, MultiRNNCell
 from fastcells.convert._common import (GATE_ORDER, Stack, activation_name, as_input, float_dtype,
-                                       gate_blocks, new_cell, reorder_gates, split_tf_weights,
-                                       tf_gru_weights, tf_lstm_weights, tf_rnn_weights)
+                                       gru_framework_weights, new_cell, reorder_gates,
+                                       split_tf_weights, tf_gru_weights, tf_lstm_weights,
+                                       tf_rnn_weights)
 
 
 def _np(t):
@@ -85,6 +86,18 @@ def from_torch(module):
     return TorchRNNModel(Stack(layers, dt), kind, module.batch_first, U, proj or U)
 
 
+def _batched_input(input, dt, ndim, expected, batch_axis):
+    """(x, unbatched): `input` in the model's dtype with `ndim` axes, or ndim - 1 (unbatched:
+    then x gets a batch axis of 1 at `batch_axis`); ValueError naming `expected` otherwise."""
+    x = as_input(input, dt, "input")
+    if x.ndim not in (ndim - 1, ndim):
+        raise ValueError(f"input: expected {expected}, got shape {x.shape}")
+    unbatched = x.ndim == ndim - 1
+    if unbatched:
+        x = np.expand_dims(x, batch_axis)
+    return x, unbatched
+
+
 class TorchRNNModel:
     """``torch.nn.LSTM/GRU/RNN`` on fastcells: ``model(input, hx=None, sequence_length=None)``.
 
@@ -110,13 +123,9 @@ class TorchRNNModel:
 
     def __call__(self, input, hx=None, sequence_length=None):
         dt, n = self.dtype, self.num_layers * self.D
-        x = as_input(input, dt, "input")
-        if x.ndim not in (2, 3):
-            raise ValueError(f"input: expected a 3-D array (L, N, I) ((N, L, I) with "
-                             f"batch_first) or an unbatched (L, I), got shape {x.shape}")
-        unbatched = x.ndim == 2
-        if unbatched:
-            x = x[:, None] if not self.batch_first else x[None]
+        x, unbatched = _batched_input(input, dt, 3, "a 3-D array (L, N, I) ((N, L, I) with "
+                                      "batch_first) or an unbatched (L, I)",
+                                      0 if self.batch_first else 1)
         B = x.shape[0] if self.batch_first else x.shape[1]
         init = None
         if hx is not None:
@@ -166,13 +175,8 @@ class TorchCellModel:
 
     def __call__(self, input, hx=None):
         dt, cell = self.dtype, self.cell
-        x = as_input(input, dt, "input")
-        if x.ndim not in (1, 2):
-            raise ValueError(f"input: expected (N, {cell.input_size}) or unbatched "
-                             f"({cell.input_size},), got shape {x.shape}")
-        unbatched = x.ndim == 1
-        if unbatched:
-            x = x[None]
+        x, unbatched = _batched_input(input, dt, 2, f"(N, {cell.input_size}) or unbatched "
+                                      f"({cell.input_size},)", 0)
         B, U = x.shape[0], cell.num_units
         if hx is None:
             parts = [np.zeros((B, U), dt)] * (2 if self.kind == "lstm" else 1)
@@ -245,16 +249,7 @@ def _torch_cell_params(cell, suffix):
         if not w["reset_after"]:
             raise ValueError(f"cell: {cell.name!r} is TF's reset-before GRUCell; PyTorch's GRU "
                              f"is reset-after (GRUCell(reset_after=True)); no exact conversion")
-        U = cell.num_units
-        ru = lambda a, ax: gate_blocks(a, "ru", axis=ax)  # noqa: E731
-        X, H, BR = ru(w["Wx_ru"], 1), ru(w["Wh_ru"], 1), ru(w["b_ru"], 0)
-        X["c"], H["c"] = w["Wx_c"], w["Wh_c"]
-        BX = dict(BR, c=w["bx_c"])
-        BH = {"r": np.zeros(U, BR["r"].dtype), "u": np.zeros(U, BR["r"].dtype), "c": w["bh_c"]}
-        Wx = np.hstack([X[g] for g in order])
-        Wh = np.hstack([H[g] for g in order])
-        bx = np.concatenate([BX[g] for g in order])
-        bh = np.concatenate([BH[g] for g in order])
+        Wx, Wh, bx, bh = gru_framework_weights(w, order)
     out = {"weight_ih" + suffix: np.ascontiguousarray(Wx.T),
            "weight_hh" + suffix: np.ascontiguousarray(Wh.T),
            "bias_ih" + suffix: bx, "bias_hh" + suffix: bh}

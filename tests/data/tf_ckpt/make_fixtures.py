@@ -6,7 +6,7 @@ the tests themselves need neither). Run from the repository root:
 Each case is a directory with the checkpoint (``model.index`` + ``model.data-*``, no .meta) and
 ``expected.npz``: every variable (key ``var:<name>``) as TF reads it back, the input ``x``, the
 ``sequence_length`` used, and TF's outputs (``out*``) and final states (``state*``), computed
-in graph mode with the saved weights (FRAMEWORKS.md section 2, recipe B).
+in graph mode with the saved weights.
 """
 import os
 import shutil

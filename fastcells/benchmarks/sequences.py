@@ -1,30 +1,30 @@
 """A whole sequence forward, fastcells beside its peers: the grid, the peer adapters, a table.
 
-    python -c "import fastcells._bench_seq as b; b.run()"          (~2.5 min on 2 cores)
-    python -c "import fastcells._bench_seq as b; b.run(quick=True)" (shorter repeats)
+    python -m fastcells bench-seq [--quick]                        (~2.5 min on 2 cores)
+    python -c "import fastcells.benchmarks.sequences as b; b.run()"
 
 The pytest-benchmark suite bench/test_bench_sequences.py imports the grid and the adapters from
-here (one group per case, one test per peer). Same structure as fastcells._bench (one cell call),
-whose helpers it reuses: Runner, Unavailable, assert_close, case_atol, warm_up, time_call,
-cpu_snapshot, other_cores.
+here (one group per case, one test per peer). Same structure as fastcells.benchmarks.cells (one
+cell call); the shared harness (Runner, Unavailable, assert_close, case_atol, warm-up, timing,
+machine load) is fastcells.benchmarks._harness.
 
 Grid: ``SeqCase(kind, B, I, H, T, variable_lengths=False)``, float32, x [B,T,I] (batch-major, the
 default layout of dynamic_rnn and of torch's batch_first=True), zero initial state. ``grid()`` =
-BENCH.md's LSTM rows, the same (B, I, H, T) for GRU (reset-after) and RNN, and one LSTM case with
-sequence lengths uniform in [1, T]; ``grid(full=True)`` (FASTCELLS_BENCH_FULL=1 for pytest) adds
-more. ``case.flops`` = T x the per-step formula of BENCH.md (LSTM 8*B*H*(I+H), GRU 6*B*H*(I+H),
+the LSTM rows of the published table, the same (B, I, H, T) for GRU (reset-after) and RNN, and one
+LSTM case with sequence lengths uniform in [1, T]; ``grid(full=True)`` (FASTCELLS_BENCH_FULL=1 for
+pytest) adds more. ``case.flops`` = T x the per-step formula (LSTM 8*B*H*(I+H), GRU 6*B*H*(I+H),
 RNN 2*B*H*(I+H)); for variable lengths the useful work only, sum(lengths) x the per-row formula.
 
 Peers (``PEERS``, in timing order; each ``make_runner(peer, subject).fn`` is a zero-argument
 callable computing the WHOLE forward sequence (outputs [B,T,H] and the final state) from the same
 weights, to be called inside ``runner.context()``). Every runner's first result is checked against
-fastcells' (float32: rtol 1e-5, atol 1e-6 scaled with I+H as fastcells._bench.case_atol), and
+fastcells' (float32: rtol 1e-5, atol 1e-6 scaled with I+H, see _harness.case_atol), and
 fastcells itself against the float64 NumPy oracle, before anything is timed.
 
     fastcells        fastcells.nn.dynamic_rnn(cell, x, sequence_length, dtype=float32): one
                      native call; BasicLSTMCell(forget_bias=1.0), GRUCell(reset_after=True)
                      (torch's and ONNX linear_before_reset=1's GRU), BasicRNNCell (tanh)
-    numpy-loop       fastcells.reference.*_cell per step in a Python loop, float32 (BENCH.md's
+    numpy-loop       fastcells.reference.*_cell per step in a Python loop, float32 (the
                      "NumPy loop"); variable lengths: reference.dynamic_rnn's masking
     torch            torch.nn.LSTM/GRU/RNN(batch_first=True); variable lengths:
                      pack_padded_sequence(enforce_sorted=False) + pad_packed_sequence
@@ -49,25 +49,23 @@ fastcells' GFLOP/s over the achievable peak measured once per run: a fastcells
 import dataclasses
 import functools
 import sys
-import timeit
 
 import numpy as np
 
 import fastcells
 from fastcells import convert, nn, reference
+from fastcells.benchmarks import _harness
+from fastcells.benchmarks._harness import (DTYPE, FORGET_BIAS, GATES, RTOL, SEED, Runner,
+                                           Unavailable, assert_close, blas_note, case_atol,
+                                           import_torch, time_call, time_peers, warm_up)
+from fastcells.cells._oracle import oracle_step
 from fastcells.convert._common import reorder_gates
-from fastcells._bench import (RTOL, Runner, Unavailable, _blas_note, _import_torch,
-                              assert_close, case_atol, cpu_snapshot, other_cores, time_call,
-                              warm_up)
 
 __all__ = ["SeqCase", "grid", "PEERS", "BASELINE", "SeqSubject", "make_subject", "make_runner",
            "measure_peak", "run", "Unavailable"]
 
-DTYPE = np.float32
-FORGET_BIAS = 1.0                 # TF's default, kept; folded into torch's / ONNX's f bias
-SEED = 0
-KINDS = ("lstm", "gru", "rnn")
-_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+KINDS = ("lstm", "gru", "rnn")       # gru: GRUCell(reset_after=True), torch's and ONNX's GRU
+_GATES = {kind: GATES[kind] for kind in KINDS}
 ONNX_OPSET = 17
 
 
@@ -108,16 +106,16 @@ class SeqCase:
         return self.id
 
 
-_BENCH_MD_ROWS = ((1, 128, 100), (1, 256, 100), (1, 512, 100), (1, 1024, 50), (16, 256, 100),
-                  (64, 512, 50), (256, 1024, 20))                       # (B, I=H, T)
+_TABLE_ROWS = ((1, 128, 100), (1, 256, 100), (1, 512, 100), (1, 1024, 50), (16, 256, 100),
+               (64, 512, 50), (256, 1024, 20))                          # (B, I=H, T)
 
 
 def grid(full=False):
-    """default: BENCH.md's (B, I=H, T) rows for every kind, plus lstm B16 H256 T100 with
+    """default: the published table's (B, I=H, T) rows for every kind, plus lstm B16 H256 T100 with
     variable lengths (~2.5 min for run() on 2 cores);
     full: also (8, 256, 100), (16, 512, 100), (64, 1024, 50), (256, 512, 50), and the
     variable-length case for every kind and at B=64 H=512 T=50."""
-    rows = list(_BENCH_MD_ROWS)
+    rows = list(_TABLE_ROWS)
     var = [(16, 256, 100)]
     if full:
         rows += [(8, 256, 100), (16, 512, 100), (64, 1024, 50), (256, 512, 50)]
@@ -164,32 +162,6 @@ def _result(kind, outputs, state):
     return {"output": outputs, "h": state}
 
 
-def _reference_step(kind, w, forget_bias=FORGET_BIAS):
-    """step(x_t, state) -> (output, new_state) of fastcells.reference on the TF weights `w`
-    (arrays of the dtype to compute in), for reference.dynamic_rnn."""
-    if kind == "lstm":
-        k, b = w["kernel"], w["bias"]
-
-        def step(x, state):
-            c, h = reference.lstm_cell(x, state[0], state[1], k, b, forget_bias=forget_bias)
-            return h, (c, h)
-    elif kind == "gru":
-        args = (w["gates/kernel"], w["gates/bias"], w["candidate/input_projection/kernel"],
-                w["candidate/input_projection/bias"], w["candidate/hidden_projection/kernel"],
-                w["candidate/hidden_projection/bias"])
-
-        def step(x, h):
-            h = reference.gru_cell_reset_after(x, h, *args)
-            return h, h
-    else:
-        k, b = w["kernel"], w["bias"]
-
-        def step(x, h):
-            h = reference.rnn_cell(x, h, k, b)
-            return h, h
-    return step
-
-
 def _zero_state(kind, B, H, dtype):
     z = lambda: np.zeros((B, H), dtype)                            # noqa: E731
     return (z(), z()) if kind == "lstm" else z()
@@ -207,8 +179,7 @@ def make_subject(case):
     lengths = case.lengths()
     outputs, state = nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=DTYPE)
     expected = _result(case.kind, outputs, state)
-    w64 = {k: v.astype(np.float64) for k, v in weights.items()}
-    want = reference.dynamic_rnn(_reference_step(case.kind, w64), x.astype(np.float64),
+    want = reference.dynamic_rnn(oracle_step(cell, np.float64), x.astype(np.float64),
                                  _zero_state(case.kind, case.B, case.H, np.float64),
                                  sequence_length=lengths)
     assert_close(f"{case.id} fastcells nn.dynamic_rnn vs float64 reference.dynamic_rnn",
@@ -236,7 +207,7 @@ def _fastcells(s):
 
 def _numpy_loop(s):
     kind, (B, T, H), x, lengths = s.case.kind, (s.case.B, s.case.T, s.case.H), s.x, s.lengths
-    step = _reference_step(kind, s.weights)          # float32 weights: float32 NumPy
+    step = oracle_step(s.cell, DTYPE)                # float32 weights: float32 NumPy
     if lengths is None:
         def fn():
             state = _zero_state(kind, B, H, DTYPE)
@@ -269,7 +240,7 @@ def _torch_module(torch, s, cls_names):
 
 
 def _torch(s):
-    torch = _import_torch()
+    torch = import_torch()
     torch.set_num_threads(fastcells.get_num_threads())
     kind, T = s.case.kind, s.case.T
     cls, kw, I, H = _torch_module(torch, s, {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"})
@@ -301,7 +272,7 @@ def _torch(s):
 
 
 def _torch_cell_loop(s):
-    torch = _import_torch()
+    torch = import_torch()
     torch.set_num_threads(fastcells.get_num_threads())
     kind, B = s.case.kind, s.case.B
     cls, kw, I, H = _torch_module(torch, s, {"lstm": "LSTMCell", "gru": "GRUCell",
@@ -392,7 +363,7 @@ def onnx_model(s):
     graph = helper.make_graph([node], f"fastcells_bench_{kind}", graph_inputs, graph_outputs,
                               initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-                              producer_name="fastcells._bench_seq")
+                              producer_name="fastcells.benchmarks.sequences")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -434,11 +405,7 @@ PEERS = {                              # timing order: fastcells first (see the 
     "onnxruntime": _onnxruntime,
 }
 BASELINE = "fastcells"                 # ratios are peer time / this peer's time
-
-
-def make_runner(peer, subject):
-    """The checked Runner of `peer` (a key of PEERS) for `subject`; raises Unavailable."""
-    return PEERS[peer](subject)
+make_runner = functools.partial(_harness.make_runner, PEERS)   # (peer, subject) -> Runner
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,7 +475,7 @@ def run(out=sys.stdout, quick=False, cases=None):
           "only", file=out)
     print("other = cores busy with other processes (or steal) while the row ran: above ~0.2 "
           "the row is disturbed; rerun it", file=out)
-    note = _blas_note()
+    note = blas_note()
     if note:
         print(note, file=out)
     others_peers = [p for p in PEERS if p != BASELINE]
@@ -519,21 +486,9 @@ def run(out=sys.stdout, quick=False, cases=None):
           file=out)
     results = {"peak_gflops": peak}
     for case in cases:
-        subject = make_subject(case)
-        times = {}
-        before = cpu_snapshot()
-        for peer in PEERS:
-            try:
-                runner = make_runner(peer, subject)
-            except Unavailable:
-                times[peer] = None
-                continue
-            with runner.context():
-                warm_up(runner.fn, base_warm if peer == BASELINE else warm_seconds)
-                one = timeit.timeit(runner.fn, number=1)
-                times[peer] = time_call(runner.fn, min_seconds, repeat if one < 0.05 else 3)
-            del runner
-        others = other_cores(before, cpu_snapshot())
+        times, others = time_peers(
+            make_subject(case), PEERS, min_seconds, repeat,
+            lambda peer: base_warm if peer == BASELINE else warm_seconds, slow_call=(0.05, 3))
         results[case.id] = dict(times, other_cores=others)
         base = times[BASELINE]
         ratio = lambda p: "-" if times[p] is None else f"{times[p] / base:.2f}"   # noqa: E731

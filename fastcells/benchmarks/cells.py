@@ -1,9 +1,9 @@
 """One cell call, fastcells beside its peers: the shape grid, the peer adapters, and a table.
 
-    python -m fastcells bench            (or: python -c "import fastcells._bench as b; b.run()")
+    python -m fastcells bench   (or: python -c "import fastcells.benchmarks.cells as b; b.run()")
 
-This module is the one place for the benchmark facts; the pytest-benchmark suite in the
-repository's bench/ (bench/shapes.py, bench/peers.py) imports the grid and the adapters from here.
+This module is the one place for the one-cell-call benchmark facts; the pytest-benchmark suite
+bench/test_bench_cells.py imports the grid and the adapters from here.
 
 Grid: per-cell-call cases ``Case(kind, B, I, H)``, float32; ``grid()`` is the default grid,
 ``grid(full=True)`` (or FASTCELLS_BENCH_FULL=1 for the pytest suite) a bigger one.
@@ -25,45 +25,30 @@ a peer that cannot run raises ``Unavailable`` with the reason.
                       fastcells.reference.gru_cell_reset_after instead; kind "gru_ra" is fastcells'
                       GRUCell(reset_after=True), the same math as torch's, on the same weights.
 
-FLOPs per step (BENCH.md): LSTM 8*B*H*(I+H), GRU 6*B*H*(I+H), RNN 2*B*H*(I+H).
+FLOPs per step: LSTM 8*B*H*(I+H), GRU 6*B*H*(I+H), RNN 2*B*H*(I+H).
 """
-import contextlib
 import dataclasses
 import functools
 import itertools
-import math
-import os
 import sys
-import time
-import timeit
 
 import numpy as np
 
 import fastcells
 from fastcells import convert, reference
-from fastcells._core import _GRU_RA_NAMES   # reference.gru_cell_reset_after's weight order
+from fastcells.benchmarks import _harness
+from fastcells.benchmarks._harness import (DTYPE, FORGET_BIAS, GATES, SEED, Runner, Unavailable,
+                                           assert_close, blas_note, case_atol, import_torch,
+                                           time_peers)
+from fastcells.cells._oracle import oracle_step
 
-__all__ = ["Case", "grid", "PEERS", "Subject", "make_subject", "Runner", "Unavailable",
-           "make_runner", "assert_close", "case_atol", "wait_for_idle_threads", "warm_up",
-           "time_call", "cpu_snapshot", "other_cores", "run"]
+__all__ = ["Case", "KINDS", "grid", "PEERS", "BASELINE", "Subject", "make_subject",
+           "make_runner", "run"]
 
-DTYPE = np.float32
-# float32 check of every runner before it is timed: rtol 1e-5, atol 1e-6 for a product over up
-# to ATOL_TERMS terms, atol growing linearly with the reduction length I+H beyond that (as the
-# float32 worst-case bound K*eps does). Measured, two correct float32 computations of one RNN step
-# at I=H=1024 differ by 3.5e-6 (fastcells vs NumPy) and NumPy float32 is 2.1e-6 off float64,
-# so a flat 1e-6 fails on rounding alone; a wrong gate order or weight layout is off by > 1e-2.
-RTOL, ATOL, ATOL_TERMS = 1e-5, 1e-6, 256
-FORGET_BIAS = 1.0                # TF's default; folded into torch's f bias
-SEED = 0
 
 # ---------------------------------------------------------------------------------------------
 # The grid
 # ---------------------------------------------------------------------------------------------
-
-_GATES = {"lstm": 4, "gru": 3, "gru_ra": 3, "rnn": 1}   # products of H columns per step
-                                                         # (FLOPs = 2*that)
-
 
 @dataclasses.dataclass(frozen=True)
 class Case:
@@ -81,7 +66,7 @@ class Case:
     @property
     def flops(self):
         """LSTM 8*B*H*(I+H), GRU 6*B*H*(I+H), RNN 2*B*H*(I+H) (the products only)."""
-        return 2 * _GATES[self.kind] * self.B * self.H * (self.I + self.H)
+        return 2 * GATES[self.kind] * self.B * self.H * (self.I + self.H)
 
     def __str__(self):
         return self.id
@@ -141,22 +126,6 @@ def _copy_state(kind, state):
     return np.array(state)
 
 
-def _reference_step(kind, x, state, w):
-    """fastcells.reference on the subject's weights; returns the dict of `Subject.expected`."""
-    if kind == "lstm":
-        c, h = reference.lstm_cell(x, state[0], state[1], w["kernel"], w["bias"],
-                                   forget_bias=FORGET_BIAS)
-        return {"output": h, "c": c, "h": h}
-    if kind == "gru":
-        h = reference.gru_cell(x, state, w["gates/kernel"], w["gates/bias"],
-                               w["candidate/kernel"], w["candidate/bias"])
-    elif kind == "gru_ra":
-        h = reference.gru_cell_reset_after(x, state, *(w[n] for n in _GRU_RA_NAMES))
-    else:
-        h = reference.rnn_cell(x, state, w["kernel"], w["bias"])
-    return {"output": h, "h": h}
-
-
 @functools.lru_cache(maxsize=1)
 def make_subject(case):
     """Builds the subject of `case` (the last one is cached, so the peers of a case share it).
@@ -172,53 +141,21 @@ def make_subject(case):
         a[...] = rng.uniform(-1.0, 1.0, a.shape)
     output, new_state = cell(x, state)
     expected = {"output": output, **_leaves(case.kind, new_state)}
-    f64 = lambda a: np.asarray(a, np.float64)                         # noqa: E731
-    want = _reference_step(case.kind, f64(x),
-                           type(state)(*map(f64, state)) if case.kind == "lstm" else f64(state),
-                           {k: f64(v) for k, v in weights.items()})
+    want_output, want_state = oracle_step(cell, np.float64)(x, state)
+    want = {"output": want_output, **_leaves(case.kind, want_state)}
     assert_close(f"{case.id} fastcells cell(x, state) vs float64 reference", expected, want,
                  atol=case_atol(case))
     return Subject(case, cell, weights, x, state, expected)
-
-
-def case_atol(case):
-    """The absolute tolerance of `case`'s checks: ATOL, scaled by (I+H)/ATOL_TERMS when larger."""
-    return ATOL * max(1.0, (case.I + case.H) / ATOL_TERMS)
-
-
-def assert_close(what, got, want, rtol=RTOL, atol=ATOL):
-    """Asserts every array of `want` (dict name -> array) is matched in `got` within rtol/atol,
-    with a message naming the benchmark, the array, the worst index, the values and the shape."""
-    for name, w in want.items():
-        g = np.asarray(got[name], np.float64)
-        w = np.asarray(w, np.float64)
-        assert g.shape == w.shape, f"{what}: {name} has shape {g.shape}, expected {w.shape}"
-        excess = np.abs(g - w) - (atol + rtol * np.abs(w))
-        if not (excess <= 0).all():                     # also catches NaN
-            k = np.unravel_index(np.nanargmax(np.where(np.isnan(excess), np.inf, excess)),
-                                 w.shape)
-            raise AssertionError(
-                f"{what}: {name}{[int(i) for i in k]} = {float(g[k])!r}, expected "
-                f"{float(w[k])!r} "
-                f"(|diff| {abs(g[k] - w[k]):.3g} > atol {atol} + rtol {rtol} * |expected|; "
-                f"shape {w.shape}; max |diff| {np.nanmax(np.abs(g - w)):.3g})")
 
 
 # ---------------------------------------------------------------------------------------------
 # The peers
 # ---------------------------------------------------------------------------------------------
 
-class Unavailable(Exception):
-    """The peer cannot run here; str() is the reason (for pytest.skip and the table)."""
-
-
-@dataclasses.dataclass
-class Runner:
-    """fn: zero-argument callable doing one cell step; call it (and time it) inside
-    `context()`; `checked`: what its first output was checked against."""
-    fn: object
-    context: object = contextlib.nullcontext
-    checked: str = ""
+def _check(s, peer, output, state):
+    """Asserts a peer's first (output, new state) against fastcells' cell(x, state)."""
+    assert_close(f"{s.case.id} {peer}", {"output": output, **_leaves(s.case.kind, state)},
+                 s.expected, atol=case_atol(s.case))
 
 
 def _fastcells_call(s):
@@ -227,9 +164,7 @@ def _fastcells_call(s):
     def fn():
         return cell(x, state)
 
-    out, new = fn()
-    assert_close(f"{s.case.id} fastcells-call", {"output": out, **_leaves(s.case.kind, new)},
-                 s.expected, atol=case_atol(s.case))
+    _check(s, "fastcells-call", *fn())
     return Runner(fn, checked="float64 reference (fastcells.reference)")
 
 
@@ -240,83 +175,34 @@ def _fastcells_step_(s):
     def fn():
         return cell.step_(x, state)
 
-    out = fn()
-    assert_close(f"{s.case.id} fastcells-step_", {"output": out, **_leaves(s.case.kind, state)},
-                 s.expected, atol=case_atol(s.case))
+    _check(s, "fastcells-step_", fn(), state)
     return Runner(fn, checked="fastcells-call")
 
 
 def _numpy_reference(s):
-    kind, x, w, state = s.case.kind, s.x, s.weights, s.state
-    if kind == "lstm":
-        c, h = state
-        k, b = w["kernel"], w["bias"]
+    step, x, state = oracle_step(s.cell, DTYPE), s.x, s.state    # float32 weights and math
 
-        def fn():
-            return reference.lstm_cell(x, c, h, k, b, forget_bias=FORGET_BIAS)
+    def fn():
+        return step(x, state)
 
-        c_new, h_new = fn()
-        got = {"output": h_new, "c": c_new, "h": h_new}
-    else:
-        if kind == "gru":
-            args = (w["gates/kernel"], w["gates/bias"], w["candidate/kernel"],
-                    w["candidate/bias"])
-            step = reference.gru_cell
-        elif kind == "gru_ra":
-            args = tuple(w[n] for n in _GRU_RA_NAMES)
-            step = reference.gru_cell_reset_after
-        else:
-            args = (w["kernel"], w["bias"])
-            step = reference.rnn_cell
-
-        def fn():
-            return step(x, state, *args)
-
-        h_new = fn()
-        got = {"output": h_new, "h": h_new}
-    assert_close(f"{s.case.id} numpy-reference", got, s.expected,
-                 atol=case_atol(s.case))
+    _check(s, "numpy-reference", *fn())
     return Runner(fn, checked="fastcells-call")
 
 
-def _import_torch():
-    try:
-        import torch
-    except ImportError as e:
-        raise Unavailable(f"torch is not importable ({e}); it is an optional peer (pin a CPU "
-                          f"build, e.g. pip install torch==2.13.0 here: BENCH.md)") from None
-    return torch
-
-
 def _torch_cell(s):
-    torch = _import_torch()
+    torch = import_torch()
     torch.set_num_threads(fastcells.get_num_threads())
-    kind, (B, I, H), w = s.case.kind, (s.case.B, s.case.I, s.case.H), s.weights
+    kind, (I, H) = s.case.kind, (s.case.I, s.case.H)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, DTYPE))   # noqa: E731
     x = t(s.x)
     with torch.inference_mode():
-        if kind == "lstm":
-            # TF kernel [I+H,4H] blocks i,j,f,o -> torch i,f,g(=j),o, rows x@W_ih^T + h@W_hh^T;
-            # forget_bias goes into the f bias (FRAMEWORKS.md 6.2).
-            perm = lambda a: np.concatenate(                         # noqa: E731
-                [a[..., 0:H], a[..., 2 * H:3 * H], a[..., H:2 * H], a[..., 3 * H:]], axis=-1)
-            bias = np.array(w["bias"], np.float64)
-            bias[2 * H:3 * H] += FORGET_BIAS
-            module = torch.nn.LSTMCell(I, H)
-            params = {"weight_ih": perm(w["kernel"][:I]).T, "weight_hh": perm(w["kernel"][I:]).T,
-                      "bias_ih": perm(bias), "bias_hh": np.zeros(4 * H)}
-            c, h = t(s.state[0]), t(s.state[1])
-            hc = (h, c)
-        elif kind == "rnn":
-            module = torch.nn.RNNCell(I, H, nonlinearity="tanh")
-            params = {"weight_ih": w["kernel"][:I].T, "weight_hh": w["kernel"][I:].T,
-                      "bias_ih": w["bias"], "bias_hh": np.zeros(H)}
-            hc = t(s.state)
-        elif kind == "gru_ra":
-            # the same math: fastcells' GRUCell(reset_after=True) weights in torch's layout
-            module = torch.nn.GRUCell(I, H)
+        if kind != "gru":
+            # the same math on the same weights, in torch's layout (fastcells.convert: gate
+            # blocks reordered, forget_bias folded into the f bias)
+            module = {"lstm": torch.nn.LSTMCell, "rnn": torch.nn.RNNCell,
+                      "gru_ra": torch.nn.GRUCell}[kind](I, H)
             params = convert.to_torch_state_dict(s.cell)
-            hc = t(s.state)
+            hc = (t(s.state[1]), t(s.state[0])) if kind == "lstm" else t(s.state)
         else:
             # torch.nn.GRUCell is reset-after (r * (h @ W_hn + b_hn)); TF's GRUCell, and so
             # fastcells', is reset-before ((r * h) @ W). No weights map one onto the other, so
@@ -370,81 +256,12 @@ PEERS = {
     "torch-cell": _torch_cell,
 }
 BASELINE = "fastcells-call"           # ratios are peer time / this peer's time
-
-
-def make_runner(peer, subject):
-    """The checked Runner of `peer` (a key of PEERS) for `subject`; raises Unavailable."""
-    return PEERS[peer](subject)
+make_runner = functools.partial(_harness.make_runner, PEERS)   # (peer, subject) -> Runner
 
 
 # ---------------------------------------------------------------------------------------------
 # The plain-text table (no pytest-benchmark needed)
 # ---------------------------------------------------------------------------------------------
-
-def wait_for_idle_threads(max_seconds=1.0, window=0.02, busy_fraction=0.05):
-    """Sleeps until this process's other threads are idle: less than `busy_fraction` of a core
-    used over a `window` of seconds, at most `max_seconds` in all. Worker threads that a library
-    leaves spinning after its last call (OpenBLAS after the NumPy checks: 140 ms measured here;
-    torch's OpenMP pool) would otherwise take the core the next peer's threads need."""
-    end = timeit.default_timer() + max_seconds
-    while timeit.default_timer() < end:
-        cpu = time.process_time()
-        time.sleep(window)
-        if time.process_time() - cpu < busy_fraction * window:
-            return
-
-
-def warm_up(fn, seconds=0.1):
-    """Waits for idle threads (wait_for_idle_threads), then calls fn() back to back for
-    `seconds` (at least twice): caches and thread pools get hot."""
-    wait_for_idle_threads()
-    end = timeit.default_timer() + seconds
-    fn()
-    fn()
-    while timeit.default_timer() < end:
-        fn()
-
-
-def time_call(fn, min_seconds=0.02, repeat=5):
-    """Best-of-`repeat` seconds per call of `fn()`, each repeat a loop lasting >= min_seconds."""
-    number, elapsed = 1, 0.0
-    while True:                                    # calibrate, as timeit's autorange
-        elapsed = timeit.timeit(fn, number=number)
-        if elapsed >= min_seconds / 4:
-            break
-        number *= 4 if elapsed < min_seconds / 40 else 2
-    number = max(1, math.ceil(number * min_seconds / elapsed))
-    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
-
-
-def cpu_snapshot():
-    """(CPU seconds all processes have used, this process's CPU seconds, wall seconds), or None
-    where /proc/stat is missing (not Linux). Two snapshots give `other_cores`."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    busy = sum(v[:3]) + sum(v[5:8])       # user nice system, irq softirq steal (not idle, iowait)
-    own = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, timeit.default_timer()
-
-
-def other_cores(before, after):
-    """Cores used on average between two cpu_snapshot()s by everything but this process
-    (other processes, and the hypervisor's steal): above ~0.2 the timings were disturbed."""
-    if before is None or after is None or after[2] <= before[2]:
-        return None
-    return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / (after[2] - before[2]))
-
-
-def _blas_note():
-    noted = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ]
-    if noted:
-        return (f"note: {' and '.join(noted)} set in the environment; they can slow NumPy (unset "
-                f"them for this command only to time NumPy fairly)")
-    return ""
-
 
 def _fmt_us(seconds):
     if seconds is None:
@@ -462,7 +279,7 @@ def run(out=sys.stdout, quick=False, cases=None):
     cases = grid() if cases is None else cases
     threads = fastcells.get_num_threads()
     try:
-        torch_note = f"torch {_import_torch().__version__}"
+        torch_note = f"torch {import_torch().__version__}"
     except Unavailable as e:
         torch_note = str(e)
     print(f"fastcells {fastcells.__version__}: one cell call, float32, "
@@ -479,7 +296,7 @@ def run(out=sys.stdout, quick=False, cases=None):
           file=out)
     print("other = cores busy with other processes (or hypervisor steal) while the row ran: "
           "above ~0.2 that row is disturbed; rerun it", file=out)
-    note = _blas_note()
+    note = blas_note()
     if note:
         print(note, file=out)
     header = (f"{'case':<24}{'call us':>9}{'step_ us':>10}{'numpy us':>10}{'torch us':>10}"
@@ -487,20 +304,8 @@ def run(out=sys.stdout, quick=False, cases=None):
     print("\n" + header + "\n" + "-" * len(header), file=out)
     results = {}
     for case in cases:
-        subject = make_subject(case)
-        times = {}
-        before = cpu_snapshot()
-        for peer in PEERS:
-            try:
-                runner = make_runner(peer, subject)
-            except Unavailable:
-                times[peer] = None
-                continue
-            with runner.context():
-                warm_up(runner.fn, warm_seconds)
-                times[peer] = time_call(runner.fn, min_seconds, repeat)
-            del runner
-        others = other_cores(before, cpu_snapshot())
+        times, others = time_peers(make_subject(case), PEERS, min_seconds, repeat,
+                                   lambda peer: warm_seconds)
         results[case.id] = dict(times, other_cores=others)
         base = times[BASELINE]
         ratio = lambda p: "-" if times[p] is None else f"{times[p] / base:.2f}"   # noqa: E731
