@@ -31,12 +31,11 @@ Decisions that TF leaves to the framework (all documented on the classes):
 import collections
 import numbers
 import re
-import threading
 import warnings
 
 import numpy as np
 
-from fastcells import _core
+from fastcells import _core, _fork, _override, _serialize
 from fastcells.activations import resolve as _resolve_activation
 
 __all__ = ["LSTMStateTuple", "RNNCell", "BasicRNNCell", "BasicLSTMCell", "LSTMCell", "GRUCell",
@@ -307,6 +306,7 @@ class RNNCell:
 
     ``dtype=None`` means float32.
     """
+    __init_subclass__ = _override.init_subclass
 
     def __init__(self, trainable=True, name=None, dtype=None, **kwargs):
         _check_kwargs(type(self), kwargs)
@@ -454,6 +454,7 @@ class _FusedCell(RNNCell):
 
     _KIND = None
     _KERNEL_NAME = "kernel"
+    __getstate__, __setstate__ = _serialize.getstate, _serialize.setstate
 
     def __init__(self, num_units, activation, name, dtype, seed, kwargs):
         super().__init__(name=name, dtype=dtype, **kwargs)
@@ -471,7 +472,7 @@ class _FusedCell(RNNCell):
         self._input_size = None
         self._weights = {}          # name -> read-only array, TF creation order
         self._packed = None         # _core.PackedCell, derived from _weights
-        self._lock = threading.Lock()
+        self._lock = _fork.new_lock(self)
 
     # -- per-cell description (subclasses) ---------------------------------------------------
     def _spec(self, input_size):
@@ -801,7 +802,7 @@ class _FusedCell(RNNCell):
 
     def call(self, inputs, state):
         """As ``__call__`` (TF's ``call``)."""
-        return self(inputs, state)
+        return _override.native_call(self, inputs, state)
 
 
 class _SingleStateCell(_FusedCell):
@@ -1300,7 +1301,7 @@ class MultiRNNCell(RNNCell):
         return x, np.concatenate(new, axis=1)
 
     def call(self, inputs, state):
-        return self(inputs, state)
+        return _override.native_call(self, inputs, state)
 
     def step_(self, inputs, state):
         """Each cell's step_ on its part of `state` (in place); returns the last output."""

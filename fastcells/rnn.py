@@ -34,7 +34,7 @@ Decisions where TF leaves room (or cannot apply to NumPy):
 """
 import numpy as np
 
-from fastcells import _core
+from fastcells import _core, _override, _serialize
 from fastcells.cells import (LSTMStateTuple, MultiRNNCell, _FusedCell, _LSTMBase, _as_array,
                              _bridge_ready, _check_dtype, _describe)
 
@@ -351,14 +351,9 @@ def _empty_state(size, B, dt):
 # ---------------------------------------------------------------------------------------------
 
 def _own_call(cell, base):
-    """True if `cell` is a `base` whose ``__call__`` is fastcells' own (a subclass that
-    overrides it keeps its override: it runs through the slow path)."""
-    if not isinstance(cell, base):
-        return False
-    for klass in type(cell).__mro__:
-        if "__call__" in vars(klass):
-            return klass.__module__ == "fastcells.cells"
-    return False
+    """True if `cell` is a `base` whose ``call`` and ``__call__`` are fastcells' own (a subclass
+    that overrides either keeps its override: it runs through the slow path)."""
+    return _override.runs_native(cell, base)
 
 
 def _native_leaves(cell):
@@ -433,8 +428,8 @@ class _NativeRun:
                                             _leaf_states(cell, final)):
             P = leaf.output_size
             out = np.empty((T, B, P) if time_major else (B, T, P), dtype=dt)
-            layer = {"cell": leaf._packed, "x": inp, "out": out, "lengths": lengths,
-                     "h0": h0, "h_final": hf, "reverse": reverse}
+            layer = {"cell": _serialize.packed_cell(leaf), "x": inp, "out": out,
+                     "lengths": lengths, "h0": h0, "h_final": hf, "reverse": reverse}
             if isinstance(leaf, _LSTMBase):
                 layer["c0"], layer["c_final"] = c0, cf
             run.layers.append(layer)
