@@ -20,7 +20,6 @@ from multiprocessing import get_context
 import numpy as np
 import pytest
 
-import fastcells
 from fastcells import _core, nn
 from fastcells.cells import (BasicLSTMCell, BasicRNNCell, CudnnCompatibleGRUCell, GRUCell,
                              LSTMCell, LSTMStateTuple, MultiRNNCell)
@@ -381,7 +380,6 @@ def test_spawned_child_process_computes_the_same_bits():
 LOAD_ON_OTHER_ISA = """
 import pickle, sys
 import numpy as np
-import fastcells
 from fastcells import _core
 cell, x, state = pickle.loads(sys.stdin.buffer.read())
 got = cell(x, state)[0]
