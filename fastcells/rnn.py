@@ -16,7 +16,7 @@ or not), the whole call is ONE ``_core.run_sequences`` call with the GIL release
 a stack in it, and both directions of bidirectional_dynamic_rnn as two stacks on two cores. No
 Python runs per step. The slow path (a Python time loop with TF's masking) serves any other cell:
 a custom-callable activation, a user RNNCell subclass, a MultiRNNCell containing one, or a
-fastcells cell subclass that overrides ``__call__`` (its override is honoured).
+fastcells cell subclass that overrides ``call`` or ``__call__`` (its override is honoured).
 
 Decisions where TF leaves room (or cannot apply to NumPy):
 - ``parallel_iterations``, ``swap_memory`` and ``scope`` are accepted and ignored (graph-mode
