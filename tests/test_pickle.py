@@ -316,9 +316,12 @@ def test_unpicklable_activation_raises_picklings_error_and_cloudpickle_carries_i
     cell.build(2)
     with pytest.raises((pickle.PicklingError, AttributeError), match="lambda"):
         pickle.dumps(cell)
+    x = np.ones((2, 2), np.float32)
+    dup = copy.deepcopy(cell)                  # deepcopy shares the function: no pickling
+    assert dup.activation is cell.activation
+    assert_identical(dup(x, cell.zero_state(2)), cell(x, cell.zero_state(2)))
     cloudpickle = pytest.importorskip("cloudpickle", reason="cloudpickle is not installed")
     loaded = cloudpickle.loads(cloudpickle.dumps(cell))
-    x = np.ones((2, 2), np.float32)
     assert_identical(loaded(x, cell.zero_state(2)), cell(x, cell.zero_state(2)))
 
 
@@ -458,29 +461,45 @@ def test_keras_models_round_trip():
         model = from_keras(weights=to_keras_weights(cell), config=dict(cfg, units=cell.num_units),
                            class_name=name)
         assert_model_round_trip(model, x)
+    fw, bw = GRUCell(5, reset_after=True, seed=4), GRUCell(5, reset_after=True, seed=5)
+    for cell in (fw, bw):
+        cell.build(I)
+    layer = {"class_name": "GRU", "config": {"units": 5, "reset_after": True,
+                                            "return_sequences": True, "return_state": True}}
+    model = from_keras(weights=to_keras_weights(fw) + to_keras_weights(bw),
+                       config={"layer": layer, "merge_mode": "sum"}, class_name="Bidirectional")
+    assert_model_round_trip(model, x)
 
 
-def _onnx_lstm(direction, seed=0):
+def _onnx_node(op, direction, attrs, seed=0):
+    """A one-node ONNX model: op LSTM (with peepholes), GRU or RNN, hidden size 4, random
+    weights and biases."""
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(seed)
-    D, U = (2 if direction == "bidirectional" else 1), 4
+    D, U, G = (2 if direction == "bidirectional" else 1), 4, {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+    shapes = [("W", (D, G * U, I)), ("R", (D, G * U, U)), ("B", (D, 2 * G * U))]
+    names = ["X", "W", "R", "B"]
+    if op == "LSTM":
+        shapes.append(("P", (D, 3 * U)))
+        names += ["", "", "", "P"]
     inits = [numpy_helper.from_array(rng.uniform(-0.6, 0.6, shape).astype(np.float32), name)
-             for name, shape in (("W", (D, 4 * U, I)), ("R", (D, 4 * U, U)),
-                                 ("B", (D, 8 * U)), ("P", (D, 3 * U)))]
-    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "", "", "P"], ["Y", "Y_h", "Y_c"],
-                            hidden_size=U, direction=direction, clip=2.5)
+             for name, shape in shapes]
+    outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
+    node = helper.make_node(op, names, outs, hidden_size=U, direction=direction, **attrs)
     graph = helper.make_graph(
         [node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("Y", "Y_h", "Y_c")],
-        inits)
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outs], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
 
 
 @pytest.mark.skipif(not HAS_ONNX, reason="onnx is not installed")
-@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
-def test_onnx_models_round_trip(direction):
+@pytest.mark.parametrize("op, direction, attrs", [
+    ("LSTM", "forward", {"clip": 2.5}), ("LSTM", "bidirectional", {"input_forget": 1}),
+    ("GRU", "reverse", {"linear_before_reset": 1}), ("GRU", "bidirectional", {}),
+    ("RNN", "forward", {"activations": ["Relu"]})])
+def test_onnx_models_round_trip(op, direction, attrs):
     from fastcells.convert import from_onnx
-    model = from_onnx(_onnx_lstm(direction))
+    model = from_onnx(_onnx_node(op, direction, attrs))
     x = np.random.default_rng(4).standard_normal((T, B, I)).astype(np.float32)
     assert_model_round_trip(model, x, np.array([T, 1, T - 1], np.int32))
 
