@@ -84,9 +84,11 @@ def setstate(cell, state):
         if isinstance(value, _ConstantInitializer):
             state[key] = cells._constant(value.value)
     dtype = state["_dtype"]
-    state["_weights"] = {
-        name: cells._readonly(np.array(a, dtype=dtype, order="C", copy=True))
-        for name, a in state["_weights"].items()}
+    weights = {}
+    for name, a in state["_weights"].items():
+        weights[name] = np.array(a, dtype=dtype, order="C", copy=True)   # never the pickle's
+        weights[name].flags.writeable = False
+    state["_weights"] = weights
     vars(cell).update(state)
     _check_weights(cell)
     cell._lock = _fork.new_lock(cell)
