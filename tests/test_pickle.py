@@ -267,6 +267,27 @@ def test_constant_and_custom_initializers_survive_unbuilt():
                                   np.full((I + 4, 16), 0.05, np.float32))
 
 
+def test_loaded_weights_are_private_and_read_only():
+    """Protocol 5 with out-of-band buffers: the loaded cell copies the weights, so writing into
+    the buffers afterwards changes nothing; its weights cannot be written through."""
+    cell = built("lstm-peep-proj-clips", np.float32)
+    x, state, _, _ = inputs(cell)
+    want = cell(x, state)
+    buffers = []
+    blob = pickle.dumps(cell, protocol=5, buffer_callback=buffers.append)
+    assert len(buffers) >= len(cell.weights), "the weight arrays travel out of band"
+    loaded = pickle.loads(blob, buffers=buffers)
+    raw = [bytearray(b.raw()) for b in buffers]            # writeable buffers ...
+    loaded2 = pickle.loads(blob, buffers=raw)
+    for r in raw:                                          # ... overwritten after loading
+        r[:] = bytes(len(r))
+    for dup in (loaded, loaded2):
+        assert_identical(dup(x, state), want)
+        assert_identical(dup.get_weights(), cell.get_weights(), "weights")
+        for w in dup.weights + list(dup._weights.values()):
+            assert not w.flags.writeable
+
+
 def test_pending_pack_is_built_once_under_many_threads():
     cell = built("lstm-peep-proj-clips", np.float32)
     x, state, _, _ = inputs(cell)
