@@ -89,6 +89,9 @@ class Activation:
         """(name, alpha, beta), what the C kernels take."""
         return (self.name, self.alpha, self.beta)
 
+    def __reduce__(self):
+        return (Activation, self.spec)     # every pickle protocol (slots, no __dict__)
+
     def __call__(self, x):
         return reference.activation(self.name, self.alpha, self.beta)(x)
 

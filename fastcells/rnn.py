@@ -16,7 +16,7 @@ or not), the whole call is ONE ``_core.run_sequences`` call with the GIL release
 a stack in it, and both directions of bidirectional_dynamic_rnn as two stacks on two cores. No
 Python runs per step. The slow path (a Python time loop with TF's masking) serves any other cell:
 a custom-callable activation, a user RNNCell subclass, a MultiRNNCell containing one, or a
-fastcells cell subclass that overrides ``__call__`` (its override is honoured).
+fastcells cell subclass that overrides ``call`` or ``__call__`` (its override is honoured).
 
 Decisions where TF leaves room (or cannot apply to NumPy):
 - ``parallel_iterations``, ``swap_memory`` and ``scope`` are accepted and ignored (graph-mode
@@ -34,7 +34,7 @@ Decisions where TF leaves room (or cannot apply to NumPy):
 """
 import numpy as np
 
-from fastcells import _core, reference
+from fastcells import _core, _override, _serialize, reference
 from fastcells._nest import LSTMStateTuple, arrays_for_size, flatten, map_structure, pack_as
 from fastcells._validate import as_array, bridge_ready, check_dtype, describe
 from fastcells.cells import MultiRNNCell
@@ -319,15 +319,9 @@ def _check_state(size, state, B, dt, name):
 # ---------------------------------------------------------------------------------------------
 
 def _own_call(cell, base):
-    """True if `cell` is a `base` whose ``__call__`` is fastcells' own (a subclass that
-    overrides it keeps its override: it runs through the slow path)."""
-    if not isinstance(cell, base):
-        return False
-    for klass in type(cell).__mro__:
-        if "__call__" in vars(klass):
-            return (klass.__module__ == "fastcells.cells"
-                    or klass.__module__.startswith("fastcells.cells."))
-    return False
+    """True if `cell` is a `base` whose ``call`` and ``__call__`` are fastcells' own (a subclass
+    that overrides either keeps its override: it runs through the slow path)."""
+    return _override.runs_native(cell, base)
 
 
 def _native_leaves(cell):
@@ -402,8 +396,8 @@ class _NativeRun:
                                             _leaf_states(cell, final)):
             P = leaf.output_size
             out = np.empty((T, B, P) if time_major else (B, T, P), dtype=dt)
-            layer = {"cell": leaf._packed, "x": inp, "out": out, "lengths": lengths,
-                     "h0": h0, "h_final": hf, "reverse": reverse}
+            layer = {"cell": _serialize.packed_cell(leaf), "x": inp, "out": out,
+                     "lengths": lengths, "h0": h0, "h_final": hf, "reverse": reverse}
             if isinstance(leaf, LSTMBase):
                 layer["c0"], layer["c_final"] = c0, cf
             run.layers.append(layer)

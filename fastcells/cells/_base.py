@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 
+from fastcells import _override
 from fastcells._nest import arrays_for_size, flatten
 from fastcells._validate import check_dtype, check_int, check_kwargs, check_name, describe
 
@@ -16,6 +17,7 @@ class RNNCell:
 
     ``dtype=None`` means float32.
     """
+    __init_subclass__ = _override.init_subclass
 
     def __init__(self, trainable=True, name=None, dtype=None, **kwargs):
         check_kwargs(type(self), kwargs)

@@ -6,11 +6,10 @@ NumPy path (fastcells.reference) for activations the C kernels lack.
     SingleStateCell    FusedCell whose state is one array [B, U] and whose output is the state
 """
 import re
-import threading
 
 import numpy as np
 
-from fastcells import _core
+from fastcells import _core, _fork, _override, _serialize
 from fastcells._validate import (as_array, as_weight, bridge_ready, check_clip, check_int,
                                  describe, parse_input_size, shape_text)
 from fastcells.activations import DEFAULT_GATE_ACTIVATION
@@ -45,6 +44,7 @@ class FusedCell(RNNCell):
     initializers or optional weights."""
 
     _SPEC = None                # a fastcells.cells._spec.CellSpec
+    __getstate__, __setstate__ = _serialize.getstate, _serialize.setstate
 
     @property
     def _KIND(self):
@@ -72,7 +72,7 @@ class FusedCell(RNNCell):
         self._input_size = None
         self._weights = {}          # name -> read-only array, TF creation order
         self._packed = None         # _core.PackedCell, derived from _weights
-        self._lock = threading.Lock()
+        self._lock = _fork.new_lock(self)
 
     # -- per-cell description (the table, and the subclasses' options) ----------------------
     def _spec(self, input_size):
@@ -417,7 +417,7 @@ class FusedCell(RNNCell):
 
     def call(self, inputs, state):
         """As ``__call__`` (TF's ``call``)."""
-        return self(inputs, state)
+        return _override.native_call(self, inputs, state)
 
 
 class SingleStateCell(FusedCell):

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 
+from fastcells import _override
 from fastcells._validate import as_array, describe, parse_input_size, reraise
 from fastcells.cells._base import RNNCell
 
@@ -136,7 +137,7 @@ class MultiRNNCell(RNNCell):
         return x, np.concatenate(new, axis=1)
 
     def call(self, inputs, state):
-        return self(inputs, state)
+        return _override.native_call(self, inputs, state)
 
     def step_(self, inputs, state):
         """Each cell's step_ on its part of `state` (in place); returns the last output."""

@@ -32,6 +32,15 @@ class CellSpec(NamedTuple):
         """The weight names of the cell with every option, in creation order."""
         return tuple(w.name for w in self.weights)
 
+    def __reduce__(self):
+        # a table is a module constant (its shapes are lambdas): it pickles by its C kind
+        return (_spec_for_kind, (self.c_kind,))
+
+
+def _spec_for_kind(c_kind):
+    """The table of a C kind (what a pickled CellSpec loads as)."""
+    return SPECS[c_kind]
+
 
 RNN = CellSpec("rnn", "", (
     Weight("kernel", lambda I, U, P: (I + U, U), "kernel", glorot_uniform),
