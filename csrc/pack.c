@@ -4,26 +4,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checked.h"
 #include "internal.h"
 
 void *fc_aligned_alloc(size_t bytes)
 {
     void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? fc_round_up(bytes, 64) : 64) != 0) return NULL;
+    int overflow = 0;
+    const size_t rounded = bytes ? fc_round_up_checked(bytes, 64, &overflow) : 64;
+    if (overflow || posix_memalign(&p, 64, rounded) != 0) return NULL;
     return p;
 }
 
 void fc_aligned_free(void *p) { free(p); }
 
-/* kernel: [k, gates*units] row-major; bias: [gates*units] or NULL (a zero bias row) */
+/* kernel: [k, gates*units] row-major; bias: [gates*units] or NULL (a zero bias row).
+ * FC_ERR_SIZE if the packed size, or the kernel's, does not fit in size_t. Every offset below
+ * is at most one of these two sizes. */
 fc_status fc_pack(fc_packed *out, const void *kernel, const void *bias, size_t k, size_t gates,
                   size_t units, size_t elem, size_t pw)
 {
-    const size_t nru = pw / gates, nblocks = (units + nru - 1) / nru;
-    const size_t rows = 1 + k, cols = gates * units;
-    unsigned char *panels = fc_aligned_alloc(nblocks * rows * pw * elem);
+    const size_t nru = pw / gates, nblocks = units / nru + (units % nru != 0);
+    int overflow = 0;
+    const size_t rows = fc_add(1, k, &overflow), cols = fc_mul(gates, units, &overflow);
+    const size_t bytes = fc_mul(fc_mul3(nblocks, rows, pw, &overflow), elem, &overflow);
+    (void)fc_mul3(k, cols, elem, &overflow);            /* the kernel's size */
+    if (overflow) return FC_ERR_SIZE;
+    unsigned char *panels = fc_aligned_alloc(bytes);
     if (!panels) return FC_ERR_NOMEM;
-    memset(panels, 0, nblocks * rows * pw * elem);     /* zero padding past U, zero bias */
+    memset(panels, 0, bytes);                           /* zero padding past U, zero bias */
     const unsigned char *src_k = kernel, *src_b = bias;
     for (size_t j = 0; j < nblocks; j++) {
         const size_t unit0 = j * nru, nu = fc_min(nru, units - unit0);
