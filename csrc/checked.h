@@ -15,6 +15,13 @@
 
 #include <stddef.h>
 
+#include "fastcells.h"
+
+/* pack.c: the bytes fc_pack allocates for a [k, gates*units] kernel in panels of pw columns,
+ * or FC_ERR_SIZE (a product overflows) / FC_ERR_ARG (gates or pw out of range). */
+fc_status fc_packed_bytes(size_t k, size_t gates, size_t units, size_t elem, size_t pw,
+                          size_t *bytes);
+
 static inline size_t fc_mul(size_t a, size_t b, int *overflow)
 {
     size_t product;

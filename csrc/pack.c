@@ -18,18 +18,33 @@ void *fc_aligned_alloc(size_t bytes)
 
 void fc_aligned_free(void *p) { free(p); }
 
-/* kernel: [k, gates*units] row-major; bias: [gates*units] or NULL (a zero bias row).
- * FC_ERR_SIZE if the packed size, or the kernel's, does not fit in size_t. Every offset below
- * is at most one of these two sizes. */
+/* The bytes of the panels of a [k, gates*units] kernel (plus its bias row) for panels of pw
+ * columns: FC_ERR_SIZE if that, or the kernel's own size, does not fit in size_t. */
+fc_status fc_packed_bytes(size_t k, size_t gates, size_t units, size_t elem, size_t pw,
+                          size_t *bytes)
+{
+    *bytes = 0;
+    if (gates == 0 || pw < gates || elem == 0) return FC_ERR_ARG;
+    const size_t nru = pw / gates, nblocks = units / nru + (units % nru != 0);
+    int overflow = 0;
+    const size_t rows = fc_add(1, k, &overflow), cols = fc_mul(gates, units, &overflow);
+    const size_t packed = fc_mul(fc_mul3(nblocks, rows, pw, &overflow), elem, &overflow);
+    (void)fc_mul3(k, cols, elem, &overflow);            /* the kernel's size */
+    if (overflow) return FC_ERR_SIZE;
+    *bytes = packed;
+    return FC_OK;
+}
+
 fc_status fc_pack(fc_packed *out, const void *kernel, const void *bias, size_t k, size_t gates,
                   size_t units, size_t elem, size_t pw)
 {
     const size_t nru = pw / gates, nblocks = units / nru + (units % nru != 0);
-    int overflow = 0;
-    const size_t rows = fc_add(1, k, &overflow), cols = fc_mul(gates, units, &overflow);
-    const size_t bytes = fc_mul(fc_mul3(nblocks, rows, pw, &overflow), elem, &overflow);
-    (void)fc_mul3(k, cols, elem, &overflow);            /* the kernel's size */
-    if (overflow) return FC_ERR_SIZE;
+    const size_t rows = 1 + k, cols = gates * units;    /* no overflow: fc_packed_bytes */
+    size_t bytes;
+    const fc_status st = fc_packed_bytes(k, gates, units, elem, pw, &bytes);
+    if (st != FC_OK) return st;
+    /* kernel: [k, gates*units] row-major; bias: [gates*units] or NULL (a zero bias row). Every
+     * offset below is at most the packed or the kernel's size. */
     unsigned char *panels = fc_aligned_alloc(bytes);
     if (!panels) return FC_ERR_NOMEM;
     memset(panels, 0, bytes);                           /* zero padding past U, zero bias */

@@ -16,3 +16,5 @@ __all__ = ["BasicLSTMCell", "BasicRNNCell", "CudnnCompatibleGRUCell", "GRUCell",
            "set_num_threads"]
 
 __version__ = "0.1.0"
+from fastcells._threads import threads  # noqa: E402,F401  (env thread default, threadpoolctl)
+__all__.append("threads")
