@@ -103,12 +103,10 @@ void fc_counters_get(fc_counters *out, int reset)
                          .seq_chunks = values[FC_COUNT_SEQ_CHUNKS]};
 }
 
-/* Is this member the worker that tuning.h says stalls? (rank/chunk index >= 1) */
-static int stalled(size_t index)
-{
-    const int w = fc_tuning_now.stall_worker;
-    return w > 0 && (size_t)w == index;
-}
+/* Is this the worker (chunk index >= 1) or team rank that tuning.h says stalls / is slow? */
+static int is_worker(int w, size_t index) { return w > 0 && (size_t)w == index; }
+static int stalled(size_t index) { return is_worker(fc_tuning_now.stall_worker, index); }
+static int slow(size_t rank) { return is_worker(fc_tuning_now.slow_worker, rank); }
 
 static int usable_cores(void)
 {
@@ -340,7 +338,7 @@ void fc_team_phase(fc_team *team, fc_part_fn run, void *ctx)
     struct team_shared *ts = team->shared;
     const unsigned phase = ++team->phases;
     const size_t own = (size_t)team->rank;
-    if (stalled(own) && ts->max_wait_ns == FC_TEAM_FIXED)  /* tuning.h: until another takes it */
+    if (slow(own))                                  /* tuning.h: until another takes its part */
         for (int spins = 1; (int)(phase - atomic_load(&ts->claimed[own].phase)) > 0; spins++) {
             if (spins % PHASE_SPINS == 0) sched_yield();
             else CPU_RELAX();

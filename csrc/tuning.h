@@ -17,9 +17,10 @@ typedef struct fc_tuning {
                                has started (0: STEAL_SPINS, 1 for a fixed team) */
     size_t min_flops;       /* FLOPs a thread (team member) must get (0: the built-in values),
                                so that small shapes run threaded */
-    int stall_worker;       /* pool worker w >= 1 (0: none) joins every joined team only after
-                               it has closed (a late join), and in a fixed team waits in every
-                               phase until another member has taken its part (a take-over) */
+    int stall_worker;       /* pool worker w >= 1 (0: none) joins every joined team only once
+                               it has closed: a late join, the team short (a retry) */
+    int slow_worker;        /* the member of rank w >= 1 (0: none) of any team waits in every
+                               phase until another member has taken its part: a take-over */
 } fc_tuning;
 
 /* Counts of the rare paths, since the last reset (relaxed atomics; exact once calls return). */

@@ -117,7 +117,7 @@ cdef extern from "tuning.h" nogil:
         long join_wait_ns
         int steal_spins
         size_t min_flops
-        int stall_worker
+        int stall_worker, slow_worker
     ctypedef struct fc_counters:
         size_t short_teams, late_joins, take_overs, chunk_steals, seq_chunks
     void fc_tuning_set(const fc_tuning *tuning)
@@ -758,7 +758,7 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
 # ---- test-only hooks (tuning.h): force the rare threaded paths and count them -------------
 
 _TUNING_FIELDS = ("chunk_steps", "retry_steps", "join_wait_ns", "steal_spins", "min_flops",
-                  "stall_worker")
+                  "stall_worker", "slow_worker")
 
 
 def _tuning(**settings):
@@ -774,7 +774,8 @@ def _tuning(**settings):
     fc_tuning_get(&t)
     previous = {"chunk_steps": t.chunk_steps, "retry_steps": t.retry_steps,
                 "join_wait_ns": t.join_wait_ns, "steal_spins": t.steal_spins,
-                "min_flops": t.min_flops, "stall_worker": t.stall_worker}
+                "min_flops": t.min_flops, "stall_worker": t.stall_worker,
+                "slow_worker": t.slow_worker}
     for name, value in settings.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
@@ -787,6 +788,7 @@ def _tuning(**settings):
     t.steal_spins = merged["steal_spins"]
     t.min_flops = merged["min_flops"]
     t.stall_worker = merged["stall_worker"]
+    t.slow_worker = merged["slow_worker"]
     fc_tuning_set(&t)
     return previous
 

@@ -11,8 +11,9 @@ set but is not an int >= 1 is ignored with a RuntimeWarning that names it, its v
 is used instead (the next rule). An empty variable counts as unset.
 
 ``threads(n)`` sets the count for a ``with`` block and restores the previous count on exit;
-blocks nest. The count is one per process: threads that enter ``threads()`` blocks at the same
-time see each other's counts (each restores what it saw on entry).
+blocks nest. The count is one per process: Python threads inside ``threads()`` blocks at the
+same time share it (the most recently opened block's), and the count from before is back once
+every block has closed.
 
 With threadpoolctl installed, a controller is registered for fastcells (user_api and
 internal_api "fastcells"), so ``threadpool_limits(1)`` limits fastcells and ``threadpool_info()``
@@ -77,18 +78,30 @@ def apply_default():
     _core.set_num_threads(default_num_threads())
 
 
+_open_blocks = []                   # (token, n) of the threads() blocks open now, oldest first
+_count_outside = [0]                # the count when the first of them opened
+
+
 @contextlib.contextmanager
 def threads(n):
     """``with fastcells.threads(n):`` kernel calls in the block use up to n threads (1..64);
-    the previous count is restored on exit, also when the block raises."""
+    the previous count is restored on exit, also when the block raises. Blocks nest, and may
+    be open in several Python threads at once: while any is open the count is that of the
+    most recently opened one still open; when the last closes, the count from before the first
+    is back."""
+    token = object()
     with _lock:
-        previous = _core.get_num_threads()
+        outside = _core.get_num_threads()
         _core.set_num_threads(n)        # validates n: TypeError / ValueError naming it
+        if not _open_blocks:
+            _count_outside[0] = outside
+        _open_blocks.append((token, n))
     try:
         yield n
     finally:
         with _lock:
-            _core.set_num_threads(previous)
+            _open_blocks[:] = [block for block in _open_blocks if block[0] is not token]
+            _core.set_num_threads(_open_blocks[-1][1] if _open_blocks else _count_outside[0])
 
 
 def register_threadpoolctl():
