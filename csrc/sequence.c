@@ -35,7 +35,7 @@ enum { CHUNK_BYTES = 4 << 20 };         /* gathered inputs + projections per chu
  * about as much as a spin barrier, which 16K FLOPs at one row (32 KB of weights from L2)
  * repay. */
 enum { MIN_FLOPS_PER_MEMBER = 16 * 1024 };
-/* A team is formed per chunk of steps. A spinning worker joins within a microsecond; one that
+/* A team is formed per chunk of steps. A spinning worker joins almost at once; one that
  * is asleep can take far longer to wake (an idle virtual CPU), and one whose core is taken
  * (another process, or another library's spinning threads) joins when it is scheduled. So the
  * caller waits only JOIN_WAIT_NS and runs with whoever joined; a team short of members runs

@@ -4,9 +4,9 @@
  * equal chunks. Chunk t belongs to thread t (the caller is thread 0): the split is static, so
  * the same call shape gives every thread the same panels every time and they stay in that
  * core's L2. A worker claims its chunk before it runs it; once the caller has run its own chunk
- * it waits for the others, and claims and runs any whose thread has not started within about a
- * microsecond — a worker that the OS has not scheduled (a busy machine) delays the call by
- * that much, not by its chunk. Results never depend on the thread count or on who ran a chunk:
+ * it waits for the others, and claims and runs any whose thread has not started within
+ * CALLER_STEAL_SPINS pause rounds — a worker that the OS has not scheduled (a busy machine)
+ * delays the call by that wait, not by its chunk. Results never depend on the thread count or on who ran a chunk:
  * each output element is computed by one chunk, always with the same arithmetic.
  *
  * Workers spin for a while after each region (yielding the core now and then), then sleep on a
@@ -236,7 +236,7 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
 /* ---- teams: one region whose members run phases together ---------------------------------- */
 
 /* A member waiting for a phase looks for parts nobody has started every STEAL_SPINS rounds
- * (a few microseconds: longer than a part's usual lag, far shorter than a preemption) and
+ * (longer than a part's usual lag, far shorter than a preemption) and
  * yields every PHASE_SPINS. */
 enum { TEAM_CLOSED = 1u << 31, STEAL_SPINS = 1 << 8, PHASE_SPINS = 1 << 12 };
 

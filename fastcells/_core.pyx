@@ -2,8 +2,11 @@
 """The bridge: validated NumPy arrays -> pointers -> one C call per cell step, GIL released.
 
 Python (fastcells/cells.py) validates arguments and produces the user-facing messages; this
-module re-checks what C relies on (dtype, shape, last axis contiguous, alignment, writability)
-so that no call can reach C with memory it must not touch.
+module re-checks what C relies on (dtype, shape, last axis contiguous, alignment, writability,
+native byte order) so that no call can reach C with memory it must not touch or bytes it would
+misread. Shapes and strides are read from the array struct (PyArray_DIMS/STRIDES), never from a
+`.shape` a subclass may override. A byte-swapped operand that C only reads is converted to a
+native copy; one that C writes is rejected.
 """
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_SET_ITEM
