@@ -76,7 +76,9 @@ static struct {
     .wake = PTHREAD_COND_INITIALIZER,
 };
 
-static int num_threads;             /* 0 until first asked: then the usable cores */
+/* 0 until first asked: then the usable cores. Atomic (relaxed): one Python thread may set it
+ * while another's kernel call, without the GIL, reads it. */
+static atomic_int num_threads;
 
 /* ---- test-only tuning and counters (tuning.h) ---------------------------------------------- */
 
@@ -123,14 +125,21 @@ static int usable_cores(void)
 
 int fc_get_num_threads(void)
 {
-    if (num_threads == 0) num_threads = usable_cores();
-    return num_threads;
+    int n = atomic_load_explicit(&num_threads, memory_order_relaxed);
+    if (n == 0) {                   /* first use: the usable cores, unless set meanwhile */
+        int unset = 0;
+        n = usable_cores();
+        if (!atomic_compare_exchange_strong_explicit(&num_threads, &unset, n,
+                                                     memory_order_relaxed, memory_order_relaxed))
+            n = unset;
+    }
+    return n;
 }
 
 fc_status fc_set_num_threads(int n)
 {
     if (n < 1 || n > MAX_THREADS) return FC_ERR_ARG;
-    num_threads = n;
+    atomic_store_explicit(&num_threads, n, memory_order_relaxed);
     return FC_OK;
 }
 
