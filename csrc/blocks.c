@@ -5,7 +5,9 @@
  * call) or, with fewer panels than threads, by batch rows in whole register tiles. Either way
  * each output element is computed by one thread with the same arithmetic, so results do not
  * depend on the thread count. */
+#include "checked.h"
 #include "internal.h"
+#include "tuning.h"
 
 #define ROW_OFFSET(ptr, ld, r, es) \
     ((ptr) ? (void *)((unsigned char *)(ptr) + (r) * (ld) * (es)) : NULL)
@@ -38,13 +40,15 @@ void fc_blocks_share_region(const fc_blocks_job *job, size_t part, size_t parts,
     if (p->nblocks >= parts) {                      /* panels j0..j1-1, all rows */
         *r0 = 0;
         *r1 = rows;
-        *u0 = fc_min(p->nblocks * part / parts * width, columns);
-        *u1 = fc_min(p->nblocks * (part + 1) / parts * width, columns);
+        *u0 = fc_min(fc_share_bound(p->nblocks, part, parts) * width, columns);
+        *u1 = fc_min(fc_share_bound(p->nblocks, part + 1, parts) * width, columns);
         return;
     }
-    const size_t tiles = (rows + job->tile_rows - 1) / job->tile_rows;   /* whole tiles of rows */
-    *r0 = fc_min(tiles * part / parts * job->tile_rows, rows);
-    *r1 = fc_min(tiles * (part + 1) / parts * job->tile_rows, rows);
+    /* whole tiles of rows; the last share ends at `rows` (no product can pass SIZE_MAX) */
+    const size_t tiles = rows / job->tile_rows + (rows % job->tile_rows != 0);
+    const size_t t0 = fc_share_bound(tiles, part, parts), t1 = fc_share_bound(tiles, part + 1, parts);
+    *r0 = t0 >= tiles ? rows : t0 * job->tile_rows;
+    *r1 = t1 >= tiles ? rows : t1 * job->tile_rows;
     *u0 = 0;
     *u1 = columns;
 }
@@ -55,7 +59,8 @@ void fc_run_blocks_share(const fc_blocks_job *job, size_t part, size_t parts)
     fc_block_args a = job->args;
     if (a.rows == 0) return;
     if (nblocks >= parts) {
-        run_panels(job, &a, nblocks * part / parts, nblocks * (part + 1) / parts);
+        run_panels(job, &a, fc_share_bound(nblocks, part, parts),
+                   fc_share_bound(nblocks, part + 1, parts));
         return;
     }
     size_t r0, r1, u0, u1;
@@ -75,17 +80,18 @@ void fc_run_blocks_share(const fc_blocks_job *job, size_t part, size_t parts)
     run_panels(job, &a, 0, nblocks);
 }
 
-size_t fc_blocks_flops(const fc_blocks_job *job)
+size_t fc_blocks_flops(const fc_blocks_job *job)      /* saturates at SIZE_MAX */
 {
     const fc_packed *p = job->packed;
     const fc_block_args *args = &job->args;
-    return 2 * args->rows * (args->k0 + args->k1 + 1) * p->pw * p->nblocks;
+    const size_t k = fc_sat_add(fc_sat_add(args->k0, args->k1), 1);
+    return fc_sat_mul(fc_sat_mul(fc_sat_mul(2, args->rows), k), p->pw * p->nblocks);
 }
 
 size_t fc_blocks_threads(const fc_blocks_job *job, size_t min_flops_per_thread)
 {
     const fc_packed *p = job->packed;
-    const size_t tiles = (job->args.rows + job->tile_rows - 1) / job->tile_rows;
+    const size_t tiles = job->args.rows / job->tile_rows + (job->args.rows % job->tile_rows != 0);
     size_t threads = fc_min((size_t)fc_get_num_threads(), fc_blocks_flops(job) / min_flops_per_thread);
     threads = fc_min(threads, p->nblocks >= threads ? threads : tiles);
     return threads < 1 ? 1 : threads;
@@ -107,7 +113,7 @@ static void run_shares(void *ctx, size_t begin, size_t end)
 void fc_run_blocks(const fc_blocks_job *job)
 {
     if (job->args.rows == 0) return;
-    const size_t parts = fc_blocks_threads(job, FC_MIN_FLOPS_PER_THREAD);
+    const size_t parts = fc_blocks_threads(job, fc_min_flops_per_thread());
     if (parts <= 1) {
         fc_run_blocks_share(job, 0, 1);
         return;

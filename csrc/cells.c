@@ -14,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checked.h"
+#include "driver.h"
 #include "internal.h"
+#include "tuning.h"
 
 
 void fc_cell_destroy(fc_cell *cell)
@@ -44,6 +47,9 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
         return FC_ERR_ARG;
     if (desc->kind == FC_CELL_GRU && (!w->cand_kernel || !w->cand_bias)) return FC_ERR_ARG;
     if (desc->has_peepholes && (!w->w_i_diag || !w->w_f_diag || !w->w_o_diag)) return FC_ERR_ARG;
+    int overflow = 0;
+    const size_t x_and_h_rows = fc_add(I, U, &overflow), x_and_m_rows = fc_add(I, P, &overflow);
+    if (overflow) return FC_ERR_SIZE;
     if (!fc_isa_available(isa)) return FC_ERR_ISA;
     const fc_kernels *kernels = fc_kernels_for(isa, desc->dtype);
     if (!kernels) return FC_ERR_ISA;
@@ -58,18 +64,20 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     fc_status st = FC_OK;
     switch (desc->kind) {
     case FC_CELL_RNN:
-        st = pack(&cell->main, w->kernel, w->bias, I + U, 1, U, es, pw);
+        st = pack(&cell->main, w->kernel, w->bias, x_and_h_rows, 1, U, es, pw);
         break;
     case FC_CELL_LSTM:
-        st = pack(&cell->main, w->kernel, w->bias, I + P, 4, U, es, pw);
+        st = pack(&cell->main, w->kernel, w->bias, x_and_m_rows, 4, U, es, pw);
         if (st == FC_OK && desc->has_projection)
             st = pack(&cell->proj, w->proj_kernel, NULL, U, 1, P, es, pw);
         if (st == FC_OK && desc->has_peepholes) {
             /* [3][nblocks*nru]: i, f, o, zero past U so the kernels load whole vectors */
-            const size_t n = cell->main.nblocks * cell->main.nru;
-            unsigned char *peep = fc_aligned_alloc(3 * n * es);
+            const size_t n = cell->main.nblocks * cell->main.nru;    /* <= the packed size */
+            const size_t bytes = fc_mul3(3, n, es, &overflow);
+            if (overflow) { st = FC_ERR_SIZE; break; }
+            unsigned char *peep = fc_aligned_alloc(bytes);
             if (!peep) { st = FC_ERR_NOMEM; break; }
-            memset(peep, 0, 3 * n * es);
+            memset(peep, 0, bytes);
             memcpy(peep, w->w_i_diag, U * es);
             memcpy(peep + n * es, w->w_f_diag, U * es);
             memcpy(peep + 2 * n * es, w->w_o_diag, U * es);
@@ -77,8 +85,9 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
         }
         break;
     case FC_CELL_GRU:
-        st = pack(&cell->main, w->kernel, w->bias, I + U, 2, U, es, pw);
-        if (st == FC_OK) st = pack(&cell->cand, w->cand_kernel, w->cand_bias, I + U, 1, U, es, pw);
+        st = pack(&cell->main, w->kernel, w->bias, x_and_h_rows, 2, U, es, pw);
+        if (st == FC_OK)
+            st = pack(&cell->cand, w->cand_kernel, w->cand_bias, x_and_h_rows, 1, U, es, pw);
         break;
     case FC_CELL_GRU_RA:                              /* 3-vector panels: r, u, n */
         if (!w->cand_kernel || !w->cand_bias) { st = FC_ERR_ARG; break; }
@@ -95,14 +104,20 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     return FC_OK;
 }
 
-/* Do the byte ranges of two [rows, cols] matrices overlap? */
+/* Do the byte ranges of two [rows, cols] matrices overlap? An extent that does not fit in the
+ * address space counts as overlapping (the copy it asks for then fails its size check). */
 int fc_overlaps(const void *a, size_t lda, size_t cols_a, const void *b, size_t ldb,
                     size_t cols_b, size_t rows, size_t es)
 {
     if (!a || !b || rows == 0) return 0;
-    const uintptr_t a0 = (uintptr_t)a, a1 = a0 + ((rows - 1) * lda + cols_a) * es;
-    const uintptr_t b0 = (uintptr_t)b, b1 = b0 + ((rows - 1) * ldb + cols_b) * es;
-    return a0 < b1 && b0 < a1;
+    int overflow = 0;
+    const size_t a_bytes = fc_mul(fc_add(fc_mul(rows - 1, lda, &overflow), cols_a, &overflow), es,
+                                  &overflow);
+    const size_t b_bytes = fc_mul(fc_add(fc_mul(rows - 1, ldb, &overflow), cols_b, &overflow), es,
+                                  &overflow);
+    const uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+    if (overflow || a_bytes > UINTPTR_MAX - a0 || b_bytes > UINTPTR_MAX - b0) return 1;
+    return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
 }
 
 /* Copy src [rows, cols] (ld) into dst [rows, cols] (contiguous). */
@@ -122,6 +137,21 @@ void fc_epilogue_params(const fc_cell_desc *d, fc_block_args *args)
     args->preact_clip = d->preact_clip;
     args->input_forget = d->input_forget;
     args->forget_bias = d->forget_bias;
+}
+
+void fc_step_epilogue(const fc_cell *cell, fc_block_args *args)
+{
+    const fc_cell_desc *d = &cell->desc;
+    fc_epilogue_params(d, args);
+    if (d->kind != FC_CELL_LSTM) return;
+    if (cell->peepholes) {          /* [3][npeep]: i, f, o */
+        const size_t npeep = cell->main.nblocks * cell->main.nru;
+        args->peep_i = cell->peepholes;
+        args->peep_f = (const unsigned char *)cell->peepholes + npeep * cell->elem;
+        args->peep_o = (const unsigned char *)cell->peepholes + 2 * npeep * cell->elem;
+    }
+    args->has_clip = d->has_cell_clip;
+    args->clip = d->cell_clip;
 }
 
 /* A step's scratch up to this size lives on the caller's stack (no allocation at small B). */
@@ -155,8 +185,8 @@ static void two_products_team(void *ctx, fc_team *team)
  * one more part to finish, not a parallel region. */
 static void run_two_products(two_products *tp)
 {
-    const size_t threads = fc_max(fc_blocks_threads(&tp->first, FC_MIN_FLOPS_PER_THREAD),
-                                  fc_blocks_threads(&tp->second, FC_MIN_FLOPS_PER_THREAD));
+    const size_t threads = fc_max(fc_blocks_threads(&tp->first, fc_min_flops_per_thread()),
+                                  fc_blocks_threads(&tp->second, fc_min_flops_per_thread()));
     if (threads <= 1) {
         first_part(tp, 0, 1);
         second_part(tp, 0, 1);
@@ -197,14 +227,15 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
 {
     const fc_cell_desc *d = &cell->desc;
     const fc_kernels *kern = cell->kernels;
-    const size_t es = cell->elem, I = d->input_size, U = d->num_units, P = d->rec_size;
-    const int lstm = d->kind == FC_CELL_LSTM, gru = d->kind == FC_CELL_GRU;
+    const fc_cell_dims dims = fc_cell_dims_of(cell);
+    const size_t es = dims.es, I = dims.I, U = dims.U, P = dims.P;
+    const int lstm = dims.lstm, gru = dims.gru;
     if (B == 0) return FC_OK;
 
     /* Inputs that overlap an output are copied first, except the aliases the kernels allow:
      * c_in == c_out (elementwise), and h_in == h_out where h_in is fully read by one product
      * before the product that writes h_out (gru, lstm with projection). */
-    const int h_alias_ok = gru || (lstm && d->has_projection);
+    const int h_alias_ok = gru || dims.proj;
     const int copy_x = fc_overlaps(x, ldx, I, h_out, ldh_out, P, B, es) ||
                        fc_overlaps(x, ldx, I, c_out, ldc_out, U, B, es);
     const int copy_h = (fc_overlaps(h_in, ldh_in, P, h_out, ldh_out, P, B, es) &&
@@ -215,17 +246,24 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
                                 fc_overlaps(c_in, ldc_in, U, h_out, ldh_out, P, B, es));
 
     /* scratch: copies, gru r*h and u (rows padded to whole candidate panels), lstm m */
-    const size_t lds = gru ? fc_round_up(U, cell->cand.nru) : 0;
-    const size_t n_x = copy_x ? B * I : 0, n_h = copy_h ? B * P : 0, n_c = copy_c ? B * U : 0;
-    const size_t n_gru = gru ? 2 * B * lds : 0;
-    const size_t n_m = lstm && d->has_projection ? B * U : 0;
+    int overflow = 0;               /* B is any size_t: a stride-0 batch costs no memory */
+    const size_t lds = gru ? fc_round_up_checked(U, cell->cand.nru, &overflow) : 0;
+    const size_t n_x = copy_x ? fc_mul(B, I, &overflow) : 0;
+    const size_t n_h = copy_h ? fc_mul(B, P, &overflow) : 0;
+    const size_t n_c = copy_c ? fc_mul(B, U, &overflow) : 0;
+    const size_t n_gru = gru ? fc_mul3(2, B, lds, &overflow) : 0;
+    const size_t n_m = dims.proj ? fc_mul(B, U, &overflow) : 0;
     const size_t row_zx = cell->main.nblocks * cell->main.pw;       /* gru_ra x projection */
-    const size_t n_zx = d->kind == FC_CELL_GRU_RA ? B * row_zx : 0;
-    const size_t n_total = n_x + n_h + n_c + n_gru + n_m + n_zx;
+    const size_t n_zx = dims.gru_ra ? fc_mul(B, row_zx, &overflow) : 0;
+    size_t n_total = fc_add(n_x, n_h, &overflow);
+    n_total = fc_add(n_total, fc_add(n_c, n_gru, &overflow), &overflow);
+    n_total = fc_add(n_total, fc_add(n_m, n_zx, &overflow), &overflow);
+    const size_t scratch_bytes = fc_mul(n_total, es, &overflow);
+    if (overflow) return FC_ERR_SIZE;
     _Alignas(64) unsigned char small_scratch[SMALL_SCRATCH_BYTES];  /* read by the workers too */
     unsigned char *scratch = small_scratch;
-    if (n_total * es > sizeof small_scratch) {
-        scratch = fc_aligned_alloc(n_total * es);
+    if (scratch_bytes > sizeof small_scratch) {
+        scratch = fc_aligned_alloc(scratch_bytes);
         if (!scratch) return FC_ERR_NOMEM;
     }
     unsigned char *next = scratch;
@@ -238,7 +276,7 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         .c_in = c_in, .ldc_in = ldc_in, .c_out = c_out, .ldc_out = ldc_out,
         .h_in = h_in, .ldh_in = ldh_in, .h_out = h_out, .ldh_out = ldh_out,
     };
-    fc_epilogue_params(d, &args);
+    fc_step_epilogue(cell, &args);
     switch (d->kind) {
     case FC_CELL_RNN:
         run_blocks(kern->block[FC_OP_RNN], &cell->main, &args, es, kern->mr);
@@ -260,22 +298,14 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
         ra.step.args.k1 = 0;
         /* both products have the same panels (3-vector, U units) and rows, so share p of the
          * projection writes exactly the columns and rows of zx that share p of the step reads */
-        const size_t flops = fc_blocks_flops(&ra.project) + fc_blocks_flops(&ra.step);
+        const size_t flops = fc_sat_add(fc_blocks_flops(&ra.project), fc_blocks_flops(&ra.step));
         ra.parts = fc_min(fc_blocks_threads(&ra.step, 1),
-                          fc_max(1, flops / FC_MIN_FLOPS_PER_THREAD));
+                          fc_max(1, flops / fc_min_flops_per_thread()));
         fc_parallel_for(ra.parts, (int)ra.parts, gru_ra_shares, &ra);
         break;
     }
     case FC_CELL_LSTM: {
-        const size_t npeep = cell->main.nblocks * cell->main.nru;
-        if (cell->peepholes) {
-            args.peep_i = cell->peepholes;
-            args.peep_f = (const unsigned char *)cell->peepholes + npeep * es;
-            args.peep_o = (const unsigned char *)cell->peepholes + 2 * npeep * es;
-        }
-        args.has_clip = d->has_cell_clip;
-        args.clip = d->cell_clip;
-        if (!d->has_projection) {
+        if (!dims.proj) {
             run_blocks(kern->block[FC_OP_LSTM], &cell->main, &args, es, kern->mr);
             break;
         }
@@ -356,7 +386,10 @@ fc_status fc_matmul(const fc_matrix *mat, size_t m, const void *a, size_t lda, v
     if (m == 0) return FC_OK;
     void *scratch = NULL;
     if (fc_overlaps(a, lda, k, c, ldc, n, m, es)) {
-        scratch = fc_aligned_alloc(m * k * es);
+        int overflow = 0;
+        const size_t bytes = fc_mul3(m, k, es, &overflow);
+        if (overflow) return FC_ERR_SIZE;
+        scratch = fc_aligned_alloc(bytes);
         if (!scratch) return FC_ERR_NOMEM;
         fc_copy_rows(scratch, a, lda, m, k, es);
         a = scratch;

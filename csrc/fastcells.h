@@ -25,6 +25,7 @@ typedef enum fc_status {
     FC_ERR_NOMEM = 1,       /* an allocation failed */
     FC_ERR_ARG = 2,         /* an argument is out of range (the message says which) */
     FC_ERR_ISA = 3,         /* the instruction set is not compiled in or the CPU lacks it */
+    FC_ERR_SIZE = 4,        /* a size (scratch, workspace, packed weights) overflows size_t */
 } fc_status;
 
 typedef enum fc_dtype { FC_F32 = 0, FC_F64 = 1 } fc_dtype;

@@ -25,20 +25,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checked.h"
+#include "driver.h"
 #include "internal.h"
+#include "tuning.h"
 
 enum { CHUNK_BYTES = 4 << 20 };         /* gathered inputs + projections per chunk of steps */
 /* A step is shared by as many threads as get this many FLOPs each: the end of a phase costs
- * about as much as a spin barrier (35 ns here), and 16K FLOPs at one row (32 KB of weights
- * from L2) about 0.3 us. */
+ * about as much as a spin barrier, which 16K FLOPs at one row (32 KB of weights from L2)
+ * repay. */
 enum { MIN_FLOPS_PER_MEMBER = 16 * 1024 };
-/* A team is formed per chunk of steps. A spinning worker joins within a microsecond; one that
- * is asleep can take milliseconds to wake here (an idle virtual CPU), and one whose core is
- * taken (another process, or another library's spinning threads) joins when it is scheduled.
- * So the caller waits only JOIN_WAIT_NS and runs with whoever joined; a team short of members
- * runs about RETRY_FLOPS of steps and is formed again, so a late worker (kept awake by
- * fc_pool_hold for the rest of the call) soon joins. Chunks are about CHUNK_FLOPS of work
- * (~0.1 ms), so forming teams costs about 1%. */
+/* A team is formed per chunk of steps. A spinning worker joins almost at once; one that
+ * is asleep can take far longer to wake (an idle virtual CPU), and one whose core is taken
+ * (another process, or another library's spinning threads) joins when it is scheduled. So the
+ * caller waits only JOIN_WAIT_NS and runs with whoever joined; a team short of members runs
+ * about RETRY_FLOPS of steps and is formed again, so a late worker (kept awake by
+ * fc_pool_hold for the rest of the call) soon joins. Chunks are about CHUNK_FLOPS of work,
+ * large enough that forming a team per chunk costs little. tuning.h overrides each of these
+ * for tests. */
 enum { JOIN_WAIT_NS = 5 * 1000, CHUNK_FLOPS = 16 << 20, RETRY_FLOPS = 8 << 20 };
 /* ... but at least this many rows (steps x running rows) per chunk, so that the projection
  * reads each weight of Wx that many times: at one row it would stream Wx every step. */
@@ -91,7 +95,8 @@ static void gather_part(void *ctx, size_t part, size_t parts)
     const member *m = ctx;
     const layer_loop *L = m->L;
     const fc_seq_io *io = L->io;
-    const size_t mine0 = m->rows * part / parts, mine1 = m->rows * (part + 1) / parts;
+    const size_t mine0 = fc_share_bound(m->rows, part, parts);
+    const size_t mine1 = fc_share_bound(m->rows, part + 1, parts);
     for (size_t t = L->t0, row = 0; t < L->t1 && row < mine1; t++)
         for (size_t i = 0; i < L->active[t]; i++, row++) {
             if (row < mine0 || row >= mine1) continue;
@@ -151,8 +156,8 @@ static void time_loop(void *ctx, fc_team *team)
 
     /* A team short of members (a worker not scheduled in time) stops early, and the caller
      * forms a new one: a late worker joins after retry_steps steps, not after the chunk. */
-    const size_t t_stop = (size_t)team->size < L->members ? fc_min(t1, L->t_begin + L->retry_steps)
-                                                          : t1;
+    const size_t t_stop = (size_t)team->size < L->members
+                              ? L->t_begin + fc_min(t1 - L->t_begin, L->retry_steps) : t1;
     size_t row0 = 0;                /* first gathered row of step t */
     for (size_t t = t0; t < L->t_begin; t++) row0 += L->active[t];
     for (size_t t = L->t_begin; t < t_stop; row0 += L->active[t], t++) {
@@ -177,16 +182,28 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
 {
     const fc_cell_desc *d = &cell->desc;
     const fc_kernels *kern = cell->kernels;
-    const size_t es = cell->elem, I = d->input_size, U = d->num_units, P = d->rec_size;
-    const int lstm = d->kind == FC_CELL_LSTM, gru = d->kind == FC_CELL_GRU;
-    const int proj = lstm && d->has_projection;
-    const int ra = d->kind == FC_CELL_GRU_RA;      /* its x part: 3-vector panels of main */
+    const fc_cell_dims dims = fc_cell_dims_of(cell);
+    const size_t es = dims.es, I = dims.I, U = dims.U, P = dims.P;
+    const int lstm = dims.lstm, gru = dims.gru, proj = dims.proj;
+    const int ra = dims.gru_ra;                    /* its x part: 3-vector panels of main */
     const fc_packed *mp = &cell->main, *cp = &cell->cand;
     const size_t row_main = mp->nblocks * mp->pw, row_cand = gru ? cp->nblocks * cp->pw : 0;
-    const size_t lds = gru ? fc_round_up(U, cp->nru) : 0;
 
-    row_order *order = malloc((B ? B : 1) * sizeof *order);
-    size_t *active = malloc((T + 1) * sizeof *active);     /* rows running at step t */
+    /* Sizes first, every product checked: B and T are any size_t (a stride-0 batch or time
+     * axis costs the caller no memory). row_main, row_cand <= the packed sizes. */
+    int overflow = 0;
+    const size_t lds = gru ? fc_round_up_checked(U, cp->nru, &overflow) : 0;
+    const size_t order_bytes = fc_mul(B ? B : 1, sizeof(row_order), &overflow);
+    const size_t active_bytes = fc_mul(fc_add(T, 1, &overflow), sizeof(size_t), &overflow);
+    const size_t row_width = fc_add(I, fc_add(row_main, row_cand, &overflow), &overflow);
+    const size_t per_step = fc_mul3(B, row_width, es, &overflow);
+    const size_t n_h = fc_mul(B, P, &overflow), n_c = lstm ? fc_mul(B, U, &overflow) : 0;
+    const size_t n_s = gru ? fc_mul3(2, B, lds, &overflow) : 0;
+    const size_t n_m = proj ? fc_mul(B, U, &overflow) : 0;
+    if (overflow) return FC_ERR_SIZE;
+
+    row_order *order = malloc(order_bytes);
+    size_t *active = malloc(active_bytes);                 /* rows running at step t */
     if (!order || !active) {
         free(order);
         free(active);
@@ -202,22 +219,33 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     }
 
     /* steps per chunk: gathered x, zx (and zc) for every row of every step in the chunk, and
-     * about CHUNK_FLOPS of work (a team is formed per chunk) */
-    const size_t per_step = B * (I + row_main + row_cand) * es;
-    const size_t flops_per_step = 2 * B * (I + P + 1) * (row_main + row_cand) +
-                                  (proj ? 2 * B * U * P : 0);
+     * about CHUNK_FLOPS of work (a team is formed per chunk); FLOPs saturate (they only choose) */
+    const size_t flops_per_step = fc_sat_add(
+        fc_sat_mul(fc_sat_mul(fc_sat_mul(2, B), fc_sat_add(I + P, 1)), row_main + row_cand),
+        proj ? fc_sat_mul(fc_sat_mul(fc_sat_mul(2, B), U), P) : 0);
     size_t chunk = per_step ? CHUNK_BYTES / per_step : t_max;
     if (flops_per_step && B)        /* but enough rows to keep the projection a GEMM */
         chunk = fc_min(chunk, fc_max(CHUNK_FLOPS / flops_per_step,
-                                     (MIN_PROJECTION_ROWS + B - 1) / B));
+                                     MIN_PROJECTION_ROWS / B + (MIN_PROJECTION_ROWS % B != 0)));
+    if (fc_tuning_now.chunk_steps) chunk = fc_tuning_now.chunk_steps;
     chunk = chunk < 1 ? 1 : chunk > t_max ? t_max : chunk;
-    const size_t n_xs = chunk * B * I, n_zx = chunk * B * row_main, n_zc = chunk * B * row_cand;
-    const size_t n_h = B * P, n_c = lstm ? B * U : 0, n_s = gru ? 2 * B * lds : 0;
-    const size_t n_m = proj ? B * U : 0;
-    const size_t offs[] = {0, n_xs, n_xs + n_zx, n_xs + n_zx + n_zc,
-                           n_xs + n_zx + n_zc + 2 * n_h};
-    const size_t total = offs[4] + n_c + n_s + n_m;
-    unsigned char *work = fc_aligned_alloc((total ? total : 1) * es);
+    const size_t chunk_rows = fc_mul(chunk, B, &overflow);
+    const size_t n_xs = fc_mul(chunk_rows, I, &overflow);
+    const size_t n_zx = fc_mul(chunk_rows, row_main, &overflow);
+    const size_t n_zc = fc_mul(chunk_rows, row_cand, &overflow);
+    size_t offs[5] = {0, n_xs};
+    offs[2] = fc_add(offs[1], n_zx, &overflow);
+    offs[3] = fc_add(offs[2], n_zc, &overflow);
+    offs[4] = fc_add(offs[3], fc_mul(2, n_h, &overflow), &overflow);
+    const size_t total = fc_add(fc_add(offs[4], n_c, &overflow), fc_add(n_s, n_m, &overflow),
+                                &overflow);
+    const size_t work_bytes = fc_mul(total ? total : 1, es, &overflow);
+    if (overflow) {
+        free(order);
+        free(active);
+        return FC_ERR_SIZE;
+    }
+    unsigned char *work = fc_aligned_alloc(work_bytes);
     if (!work) {
         free(order);
         free(active);
@@ -263,20 +291,12 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     fc_blocks_job step = {.packed = mp, .panel_row0 = 1 + I, .es = es, .tile_rows = kern->mr};
     step.args = (fc_block_args){.ld_init = row_main, .lda0 = P, .k0 = P,
                                 .ldh_in = P, .ldh_out = P};
-    fc_epilogue_params(d, &step.args);
+    fc_step_epilogue(cell, &step.args);
     fc_blocks_job cand = step;
     if (lstm) {
-        const size_t npeep = mp->nblocks * mp->nru;
         step.kernel = kern->block[FC_OP_LSTM];
         step.args.c_in = step.args.c_out = c;
         step.args.ldc_in = step.args.ldc_out = U;
-        step.args.has_clip = d->has_cell_clip;
-        step.args.clip = d->cell_clip;
-        if (cell->peepholes) {
-            step.args.peep_i = cell->peepholes;
-            step.args.peep_f = AT(cell->peepholes, npeep, es);
-            step.args.peep_o = AT(cell->peepholes, 2 * npeep, es);
-        }
         if (proj) {
             step.args.h_out = m;
             step.args.ldh_out = U;
@@ -314,12 +334,18 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     /* Threads: as many as one step's products repay (the longest step: all B rows). */
     fc_blocks_job widest = step;
     widest.args.rows = B;
-    loop.members = fc_blocks_threads(&widest, MIN_FLOPS_PER_MEMBER);
-    loop.retry_steps = flops_per_step ? fc_max(1, RETRY_FLOPS / flops_per_step) : t_max;
+    const fc_tuning *tuning = &fc_tuning_now;
+    loop.members = fc_blocks_threads(&widest, tuning->min_flops ? tuning->min_flops
+                                                                : MIN_FLOPS_PER_MEMBER);
+    loop.retry_steps = tuning->retry_steps ? tuning->retry_steps
+                       : flops_per_step ? fc_max(1, RETRY_FLOPS / flops_per_step) : t_max;
+    const long join_wait_ns = tuning->join_wait_ns > 0 ? tuning->join_wait_ns
+                              : tuning->join_wait_ns < 0 ? 0 : JOIN_WAIT_NS;
     for (loop.t0 = 0; loop.t0 < t_max; loop.t0 = loop.t1) {
-        loop.t1 = fc_min(loop.t0 + chunk, t_max);
+        loop.t1 = loop.t0 + fc_min(chunk, t_max - loop.t0);
+        fc_count(FC_COUNT_SEQ_CHUNKS);
         for (loop.t_begin = loop.t0; loop.t_begin < loop.t1; loop.t_begin = loop.t_done)
-            fc_team_run((int)loop.members, JOIN_WAIT_NS, time_loop, &loop);
+            fc_team_run((int)loop.members, join_wait_ns, time_loop, &loop);
     }
 
     /* final state: a row's h after its last step sits in hbuf[len % 2] */

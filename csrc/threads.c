@@ -4,9 +4,9 @@
  * equal chunks. Chunk t belongs to thread t (the caller is thread 0): the split is static, so
  * the same call shape gives every thread the same panels every time and they stay in that
  * core's L2. A worker claims its chunk before it runs it; once the caller has run its own chunk
- * it waits for the others, and claims and runs any whose thread has not started within about a
- * microsecond — a worker that the OS has not scheduled (a busy machine) delays the call by
- * that much, not by its chunk. Results never depend on the thread count or on who ran a chunk:
+ * it waits for the others, and claims and runs any whose thread has not started within
+ * CALLER_STEAL_SPINS pause rounds — a worker that the OS has not scheduled (a busy machine)
+ * delays the call by that wait, not by its chunk. Results never depend on the thread count or on who ran a chunk:
  * each output element is computed by one chunk, always with the same arithmetic.
  *
  * Workers spin for a while after each region (yielding the core now and then), then sleep on a
@@ -29,7 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checked.h"
 #include "internal.h"
+#include "tuning.h"
 
 #if FC_X86
 #include <immintrin.h>
@@ -40,15 +42,15 @@
 
 /* A worker spins this many rounds for the next region before it sleeps, yielding the core every
  * YIELD_EVERY rounds; the caller waiting for running chunks yields after CALLER_SPINS rounds,
- * and takes a chunk whose worker has not started after CALLER_STEAL_SPINS (about 0.8 us: a
- * spinning worker starts within a fraction of that; reading its claim sooner would pull the
- * line away from the worker, which writes it first thing next region). A round is one pause
- * instruction, about 25 ns here. */
+ * and takes a chunk whose worker has not started after CALLER_STEAL_SPINS rounds (a spinning
+ * worker starts within a fraction of that; reading its claim sooner would pull the line away
+ * from the worker, which writes it first thing next region). A round is one pause
+ * instruction. */
 enum { MAX_THREADS = 64, SPIN_ROUNDS = 1 << 16, YIELD_EVERY = 64, CALLER_SPINS = 1 << 12,
        CALLER_STEAL_SPINS = 32 };
 
-/* Laid out by who writes what, since every cache line that moves between cores costs 35-70 ns
- * here and a small call's region is a chain of such moves: the region's fields share the line
+/* Laid out by who writes what, since every cache line that moves between cores costs tens of
+ * nanoseconds and a small call's region is a chain of such moves: the region's fields share the line
  * of the generation that announces them; each worker's chunk has a line of its own, which its
  * worker writes and the caller reads once, at the end. */
 static struct {
@@ -74,7 +76,39 @@ static struct {
     .wake = PTHREAD_COND_INITIALIZER,
 };
 
-static int num_threads;             /* 0 until first asked: then the usable cores */
+/* 0 until first asked: then the usable cores. Atomic (relaxed): one Python thread may set it
+ * while another's kernel call, without the GIL, reads it. */
+static atomic_int num_threads;
+
+/* ---- test-only tuning and counters (tuning.h) ---------------------------------------------- */
+
+fc_tuning fc_tuning_now;
+static atomic_size_t counters[FC_COUNT_N];
+
+void fc_tuning_set(const fc_tuning *tuning) { fc_tuning_now = *tuning; }
+void fc_tuning_get(fc_tuning *tuning) { *tuning = fc_tuning_now; }
+
+void fc_count(enum fc_counter_id counter)
+{
+    atomic_fetch_add_explicit(&counters[counter], 1, memory_order_relaxed);
+}
+
+void fc_counters_get(fc_counters *out, int reset)
+{
+    size_t values[FC_COUNT_N];
+    for (int i = 0; i < FC_COUNT_N; i++)
+        values[i] = reset ? atomic_exchange(&counters[i], 0) : atomic_load(&counters[i]);
+    *out = (fc_counters){.short_teams = values[FC_COUNT_SHORT_TEAMS],
+                         .late_joins = values[FC_COUNT_LATE_JOINS],
+                         .take_overs = values[FC_COUNT_TAKE_OVERS],
+                         .chunk_steals = values[FC_COUNT_CHUNK_STEALS],
+                         .seq_chunks = values[FC_COUNT_SEQ_CHUNKS]};
+}
+
+/* Is this the worker (chunk index >= 1) or team rank that tuning.h says stalls / is slow? */
+static int is_worker(int w, size_t index) { return w > 0 && (size_t)w == index; }
+static int stalled(size_t index) { return is_worker(fc_tuning_now.stall_worker, index); }
+static int slow(size_t rank) { return is_worker(fc_tuning_now.slow_worker, rank); }
 
 static int usable_cores(void)
 {
@@ -91,35 +125,43 @@ static int usable_cores(void)
 
 int fc_get_num_threads(void)
 {
-    if (num_threads == 0) num_threads = usable_cores();
-    return num_threads;
+    int n = atomic_load_explicit(&num_threads, memory_order_relaxed);
+    if (n == 0) {                   /* first use: the usable cores, unless set meanwhile */
+        int unset = 0;
+        n = usable_cores();
+        if (!atomic_compare_exchange_strong_explicit(&num_threads, &unset, n,
+                                                     memory_order_relaxed, memory_order_relaxed))
+            n = unset;
+    }
+    return n;
 }
 
 fc_status fc_set_num_threads(int n)
 {
     if (n < 1 || n > MAX_THREADS) return FC_ERR_ARG;
-    num_threads = n;
+    atomic_store_explicit(&num_threads, n, memory_order_relaxed);
     return FC_OK;
 }
 
 static void run_chunk(int t)
 {
-    const size_t begin = pool.n * (size_t)t / (size_t)pool.chunks;
-    const size_t end = pool.n * (size_t)(t + 1) / (size_t)pool.chunks;
+    const size_t begin = fc_share_bound(pool.n, (size_t)t, (size_t)pool.chunks);
+    const size_t end = fc_share_bound(pool.n, (size_t)t + 1, (size_t)pool.chunks);
     if (begin < end) pool.fn(pool.ctx, begin, end);
 }
 
 /* Claims chunk t >= 1 for region `gen` (once per region; generations compare modulo 2^32), runs
  * it and marks it finished. The region's fields are read only after a successful claim: the
  * region cannot end, and so cannot be replaced, while one of its chunks is unfinished. */
-static void try_chunk(int t, unsigned gen)
+static int try_chunk(int t, unsigned gen)
 {
     unsigned seen = atomic_load(&pool.chunk[t].claimed);
     do {
-        if ((int)(gen - seen) <= 0) return;     /* claimed in this region or a later one */
+        if ((int)(gen - seen) <= 0) return 0;   /* claimed in this region or a later one */
     } while (!atomic_compare_exchange_weak(&pool.chunk[t].claimed, &seen, gen));
     run_chunk(t);
     atomic_store_explicit(&pool.chunk[t].finished, gen, memory_order_release);
+    return 1;
 }
 
 static void *worker(void *arg)
@@ -192,7 +234,8 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
         for (int spins = 1;
              atomic_load_explicit(&pool.chunk[t].finished, memory_order_acquire) != gen; spins++) {
             if (spins % CALLER_STEAL_SPINS == 0)                        /* not started yet */
-                for (int late = t; late < threads; late++) try_chunk(late, gen);
+                for (int late = t; late < threads; late++)
+                    if (try_chunk(late, gen)) fc_count(FC_COUNT_CHUNK_STEALS);
             if (spins < CALLER_SPINS) CPU_RELAX();
             else sched_yield();
         }
@@ -202,7 +245,7 @@ void fc_parallel_for(size_t n, int threads, fc_task_fn fn, void *ctx)
 /* ---- teams: one region whose members run phases together ---------------------------------- */
 
 /* A member waiting for a phase looks for parts nobody has started every STEAL_SPINS rounds
- * (a few microseconds: longer than a part's usual lag, far shorter than a preemption) and
+ * (longer than a part's usual lag, far shorter than a preemption) and
  * yields every PHASE_SPINS. */
 enum { TEAM_CLOSED = 1u << 31, STEAL_SPINS = 1 << 8, PHASE_SPINS = 1 << 12 };
 
@@ -247,11 +290,17 @@ static void team_member(void *ctx, size_t begin, size_t end)
             }
         }
         state = atomic_fetch_or(&ts->joined, TEAM_CLOSED);
+        if ((int)state < ts->wanted - 1) fc_count(FC_COUNT_SHORT_TEAMS);
         team.rank = 0;
     } else {
+        if (stalled(begin))                             /* tuning.h: join only once closed */
+            while (!(atomic_load(&ts->joined) & TEAM_CLOSED)) sched_yield();
         state = atomic_load(&ts->joined);
         do {
-            if (state & TEAM_CLOSED) return;           /* too late: the team runs without us */
+            if (state & TEAM_CLOSED) {                  /* too late: the team runs without us */
+                fc_count(FC_COUNT_LATE_JOINS);
+                return;
+            }
         } while (!atomic_compare_exchange_weak(&ts->joined, &state, state + 1));
         team.rank = (int)state + 1;
         /* the last worker wanted completes the team: nobody else can join, so it need not wait
@@ -271,7 +320,9 @@ void fc_team_run(int threads, long max_wait_ns, fc_team_fn fn, void *ctx)
 {
     struct team_shared ts = {.fn = fn, .ctx = ctx, .wanted = threads < 1 ? 1 : threads,
                              .max_wait_ns = max_wait_ns,
-                             .steal_spins = max_wait_ns == FC_TEAM_FIXED ? 1 : STEAL_SPINS};
+                             .steal_spins = fc_tuning_now.steal_spins > 0
+                                                ? fc_tuning_now.steal_spins
+                                                : max_wait_ns == FC_TEAM_FIXED ? 1 : STEAL_SPINS};
     atomic_init(&ts.joined, 0);
     atomic_init(&ts.parts_done, 0);
     for (int p = 0; p < ts.wanted; p++) atomic_init(&ts.claimed[p].phase, 0);
@@ -296,6 +347,11 @@ void fc_team_phase(fc_team *team, fc_part_fn run, void *ctx)
     struct team_shared *ts = team->shared;
     const unsigned phase = ++team->phases;
     const size_t own = (size_t)team->rank;
+    if (slow(own))                                  /* tuning.h: until another takes its part */
+        for (int spins = 1; (int)(phase - atomic_load(&ts->claimed[own].phase)) > 0; spins++) {
+            if (spins % PHASE_SPINS == 0) sched_yield();
+            else CPU_RELAX();
+        }
     if (claim_part(ts, own, phase)) {
         run(ctx, own, parts);
         atomic_fetch_add(&ts->parts_done, 1);          /* seq_cst: publishes the part's writes */
@@ -309,6 +365,7 @@ void fc_team_phase(fc_team *team, fc_part_fn run, void *ctx)
             for (size_t i = 1; i < parts; i++) {
                 const size_t part = (own + i) % parts;
                 if (!claim_part(ts, part, phase)) continue;
+                fc_count(FC_COUNT_TAKE_OVERS);
                 run(ctx, part, parts);
                 atomic_fetch_add(&ts->parts_done, 1);
             }

@@ -16,3 +16,5 @@ __all__ = ["BasicLSTMCell", "BasicRNNCell", "CudnnCompatibleGRUCell", "GRUCell",
            "set_num_threads"]
 
 from fastcells._version import __version__  # noqa: E402,F401
+from fastcells._threads import threads  # noqa: E402,F401  (env thread default, threadpoolctl)
+__all__.append("threads")

@@ -2,8 +2,11 @@
 """The bridge: validated NumPy arrays -> pointers -> one C call per cell step, GIL released.
 
 Python (fastcells/cells.py) validates arguments and produces the user-facing messages; this
-module re-checks what C relies on (dtype, shape, last axis contiguous, alignment, writability)
-so that no call can reach C with memory it must not touch.
+module re-checks what C relies on (dtype, shape, last axis contiguous, alignment, writability,
+native byte order) so that no call can reach C with memory it must not touch or bytes it would
+misread. Shapes and strides are read from the array struct (PyArray_DIMS/STRIDES), never from a
+`.shape` a subclass may override. A byte-swapped operand that C only reads is converted to a
+native copy; one that C writes is rejected.
 """
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_SET_ITEM
@@ -15,6 +18,28 @@ import numpy as np
 from fastcells._capi cimport *
 
 cnp.import_array()
+
+
+# ---- declarations of the hardening additions (checked sizes, test-only tuning), kept apart ----
+cdef extern from "fastcells.h" nogil:
+    enum: FC_ERR_SIZE           # a size product overflows size_t
+
+cdef extern from "tuning.h" nogil:
+    ctypedef struct fc_tuning:
+        size_t chunk_steps, retry_steps
+        long join_wait_ns
+        int steal_spins
+        size_t min_flops
+        int stall_worker, slow_worker
+    ctypedef struct fc_counters:
+        size_t short_teams, late_joins, take_overs, chunk_steals, seq_chunks
+    void fc_tuning_set(const fc_tuning *tuning)
+    void fc_tuning_get(fc_tuning *tuning)
+    void fc_counters_get(fc_counters *counters, int reset)
+
+cdef extern from "checked.h" nogil:
+    fc_status fc_packed_bytes(size_t k, size_t gates, size_t units, size_t elem, size_t pw,
+                              size_t *bytes)
 
 
 ISA_NAMES = tuple(fc_isa_name(<fc_isa>i).decode() for i in range(FC_ISA_COUNT))
@@ -78,6 +103,9 @@ cdef int _check(fc_status st, str call) except -1:
         raise MemoryError(f"fastcells: {call}: out of memory")
     if st == FC_ERR_ISA:
         raise ValueError(f"fastcells: {call}: instruction set not available")
+    if st == FC_ERR_SIZE:
+        raise ValueError(f"fastcells: {call}: the sizes are too large: a scratch, workspace or "
+                         f"packed size (elements x item size) overflows size_t")
     raise ValueError(f"fastcells: {call}: invalid arguments (status {st})")
 
 
@@ -191,30 +219,50 @@ cdef tuple _pair(type tuple_type, object first, object second):
     return pair
 
 
-cdef int _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bint writable,
-                 str name, char **ptr, size_t *ld) except -1:
+cdef tuple _dims(cnp.ndarray arr):
+    """The array's shape as its struct holds it (what C will read), whatever `.shape` says."""
+    return tuple(cnp.PyArray_DIMS(arr)[i] for i in range(cnp.PyArray_NDIM(arr)))
+
+
+cdef object _native(cnp.ndarray arr, bint writable, str name):
+    """`arr` in the machine's byte order: itself, or for an operand C only reads a native copy
+    (aligned, C-contiguous). An operand C writes cannot be converted: ValueError."""
+    if cnp.PyArray_ISNOTSWAPPED(arr):
+        return arr
+    if writable:
+        raise ValueError(f"{name}: expected an array in native byte order (dtype "
+                         f"{arr.dtype.newbyteorder('=')}), got dtype {arr.dtype!r}: it is "
+                         f"written in place, so it cannot be converted")
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+
+
+cdef object _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bint writable,
+                    str name, char **ptr, size_t *ld):
     """Checks that `a` is a [rows, cols] array C may read (or write): right dtype, last axis
-    contiguous, non-negative row stride, aligned. rows < 0 means any number of rows."""
+    contiguous, non-negative row stride, aligned, native byte order. rows < 0 means any number
+    of rows. Returns the array C uses, which the caller keeps alive across the call: `a`, or a
+    native-order copy of a byte-swapped `a` that C only reads."""
     if not cnp.PyArray_Check(a):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if cnp.PyArray_NDIM(arr) != 2:
-        raise ValueError(f"{name}: expected a 2-D array, got shape {a.shape}")
+        raise ValueError(f"{name}: expected a 2-D array, got shape {_dims(arr)}")
     if cnp.PyArray_TYPE(arr) != typenum:
         raise TypeError(f"{name}: expected dtype {np.dtype(cnp.PyArray_DescrFromType(typenum))}, "
-                        f"got {a.dtype}")
+                        f"got {arr.dtype}")
     cdef Py_ssize_t r = cnp.PyArray_DIM(arr, 0), c = cnp.PyArray_DIM(arr, 1)
     if (rows >= 0 and r != rows) or c != cols:
         raise ValueError(f"{name}: expected shape ({rows if rows >= 0 else 'B'}, {cols}), "
-                         f"got {a.shape}")
+                         f"got {_dims(arr)}")
+    arr = _native(arr, writable, name)
     cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
     cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
     if r > 0 and c > 1 and s1 != item:
         raise ValueError(f"{name}: the last axis must be contiguous (stride {item}), "
-                         f"got strides {a.strides}")
+                         f"got strides {(s0, s1)}")
     if r > 1 and (s0 < 0 or s0 % item != 0):
         raise ValueError(f"{name}: the row stride must be a non-negative multiple of {item}, "
-                         f"got strides {a.strides}")
+                         f"got strides {(s0, s1)}")
     if not cnp.PyArray_ISALIGNED(arr):
         raise ValueError(f"{name}: the array is not aligned to its dtype")
     if writable and not cnp.PyArray_ISWRITEABLE(arr):
@@ -222,7 +270,7 @@ cdef int _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bint w
     if ptr != NULL:
         ptr[0] = <char *>cnp.PyArray_DATA(arr)
         ld[0] = <size_t>(s0 // item) if r > 1 else <size_t>c
-    return 0
+    return arr
 
 
 cdef class PackedCell:
@@ -445,13 +493,16 @@ cdef class PackedCell:
         cdef char *pc_out = NULL
         cdef char *ph_out = NULL
         cdef size_t ldx = 0, ldc_in = 0, ldh_in = 0, ldc_out = 0, ldh_out = 0
-        _matrix(x, -1, self.input_size, self.typenum, False, "x", &px, &ldx)
+        # the arrays C reads or writes (native-order copies of swapped inputs), kept alive
+        x = _matrix(x, -1, self.input_size, self.typenum, False, "x", &px, &ldx)
         cdef Py_ssize_t B = cnp.PyArray_DIM(<cnp.ndarray>x, 0)
-        _matrix(h_in, B, self.output_size, self.typenum, False, "h", &ph_in, &ldh_in)
-        _matrix(h_out, B, self.output_size, self.typenum, True, "h_out", &ph_out, &ldh_out)
+        h_in = _matrix(h_in, B, self.output_size, self.typenum, False, "h", &ph_in, &ldh_in)
+        h_out = _matrix(h_out, B, self.output_size, self.typenum, True, "h_out", &ph_out,
+                        &ldh_out)
         if self.lstm:
-            _matrix(c_in, B, self.num_units, self.typenum, False, "c", &pc_in, &ldc_in)
-            _matrix(c_out, B, self.num_units, self.typenum, True, "c_out", &pc_out, &ldc_out)
+            c_in = _matrix(c_in, B, self.num_units, self.typenum, False, "c", &pc_in, &ldc_in)
+            c_out = _matrix(c_out, B, self.num_units, self.typenum, True, "c_out", &pc_out,
+                            &ldc_out)
         cdef fc_status st
         with nogil:
             st = fc_cell_step(self.cell, <size_t>B, px, ldx, pc_in, ldc_in, ph_in, ldh_in,
@@ -473,6 +524,8 @@ cdef class PackedMatrix:
 
     def __init__(self, b, bias=None, isa=None):
         b = np.asarray(b)
+        if b.dtype.kind == "f" and not b.dtype.isnative:      # values, not bytes: b is copied
+            b = b.astype(b.dtype.newbyteorder("="))
         if b.dtype != _F32 and b.dtype != _F64:
             raise TypeError(f"b: expected float32 or float64, got {b.dtype}")
         if b.ndim != 2 or b.shape[1] < 1:
@@ -510,8 +563,8 @@ cdef class PackedMatrix:
         cdef char *pa = NULL
         cdef char *pc = NULL
         cdef size_t lda = 0, ldc = 0
-        _matrix(a, -1, self.k, self.typenum, False, "a", &pa, &lda)
-        cdef Py_ssize_t m = cnp.PyArray_DIM(<cnp.ndarray>a, 0)
+        a_native = _matrix(a, -1, self.k, self.typenum, False, "a", &pa, &lda)
+        cdef Py_ssize_t m = cnp.PyArray_DIM(<cnp.ndarray>a_native, 0)
         if out is None:
             out = np.empty((m, self.n), self.dtype)
         _matrix(out, m, self.n, self.typenum, True, "out", &pc, &ldc)
@@ -522,29 +575,33 @@ cdef class PackedMatrix:
         return out
 
 
-cdef int _seq_array(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols, bint time_major,
-                    int typenum, bint writable, str name, char **ptr, size_t *st,
-                    size_t *sb) except -1:
-    """Checks a [B,T,cols] (or [T,B,cols] when time_major) array whose last axis is contiguous;
-    returns its data pointer and its time and batch strides in elements."""
+cdef object _seq_array(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols,
+                       bint time_major, int typenum, bint writable, str name, char **ptr,
+                       size_t *st, size_t *sb):
+    """Checks a [B,T,cols] (or [T,B,cols] when time_major) array whose last axis is contiguous,
+    its shape and strides as its struct holds them; sets its data pointer and its time and batch
+    strides in elements. Returns the array C uses, kept alive by the caller: `a`, or a native-
+    order copy of a byte-swapped `a` that C only reads."""
     if not cnp.PyArray_Check(a):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
     cdef cnp.ndarray arr = <cnp.ndarray>a
     expected = (T, B, cols) if time_major else (B, T, cols)
-    if cnp.PyArray_NDIM(arr) != 3 or a.shape != expected:
-        raise ValueError(f"{name}: expected shape {expected}, got {a.shape}")
+    if cnp.PyArray_NDIM(arr) != 3 or _dims(arr) != expected:
+        raise ValueError(f"{name}: expected shape {expected}, got {_dims(arr)}")
     if cnp.PyArray_TYPE(arr) != typenum:
         raise TypeError(f"{name}: expected dtype {np.dtype(cnp.PyArray_DescrFromType(typenum))}, "
-                        f"got {a.dtype}")
+                        f"got {arr.dtype}")
+    arr = _native(arr, writable, name)
     cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
     cdef Py_ssize_t s_t = cnp.PyArray_STRIDE(arr, 0 if time_major else 1)
     cdef Py_ssize_t s_b = cnp.PyArray_STRIDE(arr, 1 if time_major else 0)
     cdef bint nonempty = cnp.PyArray_SIZE(arr) > 0
+    strides = tuple(cnp.PyArray_STRIDE(arr, i) for i in range(3))
     if nonempty and cols > 1 and cnp.PyArray_STRIDE(arr, 2) != item:
-        raise ValueError(f"{name}: the last axis must be contiguous, got strides {a.strides}")
+        raise ValueError(f"{name}: the last axis must be contiguous, got strides {strides}")
     if nonempty and (s_t < 0 or s_b < 0 or s_t % item or s_b % item):
         raise ValueError(f"{name}: strides must be non-negative multiples of {item}, "
-                         f"got {a.strides}")
+                         f"got {strides}")
     if not cnp.PyArray_ISALIGNED(arr):
         raise ValueError(f"{name}: the array is not aligned to its dtype")
     if writable and not cnp.PyArray_ISWRITEABLE(arr):
@@ -552,7 +609,7 @@ cdef int _seq_array(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols, bint 
     ptr[0] = <char *>cnp.PyArray_DATA(arr)
     st[0] = <size_t>(s_t // item)
     sb[0] = <size_t>(s_b // item)
-    return 0
+    return arr
 
 
 def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False):
@@ -567,6 +624,8 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
     """
     if not 1 <= len(stacks) <= 2:
         raise ValueError(f"stacks: expected 1 or 2 stacks, got {len(stacks)}")
+    if T < 0 or B < 0:
+        raise ValueError(f"T, B: expected sizes >= 0, got T={T}, B={B}")
     cdef size_t nlayers[2]
     cdef fc_seq_layer *layers[2]
     layers[0] = layers[1] = NULL
@@ -589,12 +648,18 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
             for k in range(n):
                 spec = stacks[s][k]
                 layer = &layers[s][k]
-                cell = spec["cell"]
                 where = f"stacks[{s}][{k}]"
+                if not isinstance(spec.get("cell"), PackedCell):
+                    raise TypeError(f"{where}.cell: expected a PackedCell, got "
+                                    f"{type(spec.get('cell')).__name__}")
+                cell = spec["cell"]
+                if cell.cell == NULL:
+                    raise ValueError(f"{where}.cell: the PackedCell is not initialised")
                 layer.cell = cell.cell
-                _seq_array(spec["x"], T, B, cell.input_size, time_major, cell.typenum, False,
-                           where + ".x", <char **>&layer.io.x, &layer.io.x_stride_t,
-                           &layer.io.x_stride_b)
+                keep.append(_seq_array(spec["x"], T, B, cell.input_size, time_major,
+                                       cell.typenum, False, where + ".x",
+                                       <char **>&layer.io.x, &layer.io.x_stride_t,
+                                       &layer.io.x_stride_b))
                 _seq_array(spec["out"], T, B, cell.output_size, time_major, cell.typenum, True,
                            where + ".out", <char **>&layer.io.out, &layer.io.out_stride_t,
                            &layer.io.out_stride_b)
@@ -620,7 +685,8 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
                         continue
                     if key[0] == "c" and not cell.lstm:
                         raise ValueError(f"{where}.{key}: only an LSTM has a cell state")
-                    _matrix(a, B, rows_cols, cell.typenum, out, where + "." + key, &p, &ld)
+                    keep.append(_matrix(a, B, rows_cols, cell.typenum, out, where + "." + key,
+                                        &p, &ld))
                     if key == "h0":
                         layer.io.h0, layer.io.ldh0 = p, ld
                     elif key == "c0":
@@ -638,3 +704,60 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
     finally:
         free(layers[0])
         free(layers[1])
+
+
+# ---- test-only hooks (tuning.h): force the rare threaded paths and count them -------------
+
+_TUNING_FIELDS = ("chunk_steps", "retry_steps", "join_wait_ns", "steal_spins", "min_flops",
+                  "stall_worker", "slow_worker")
+
+
+def _tuning(**settings):
+    """Test-only: sets some of the fields of tuning.h (0 = the built-in behaviour) and returns
+    every field's previous value as a dict, which _tuning(**previous) restores. Results never
+    depend on these; only which thread computes what, and how sequences are cut into chunks.
+    Set them only while no kernel call runs."""
+    unknown = set(settings) - set(_TUNING_FIELDS)
+    if unknown:
+        raise TypeError(f"_tuning: unknown settings {sorted(unknown)}; expected some of "
+                        f"{list(_TUNING_FIELDS)}")
+    cdef fc_tuning t
+    fc_tuning_get(&t)
+    previous = {"chunk_steps": t.chunk_steps, "retry_steps": t.retry_steps,
+                "join_wait_ns": t.join_wait_ns, "steal_spins": t.steal_spins,
+                "min_flops": t.min_flops, "stall_worker": t.stall_worker,
+                "slow_worker": t.slow_worker}
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+        if value < 0 and name != "join_wait_ns":
+            raise ValueError(f"{name}: expected >= 0, got {value}")
+    merged = {**previous, **settings}
+    t.chunk_steps = merged["chunk_steps"]
+    t.retry_steps = merged["retry_steps"]
+    t.join_wait_ns = merged["join_wait_ns"]
+    t.steal_spins = merged["steal_spins"]
+    t.min_flops = merged["min_flops"]
+    t.stall_worker = merged["stall_worker"]
+    t.slow_worker = merged["slow_worker"]
+    fc_tuning_set(&t)
+    return previous
+
+
+def _counters(bint reset=False):
+    """Test-only: counts of the rare threaded paths since the last reset (tuning.h): short_teams,
+    late_joins, take_overs, chunk_steals, seq_chunks. reset=True zeroes them (returning the
+    counts before)."""
+    cdef fc_counters c
+    fc_counters_get(&c, reset)
+    return {"short_teams": c.short_teams, "late_joins": c.late_joins,
+            "take_overs": c.take_overs, "chunk_steals": c.chunk_steals,
+            "seq_chunks": c.seq_chunks}
+
+
+def _packed_bytes(size_t k, size_t gates, size_t units, size_t elem, size_t pw):
+    """Test-only: the bytes fc_pack would allocate for a [k, gates*units] kernel (pack.c's
+    checked size), or ValueError when a product overflows size_t."""
+    cdef size_t nbytes = 0
+    _check(fc_packed_bytes(k, gates, units, elem, pw, &nbytes), "fc_packed_bytes")
+    return nbytes

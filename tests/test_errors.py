@@ -413,3 +413,288 @@ def test_multi_rnn_cell_weights():
 def test_nn_namespace_has_no_extra_activation_names():
     with pytest.raises(ValueError, match="activation"):
         nn.rnn_cell.BasicRNNCell(2, activation="softplus")
+
+
+# ---------------------------------------------------------------------------------------------
+# byte order: never computed on swapped bytes (equal numbers to native, or a clear error)
+# ---------------------------------------------------------------------------------------------
+
+from fastcells import _core  # noqa: E402
+from numpy.lib.stride_tricks import as_strided  # noqa: E402
+
+BYTE_ORDERS = [(np.dtype(">f4"), np.float32), (np.dtype(">f8"), np.float64)]
+if np.dtype("=f4").byteorder == "=" and np.little_endian is False:      # a big-endian machine
+    BYTE_ORDERS = [(np.dtype("<f4"), np.float32), (np.dtype("<f8"), np.float64)]
+SWAPPED_ERROR = (TypeError, ValueError)
+
+
+def swapped(a, dt):
+    """`a`'s values in the non-native byte order `dt` (same numbers, swapped bytes)."""
+    out = np.asarray(a).astype(dt)
+    assert out.dtype == dt and not out.dtype.isnative
+    np.testing.assert_array_equal(out, a)
+    return out
+
+
+def assert_swapped_rejected(excinfo, argname, dt):
+    message = str(excinfo.value)
+    assert argname in message and (dt.str in message or repr(dt) in message or
+                                   str(dt) in message), message
+
+
+@pytest.mark.parametrize("swap,native", BYTE_ORDERS, ids=["f4", "f8"])
+@pytest.mark.parametrize("cls", CLASSES)
+def test_cell_call_on_swapped_arrays_equals_native(cls, swap, native):
+    cell = built(cls, U=5, I=4, dtype=native)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4)).astype(native)
+    state = cell.zero_state(3, native)
+    state = type(state)(*(rng.standard_normal(s.shape).astype(native) for s in state)) \
+        if isinstance(state, tuple) else rng.standard_normal(state.shape).astype(native)
+    want_out, want_state = cell(x, state)
+    swapped_state = type(state)(*(swapped(s, swap) for s in state)) \
+        if isinstance(state, tuple) else swapped(state, swap)
+    got_out, got_state = cell(swapped(x, swap), swapped_state)
+    np.testing.assert_array_equal(got_out, want_out)
+    for g, w in zip(np.atleast_1d(got_state) if not isinstance(got_state, tuple) else got_state,
+                    np.atleast_1d(want_state) if not isinstance(want_state, tuple)
+                    else want_state):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("swap,native", BYTE_ORDERS, ids=["f4", "f8"])
+@pytest.mark.parametrize("cls", CLASSES)
+def test_step_into_swapped_state_is_rejected(cls, swap, native):
+    cell = built(cls, U=5, I=4, dtype=native)
+    x = np.ones((2, 4), native)
+    if cell.state_size == 5 or not isinstance(cell.zero_state(2, native), tuple):
+        h = swapped(np.full((2, 5), 0.5, native), swap)
+        before = h.copy()
+        with pytest.raises(SWAPPED_ERROR) as excinfo:
+            cell.step_(x, h)
+        assert_swapped_rejected(excinfo, "state", swap)
+        np.testing.assert_array_equal(h, before)          # not written
+    else:
+        zero = cell.zero_state(2, native)
+        c = swapped(np.full(zero.c.shape, 0.5, native), swap)
+        h = np.full(zero.h.shape, 0.5, native)
+        before = c.copy(), h.copy()
+        with pytest.raises(SWAPPED_ERROR) as excinfo:
+            cell.step_(x, LSTMStateTuple(c, h))
+        assert_swapped_rejected(excinfo, "state.c", swap)
+        np.testing.assert_array_equal(c, before[0])
+        np.testing.assert_array_equal(h, before[1])
+    # a swapped input with a native state: computed on the values, as native
+    state = cell.zero_state(2, native)
+    want = cell(x, state)[0]
+    got = cell.step_(swapped(x, swap), state)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("swap,native", BYTE_ORDERS, ids=["f4", "f8"])
+def test_bridge_step_converts_inputs_and_rejects_swapped_outputs(swap, native):
+    """The bridge itself (whatever the Python layer passes): read-only operands are converted,
+    written ones rejected with a ValueError naming the argument, expected and got."""
+    cell = built(LSTMCell, U=5, I=4, dtype=native, num_proj=3)
+    packed = cell._packed
+    rng = np.random.default_rng(2)
+    x, c, h = (rng.standard_normal(s).astype(native) for s in ((2, 4), (2, 5), (2, 3)))
+    want_c, want_h = packed.call(x, (c, h))
+    got_c, got_h = packed.call(swapped(x, swap), (swapped(c, swap), swapped(h, swap)))
+    np.testing.assert_array_equal(got_c, want_c)
+    np.testing.assert_array_equal(got_h, want_h)
+    for argname, outs in (("c_out", (swapped(c, swap), h.copy())),
+                          ("h_out", (c.copy(), swapped(h, swap)))):
+        with pytest.raises(ValueError, match=rf"{argname}: expected an array in native byte "
+                                             rf"order \(dtype {np.dtype(native)}\), got dtype"):
+            packed.step(x, (c, h), outs)
+
+
+@pytest.mark.parametrize("swap,native", BYTE_ORDERS, ids=["f4", "f8"])
+def test_sequence_runners_on_swapped_inputs(swap, native):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 3)).astype(native)
+    lengths = np.array([4, 2])
+    cell = built(GRUCell, U=5, I=3, dtype=native)
+    multi = MultiRNNCell([built(LSTMCell, U=4, I=3, dtype=native), built(GRUCell, U=5, I=4,
+                                                                        dtype=native)])
+    bw = built(BasicRNNCell, U=2, I=3, dtype=native)
+    h0 = rng.standard_normal((2, 5)).astype(native)
+    runs = [
+        lambda xx, hh: nn.dynamic_rnn(cell, xx, lengths, initial_state=hh),
+        lambda xx, hh: nn.dynamic_rnn(multi, xx, lengths, dtype=native),
+        lambda xx, hh: nn.bidirectional_dynamic_rnn(cell, bw, xx, lengths,
+                                                    initial_state_fw=hh, dtype=native),
+    ]
+    for k, run in enumerate(runs):
+        want = run(x, h0)
+        for args in ((swapped(x, swap), h0), (x, swapped(h0, swap))):
+            try:
+                got = run(*args)
+            except SWAPPED_ERROR as e:              # a clear error naming the argument
+                assert ("inputs" in str(e) or "initial_state" in str(e)) and \
+                    (swap.str in str(e) or str(swap) in str(e)), str(e)
+                continue
+            for g, w in zip(_leaves(got), _leaves(want)):
+                np.testing.assert_array_equal(g, w, err_msg=f"run {k}")
+
+
+def _leaves(s):
+    if isinstance(s, np.ndarray):
+        return [s]
+    return [leaf for item in s for leaf in _leaves(item)]
+
+
+@pytest.mark.parametrize("swap,native", BYTE_ORDERS, ids=["f4", "f8"])
+def test_bridge_run_sequences_converts_inputs_rejects_outputs(swap, native):
+    cell = built(GRUCell, U=5, I=3, dtype=native)
+    x = np.random.default_rng(4).standard_normal((2, 4, 3)).astype(native)
+    h0 = np.full((2, 5), 0.25, native)
+
+    def run(**over):
+        layer = {"cell": cell._packed, "x": x, "out": np.empty((2, 4, 5), native), "h0": h0,
+                 "h_final": np.empty((2, 5), native)}
+        layer.update(over)
+        _core.run_sequences(4, 2, [[layer]])
+        return layer["out"], layer["h_final"]
+
+    want = run()
+    for got in (run(x=swapped(x, swap)), run(h0=swapped(h0, swap))):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    with pytest.raises(ValueError, match=r"stacks\[0\]\[0\]\.out: expected an array in native "
+                                         r"byte order"):
+        run(out=np.empty((2, 4, 5), swap))
+    with pytest.raises(ValueError, match=r"stacks\[0\]\[0\]\.h_final: expected an array in "
+                                         r"native byte order"):
+        run(h_final=np.empty((2, 5), swap))
+
+
+@pytest.mark.parametrize("swap,native", BYTE_ORDERS, ids=["f4", "f8"])
+def test_set_weights_and_packed_matrix_on_swapped_arrays(swap, native):
+    rng = np.random.default_rng(5)
+    w = {k: rng.standard_normal(v.shape) for k, v in lstm_weights(I=2, U=3).items()}
+    native_cell, swapped_cell = LSTMCell(3, dtype=native), LSTMCell(3, dtype=native)
+    native_cell.set_weights({k: v.astype(native) for k, v in w.items()})
+    swapped_cell.set_weights({k: swapped(v.astype(native), swap) for k, v in w.items()})
+    x = rng.standard_normal((2, 2)).astype(native)
+    state = native_cell.zero_state(2, native)
+    np.testing.assert_array_equal(swapped_cell(x, state)[0], native_cell(x, state)[0])
+    for k, v in swapped_cell.get_weights().items() if isinstance(swapped_cell.get_weights(), dict) \
+            else []:
+        assert v.dtype.isnative, k
+
+    b = rng.standard_normal((4, 6)).astype(native)
+    bias = rng.standard_normal(6).astype(native)
+    a = rng.standard_normal((3, 4)).astype(native)
+    want = _core.PackedMatrix(b, bias).matmul(a)
+    mat = _core.PackedMatrix(swapped(b, swap), swapped(bias, swap))
+    np.testing.assert_array_equal(mat.matmul(swapped(a, swap)), want)
+    out = np.empty((3, 6), swap)
+    with pytest.raises(ValueError, match=r"out: expected an array in native byte order"):
+        mat.matmul(a, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory safety: sizes that overflow, shapes that lie
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_step_on_a_huge_stride0_batch_raises(cls):
+    """2**56 rows that cost no memory (stride 0): the scratch size overflows size_t; it must
+    raise, not wrap into a short buffer (this segfaulted)."""
+    cell = built(cls, U=5, I=4)
+    B = 2 ** 56
+    x = np.broadcast_to(np.ones((1, 4), F32), (B, 4))
+    zero = cell.zero_state(1, F32)
+    if isinstance(zero, tuple):
+        c = as_strided(np.zeros(zero.c.shape, F32), (B, zero.c.shape[1]), (0, 4))
+        h = as_strided(np.zeros(zero.h.shape, F32), (B, zero.h.shape[1]), (0, 4))
+        state = LSTMStateTuple(c, h)
+    else:
+        state = as_strided(np.zeros((1, 5), F32), (B, 5), (0, 4))
+    with pytest.raises((ValueError, MemoryError), match=r"sizes are too large|out of memory"):
+        cell.step_(x, state)
+
+
+def test_gru_step_stride0_batch_size_error_names_the_overflow():
+    """2**60 rows: the GRU's r*h and u scratch, 2 * B * (U rounded up to a panel's units) * 4
+    bytes, passes 2**64 on every ISA (numpy itself caps the nominal size of x and h)."""
+    cell = built(GRUCell, U=1, I=1)
+    B = 2 ** 60
+    x = np.broadcast_to(np.ones((1, 1), F32), (B, 1))
+    h = as_strided(np.zeros((1, 1), F32), (B, 1), (0, 4))
+    with pytest.raises(ValueError, match=r"fc_cell_step: the sizes are too large: .* overflows "
+                                         r"size_t"):
+        cell.step_(x, h)
+
+
+def test_sequence_on_a_huge_stride0_batch_raises():
+    cell = built(GRUCell, U=5, I=4)
+    B = 2 ** 56
+    x = as_strided(np.ones((1, 2, 4), F32), (B, 2, 4), (0, 16, 4))
+    out = as_strided(np.zeros((1, 2, 5), F32), (B, 2, 5), (0, 20, 4))
+    with pytest.raises((ValueError, MemoryError), match=r"sizes are too large|out of memory"):
+        _core.run_sequences(2, B, [[{"cell": cell._packed, "x": x, "out": out}]])
+
+
+def test_matmul_overlapping_huge_stride0_rows_raises():
+    """numpy caps an array's nominal bytes below 2**63, so a's copy cannot overflow size_t
+    here; it must fail cleanly as an allocation."""
+    mat = _core.PackedMatrix(np.ones((4, 3), F32))
+    base = np.zeros((1, 4), F32)
+    a = as_strided(base, (2 ** 58, 4), (0, 4))
+    out = as_strided(base, (2 ** 58, 3), (0, 4))        # overlaps a: a is copied first
+    with pytest.raises(MemoryError, match=r"fc_matmul: out of memory"):
+        mat.matmul(a, out)
+
+
+class _LyingShape(np.ndarray):
+    """An ndarray whose `.shape` property claims 1000 times more rows (axis 0) and, for 3-D,
+    time steps (axis 1) than its memory holds."""
+    @property
+    def shape(self):
+        real = np.ndarray.shape.__get__(self)
+        return tuple(n * 1000 if axis < 2 and len(real) == 3 else n
+                     for axis, n in enumerate(real))
+
+
+def test_dynamic_rnn_uses_the_array_struct_shape_not_the_shape_property():
+    cell = built(GRUCell, U=5, I=4)
+    x = np.ones((2, 3, 4), F32).view(_LyingShape)
+    assert x.shape == (2000, 3000, 4)
+    with pytest.raises(ValueError, match=r"x: expected shape \(2000, 3000, 4\), got \(2, 3, 4\)"):
+        nn.dynamic_rnn(cell, x, dtype=F32)
+
+
+def test_bridge_takes_shapes_from_the_array_struct():
+    cell = built(GRUCell, U=5, I=4)
+    packed = cell._packed
+    x = np.ones((2, 3, 4), F32)
+    lying_x = x.view(_LyingShape)
+    out = np.empty((2, 3, 5), F32)
+    with pytest.raises(ValueError, match=r"stacks\[0\]\[0\]\.x: expected shape \(2000, 3000, "
+                                         r"4\), got \(2, 3, 4\)"):
+        _core.run_sequences(3000, 2000, [[{"cell": packed, "x": lying_x, "out": out}]])
+    # a 2-D operand of one step whose .shape lies is read by its struct: used as [2, 4]
+    class LyingRows(np.ndarray):
+        shape = property(lambda self: (2000, np.ndarray.shape.__get__(self)[1]))
+    h = np.zeros((2, 5), F32)
+    want = packed.call(x[:, 0], (h,))[0]
+    got = packed.call(np.ascontiguousarray(x[:, 0]).view(LyingRows), (h.view(LyingRows),))[0]
+    assert got.shape == (2, 5)
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_run_sequences_checks_its_layer_specs():
+    packed = built(GRUCell, U=5, I=4)._packed
+    x, out = np.ones((2, 3, 4), F32), np.empty((2, 3, 5), F32)
+    with pytest.raises(TypeError, match=r"stacks\[0\]\[0\]\.cell: expected a PackedCell, got "
+                                        r"str"):
+        _core.run_sequences(3, 2, [[{"cell": "gru", "x": x, "out": out}]])
+    with pytest.raises(ValueError, match=r"stacks\[0\]\[0\]\.cell: the PackedCell is not "
+                                         r"initialised"):
+        _core.run_sequences(3, 2, [[{"cell": _core.PackedCell.__new__(_core.PackedCell),
+                                     "x": x, "out": out}]])
+    with pytest.raises(ValueError, match=r"T, B: expected sizes >= 0, got T=-1, B=2"):
+        _core.run_sequences(-1, 2, [[]])

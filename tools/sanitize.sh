@@ -17,6 +17,6 @@ rm -f "$work"/pkg/fastcells/*.so
 cp "$work"/lib/fastcells/*.so "$work/pkg/fastcells/"
 cd "$work/pkg"
 preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
     LD_PRELOAD="$preload" PYTHONPATH="$work/pkg" \
     python -m pytest -q -p no:cacheprovider "${@:-tests}"
