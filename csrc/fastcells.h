@@ -170,7 +170,7 @@ fc_isa fc_cell_isa(const fc_cell *cell);
  *   c_out: [B,U]  LSTM new cell state (NULL otherwise)
  *   h_out: [B,P]  new output (= new h)
  * Any other overlap between an input and an output is also allowed: the input is copied first.
- * Returns FC_ERR_NOMEM if a scratch allocation fails. */
+ * Returns FC_ERR_NOMEM if a scratch allocation fails, FC_ERR_SIZE if a scratch size overflows. */
 fc_status fc_cell_step(const fc_cell *cell, size_t batch,
                        const void *x, size_t ldx,
                        const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
@@ -198,7 +198,8 @@ typedef struct fc_seq_layer { const fc_cell *cell; fc_seq_io io; } fc_seq_layer;
 
 /* Runs nstacks (1 or 2) independent stacks of layers over T steps of B rows; in a stack, layer
  * k reads what layer k-1 wrote (the caller points io.x at it). Two stacks run on two cores
- * when threads allow. Returns FC_ERR_NOMEM if a workspace allocation fails. */
+ * when threads allow. Returns FC_ERR_NOMEM if a workspace allocation fails,
+ * FC_ERR_SIZE if a workspace size overflows. */
 fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks, fc_seq_layer *const *layers,
                            const size_t *nlayers);
 

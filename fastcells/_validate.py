@@ -89,8 +89,9 @@ def describe(obj):
 
 
 def as_array(a, argname, dtype):
-    """`a` as an ndarray of `dtype`: lists/scalars and integer/bool arrays are converted; a float
-    (or complex, or other) array of another dtype is a TypeError naming `argname`."""
+    """`a` as an ndarray of `dtype`: lists/scalars, integer/bool arrays and `dtype` in the other
+    byte order are converted; a float (or complex, or other) array of another dtype is a
+    TypeError naming `argname`."""
     if not isinstance(a, _ndarray):
         if isinstance(a, (list, tuple, numbers.Number)):
             try:
@@ -102,7 +103,11 @@ def as_array(a, argname, dtype):
             a = np.asarray(a)
         except Exception as e:
             raise TypeError(f"{argname}: expected an array, got {describe(a)} ({e})") from None
+    elif type(a) is not _ndarray:
+        a = np.asarray(a)         # a subclass as a plain view: its shape is the array struct's
     if a.dtype != dtype:
+        if a.dtype.newbyteorder("=") == dtype:          # the same numbers in swapped bytes
+            return a.astype(dtype)                      # a native copy (never computed on)
         if a.dtype.kind not in "iub":
             raise TypeError(f"{argname}: expected dtype {dtype} (the cell's dtype; integer "
                             f"arrays and lists are converted), got dtype {a.dtype}")

@@ -1,4 +1,4 @@
-"""Every error path of the cells (API.md "Errors"): the exception type, and a message that names
+"""Every error path of the cells (docs/api.md, "Errors"): the exception type, and a message that names
 the argument (and, where there is one, the expected and the actual value)."""
 import numpy as np
 import pytest
@@ -425,7 +425,6 @@ from numpy.lib.stride_tricks import as_strided  # noqa: E402
 BYTE_ORDERS = [(np.dtype(">f4"), np.float32), (np.dtype(">f8"), np.float64)]
 if np.dtype("=f4").byteorder == "=" and np.little_endian is False:      # a big-endian machine
     BYTE_ORDERS = [(np.dtype("<f4"), np.float32), (np.dtype("<f8"), np.float64)]
-SWAPPED_ERROR = (TypeError, ValueError)
 
 
 def swapped(a, dt):
@@ -470,7 +469,7 @@ def test_step_into_swapped_state_is_rejected(cls, swap, native):
     if cell.state_size == 5 or not isinstance(cell.zero_state(2, native), tuple):
         h = swapped(np.full((2, 5), 0.5, native), swap)
         before = h.copy()
-        with pytest.raises(SWAPPED_ERROR) as excinfo:
+        with pytest.raises(ValueError) as excinfo:
             cell.step_(x, h)
         assert_swapped_rejected(excinfo, "state", swap)
         np.testing.assert_array_equal(h, before)          # not written
@@ -479,7 +478,7 @@ def test_step_into_swapped_state_is_rejected(cls, swap, native):
         c = swapped(np.full(zero.c.shape, 0.5, native), swap)
         h = np.full(zero.h.shape, 0.5, native)
         before = c.copy(), h.copy()
-        with pytest.raises(SWAPPED_ERROR) as excinfo:
+        with pytest.raises(ValueError) as excinfo:
             cell.step_(x, LSTMStateTuple(c, h))
         assert_swapped_rejected(excinfo, "state.c", swap)
         np.testing.assert_array_equal(c, before[0])
@@ -529,12 +528,7 @@ def test_sequence_runners_on_swapped_inputs(swap, native):
     for k, run in enumerate(runs):
         want = run(x, h0)
         for args in ((swapped(x, swap), h0), (x, swapped(h0, swap))):
-            try:
-                got = run(*args)
-            except SWAPPED_ERROR as e:              # a clear error naming the argument
-                assert ("inputs" in str(e) or "initial_state" in str(e)) and \
-                    (swap.str in str(e) or str(swap) in str(e)), str(e)
-                continue
+            got = run(*args)                        # converted: the numbers of native order
             for g, w in zip(_leaves(got), _leaves(want)):
                 np.testing.assert_array_equal(g, w, err_msg=f"run {k}")
 
@@ -660,11 +654,16 @@ class _LyingShape(np.ndarray):
 
 
 def test_dynamic_rnn_uses_the_array_struct_shape_not_the_shape_property():
+    """A subclass is read as the plain array it is (its memory's shape), never past it."""
     cell = built(GRUCell, U=5, I=4)
-    x = np.ones((2, 3, 4), F32).view(_LyingShape)
+    plain = np.random.default_rng(6).standard_normal((2, 3, 4)).astype(F32)
+    x = plain.view(_LyingShape)
     assert x.shape == (2000, 3000, 4)
-    with pytest.raises(ValueError, match=r"x: expected shape \(2000, 3000, 4\), got \(2, 3, 4\)"):
-        nn.dynamic_rnn(cell, x, dtype=F32)
+    got_out, got_state = nn.dynamic_rnn(cell, x, dtype=F32)
+    want_out, want_state = nn.dynamic_rnn(cell, plain, dtype=F32)
+    assert type(got_out) is np.ndarray and got_out.shape == (2, 3, 5)
+    np.testing.assert_array_equal(got_out, want_out)
+    np.testing.assert_array_equal(got_state, want_state)
 
 
 def test_bridge_takes_shapes_from_the_array_struct():

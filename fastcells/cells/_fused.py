@@ -362,6 +362,10 @@ class FusedCell(RNNCell):
             if not isinstance(a, _ndarray):
                 raise TypeError(f"{argname}: step_ writes the new state in place, so it must be a "
                                 f"numpy array of dtype {self._dtype}, got {describe(a)}")
+            if a.dtype != self._dtype and a.dtype.newbyteorder("=") == self._dtype:
+                raise ValueError(f"{argname}: expected an array in native byte order (dtype "
+                                 f"{self._dtype}; step_ writes in place, no conversion), got "
+                                 f"dtype {a.dtype.str}")
             if a.dtype != self._dtype:
                 raise TypeError(f"{argname}: expected dtype {self._dtype} (step_ writes in place; "
                                 f"no conversion), got dtype {a.dtype}")
