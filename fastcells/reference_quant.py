@@ -642,7 +642,28 @@ class _Lstm:
         return m, (c_new, m)
 
 
-class _Gru:
+class _GruBase:
+    """What both GRUs share: the activations (h's fixed scale where they bound h by 1) and the
+    r, u gates from the hoisted x part and h @ W_h."""
+
+    def _set_activations(self, activation, gate_activation, preact_clip):
+        self.act = ref._clipped(ref.get_activation(activation), preact_clip)
+        self.sig = ref._clipped(ref.get_activation(gate_activation, default=ref.sigmoid),
+                                preact_clip)
+        bounded = (_is(activation, _BOUNDED_BY_ONE, "tanh")
+                   and _is(gate_activation, _UNIT_GATES, "sigmoid"))
+        self.h_amax = H_AMAX if bounded else None
+
+    def _gates(self, zx, h):
+        """(h as fp32 [B,U], r [B,U], u [B,U]) from zx [B,>=2U] (the x part, bias included)."""
+        h = _f32("h", h, 2)
+        _check_shape("h", h, (zx.shape[0], self.U))
+        U = self.U
+        g = self.sig(self.s.product([(h, self.gh, self.h_amax, "h")], start=zx[:, :2 * U]))
+        return h, g[:, :U], g[:, U:]
+
+
+class _Gru(_GruBase):
     """TF GRUCell (reset before the recurrent product). State: h [B,U]."""
 
     def __init__(self, scheme, I, gates_kernel, gates_bias, candidate_kernel, candidate_bias,
@@ -660,30 +681,22 @@ class _Gru:
         self.cx, self.ch = scheme.prepare(ck[:I], "candidate_kernel"), \
             scheme.prepare(ck[I:], "candidate_kernel")
         self.gb, self.cb = gb, cb
-        self.act = ref._clipped(ref.get_activation(activation), preact_clip)
-        self.sig = ref._clipped(ref.get_activation(gate_activation, default=ref.sigmoid),
-                                preact_clip)
-        bounded = (_is(activation, _BOUNDED_BY_ONE, "tanh")
-                   and _is(gate_activation, _UNIT_GATES, "sigmoid"))
-        self.h_amax = H_AMAX if bounded else None
+        self._set_activations(activation, gate_activation, preact_clip)
 
     def hoist(self, x):                                   # x: [M,I] -> [M,3U]: gates | cand
         return np.concatenate([self.s.product([(x, self.gx, None, "x")], self.gb),
                                self.s.product([(x, self.cx, None, "x")], self.cb)], axis=1)
 
     def step(self, zx, h):
-        h = _f32("h", h, 2)
-        _check_shape("h", h, (zx.shape[0], self.U))
+        h, r, u = self._gates(zx, h)
         U = self.U
-        g = self.sig(self.s.product([(h, self.gh, self.h_amax, "h")], start=zx[:, :2 * U]))
-        r, u = g[:, :U], g[:, U:]
         cand = self.act(self.s.product([(r * h, self.ch, self.h_amax, "r*h")],
                                        start=zx[:, 2 * U:]))
         h_new = u * h + (1 - u) * cand
         return h_new, h_new
 
 
-class _GruResetAfter:
+class _GruResetAfter(_GruBase):
     """The reset-after GRU (CudnnCompatibleGRUCell). State: h [B,U]."""
 
     def __init__(self, scheme, I, gates_kernel, gates_bias, input_kernel, input_bias,
@@ -703,23 +716,15 @@ class _GruResetAfter:
             scheme.prepare(gk[I:], "gates_kernel")
         self.wi, self.wh = scheme.prepare(ik, "input_kernel"), scheme.prepare(hk, "hidden_kernel")
         self.gb, self.ib, self.hb = gb, ib, hb
-        self.act = ref._clipped(ref.get_activation(activation), preact_clip)
-        self.sig = ref._clipped(ref.get_activation(gate_activation, default=ref.sigmoid),
-                                preact_clip)
-        bounded = (_is(activation, _BOUNDED_BY_ONE, "tanh")
-                   and _is(gate_activation, _UNIT_GATES, "sigmoid"))
-        self.h_amax = H_AMAX if bounded else None
+        self._set_activations(activation, gate_activation, preact_clip)
 
     def hoist(self, x):                                   # x: [M,I] -> [M,3U]: gates | input
         return np.concatenate([self.s.product([(x, self.gx, None, "x")], self.gb),
                                self.s.product([(x, self.wi, None, "x")], self.ib)], axis=1)
 
     def step(self, zx, h):
-        h = _f32("h", h, 2)
-        _check_shape("h", h, (zx.shape[0], self.U))
+        h, r, u = self._gates(zx, h)
         U = self.U
-        g = self.sig(self.s.product([(h, self.gh, self.h_amax, "h")], start=zx[:, :2 * U]))
-        r, u = g[:, :U], g[:, U:]
         hh = self.s.product([(h, self.wh, self.h_amax, "h")], self.hb)
         cand = self.act(zx[:, 2 * U:] + r * hh)
         h_new = u * h + (1 - u) * cand

@@ -121,3 +121,24 @@ def assert_close(actual, expected, dtype, what=""):
         assert err <= rtol * ref_norm + atol, \
             f"{what}[{k}] shape {a.shape}: norm-wise error {err:.3g}, |ref| {ref_norm:.3g}"
         np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"{what}[{k}]")
+
+
+def assert_identical(got, want, what="value"):
+    """Same nesting and tuple/list types, same dtypes and shapes, equal bits."""
+    if isinstance(want, (tuple, list)):
+        assert type(got) is type(want), f"{what}: {type(got).__name__}, expected " \
+                                        f"{type(want).__name__}"
+        assert len(got) == len(want), f"{what}: {len(got)} items, expected {len(want)}"
+        for k, (g, w) in enumerate(zip(got, want)):
+            assert_identical(g, w, f"{what}[{k}]")
+        return
+    if isinstance(want, dict):
+        assert list(got) == list(want), f"{what}: keys {list(got)}, expected {list(want)}"
+        for k in want:
+            assert_identical(got[k], want[k], f"{what}[{k!r}]")
+        return
+    assert isinstance(got, np.ndarray), f"{what}: {type(got).__name__}, expected an array"
+    assert got.dtype == want.dtype and got.shape == want.shape, \
+        f"{what}: {got.dtype}{got.shape}, expected {want.dtype}{want.shape}"
+    assert np.array_equal(got, want), f"{what}: differs, max |d| = " \
+                                      f"{np.max(np.abs(got - want))}"

@@ -12,16 +12,7 @@ import pytest
 from fastcells import reference
 from fastcells.convert import from_keras
 
-RTOL, ATOL, TOL64 = 1e-5, 2e-6, 1e-10
-
-
-def assert_close(got, ref, what=""):
-    assert isinstance(got, np.ndarray), f"{what}: got {type(got)}"
-    assert got.shape == ref.shape, f"{what}: shape {got.shape}, expected {ref.shape}"
-    if got.dtype == np.float64:
-        np.testing.assert_allclose(got, ref, rtol=TOL64, atol=TOL64, err_msg=what)
-    else:
-        np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL, err_msg=what)
+from test_convert import assert_close  # noqa: E402  (the converters' one comparison)
 
 
 def hard_sigmoid_keras2(x):

@@ -14,6 +14,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import assert_identical  # noqa: E402
 import fastcells
 from fastcells import nn
 
@@ -60,15 +61,6 @@ def _concat(parts, axis):
     return np.concatenate(parts, axis=axis)
 
 
-def assert_identical(got, want, what):
-    if isinstance(want, tuple):
-        assert type(got) is type(want) and len(got) == len(want), what
-        for k, (g, w) in enumerate(zip(got, want)):
-            assert_identical(g, w, f"{what}[{k}]")
-        return
-    assert got.dtype == want.dtype and got.shape == want.shape, \
-        f"{what}: {got.dtype}{got.shape} vs {want.dtype}{want.shape}"
-    np.testing.assert_array_equal(got, want, err_msg=what)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

@@ -95,18 +95,26 @@ def test_tuning_hooks_validate_and_restore():
 # sequences in many chunks: one layer, both directions, stacks; 1, 2, 3 threads
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("config", PATH_CONFIGS)
-def test_dynamic_rnn_in_many_chunks_matches_reference(config, dtype, threads):
-    rng = np.random.default_rng(21)
-    B, T, U, I = 7, 17, 33, 5
+def _sequence_case(config, dtype, seed, B, T, U, I):
+    """A cell, ragged inputs x [B,T,I] with their lengths and a random initial state, the
+    default run's result and the reference's."""
+    rng = np.random.default_rng(seed)
     cell = make(config, U, dtype, I)
     x = rng.uniform(-1, 1, (B, T, I)).astype(dtype)
     lengths = random_lengths(B, T, rng)
     init = random_state(cell, B, rng)
     default = nn.dynamic_rnn(cell, x, lengths, init)
     want = reference.dynamic_rnn(ref_step(cell), f64(x), f64(init), lengths)
+    return cell, x, lengths, init, default, want
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("config", PATH_CONFIGS)
+def test_dynamic_rnn_in_many_chunks_matches_reference(config, dtype, threads):
+    T = 17
+    cell, x, lengths, init, default, want = _sequence_case(config, dtype, 21, B=7, T=T, U=33,
+                                                           I=5)
     for chunk in (1, 3, 16):
         with tuned(threads, chunk_steps=chunk, min_flops=1):
             got = nn.dynamic_rnn(cell, x, lengths, init)
@@ -145,23 +153,27 @@ def test_bidirectional_stacks_in_many_chunks_match_reference(dtype, threads):
 # the retry path (late joins, short teams) and the take-over path of sequences
 # ---------------------------------------------------------------------------------------------
 
+def _run_tuned(config, dtype, threads, seed, T, I, **hooks):
+    """One dynamic_rnn of B=13 ragged rows, U=130 (enough panels for 3 members), under the
+    tuning `hooks`: (its outputs, the reference's, the default run's, the lengths, the
+    counters of the tuned run)."""
+    cell, x, lengths, init, default, want = _sequence_case(config, dtype, seed, B=13, T=T,
+                                                           U=130, I=I)
+    with tuned(threads, **hooks):
+        got = nn.dynamic_rnn(cell, x, lengths, init)
+        counts = _core._counters()
+    return got, want, default, lengths, counts
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("config", ["lstm-proj", "gru", "rnn", "gru_ra"])
 def test_sequence_with_a_worker_that_joins_late_matches_reference(config, dtype, threads):
     """Worker 1 reaches every team after it closed: each team is short, runs retry_steps steps
     and is formed again; the numbers do not change."""
-    rng = np.random.default_rng(23)
-    B, T, U, I = 13, 11, 130, 3          # U: enough panels for 3 members
-    cell = make(config, U, dtype, I)
-    x = rng.uniform(-1, 1, (B, T, I)).astype(dtype)
-    lengths = random_lengths(B, T, rng)
-    init = random_state(cell, B, rng)
-    default = nn.dynamic_rnn(cell, x, lengths, init)
-    want = reference.dynamic_rnn(ref_step(cell), f64(x), f64(init), lengths)
-    with tuned(threads, chunk_steps=4, retry_steps=1, min_flops=1, stall_worker=1):
-        got = nn.dynamic_rnn(cell, x, lengths, init)
-        counts = _core._counters()
+    got, want, default, lengths, counts = _run_tuned(
+        config, dtype, threads, 23, T=11, I=3, chunk_steps=4, retry_steps=1, min_flops=1,
+        stall_worker=1)
     # every team of the layer is short: one per step (retry_steps=1), each with a late join
     assert counts["short_teams"] >= int(max(lengths)), counts
     assert counts["late_joins"] >= int(max(lengths)), counts
@@ -176,18 +188,9 @@ def test_sequence_with_a_member_that_never_runs_its_part_matches_reference(confi
                                                                           threads):
     """Rank 1 of every team joins (the caller waits for it) and then waits in every phase
     until another member has run its part: every part of rank 1 is taken over."""
-    rng = np.random.default_rng(24)
-    B, T, U, I = 13, 9, 130, 4           # U: enough panels for 3 members
-    cell = make(config, U, dtype, I)
-    x = rng.uniform(-1, 1, (B, T, I)).astype(dtype)
-    lengths = random_lengths(B, T, rng)
-    init = random_state(cell, B, rng)
-    default = nn.dynamic_rnn(cell, x, lengths, init)
-    want = reference.dynamic_rnn(ref_step(cell), f64(x), f64(init), lengths)
-    with tuned(threads, chunk_steps=3, min_flops=1, slow_worker=1, steal_spins=1,
-               join_wait_ns=10 ** 9):
-        got = nn.dynamic_rnn(cell, x, lengths, init)
-        counts = _core._counters()
+    got, want, default, lengths, counts = _run_tuned(
+        config, dtype, threads, 24, T=9, I=4, chunk_steps=3, min_flops=1, slow_worker=1,
+        steal_spins=1, join_wait_ns=10 ** 9)
     # at least the gather, the projection and one product per step of rank 1's parts
     assert counts["take_overs"] >= int(max(lengths)), counts
     assert_close(got, want, dtype, f"{config} threads {threads}")

@@ -20,6 +20,7 @@ from multiprocessing import get_context
 import numpy as np
 import pytest
 
+from conftest import assert_identical  # noqa: E402
 from fastcells import _core, nn
 from fastcells.cells import (BasicLSTMCell, BasicRNNCell, CudnnCompatibleGRUCell, GRUCell,
                              LSTMCell, LSTMStateTuple, MultiRNNCell)
@@ -127,25 +128,6 @@ def copy_state(state):
     return state.copy()
 
 
-def assert_identical(got, want, what="value"):
-    """Same nesting and tuple types, same dtypes and shapes, equal bits."""
-    if isinstance(want, tuple):
-        assert type(got) is type(want), f"{what}: {type(got).__name__}, expected " \
-                                        f"{type(want).__name__}"
-        assert len(got) == len(want), f"{what}: {len(got)} items, expected {len(want)}"
-        for k, (g, w) in enumerate(zip(got, want)):
-            assert_identical(g, w, f"{what}[{k}]")
-        return
-    if isinstance(want, dict):
-        assert list(got) == list(want), f"{what}: keys {list(got)}, expected {list(want)}"
-        for k in want:
-            assert_identical(got[k], want[k], f"{what}[{k!r}]")
-        return
-    assert isinstance(got, np.ndarray), f"{what}: {type(got).__name__}, expected an array"
-    assert got.dtype == want.dtype and got.shape == want.shape, \
-        f"{what}: {got.dtype}{got.shape}, expected {want.dtype}{want.shape}"
-    assert np.array_equal(got, want), f"{what}: differs, max |d| = " \
-                                      f"{np.max(np.abs(got - want))}"
 
 
 def results(cell, x, state, xs, lengths, order=("call", "step_", "rnn")):

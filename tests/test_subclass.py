@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import pytest
 
+from conftest import assert_identical as assert_equal  # noqa: E402
 from fastcells import _core, nn, reference
 from fastcells.cells import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple,
                              MultiRNNCell)
@@ -84,16 +85,6 @@ def data(dtype=np.float64, seed=2):
     return rng.standard_normal((B, T, I)).astype(dtype)
 
 
-def assert_equal(got, want, what="value"):
-    if isinstance(want, (tuple, list)):
-        assert type(got) is type(want), f"{what}: {type(got)} vs {type(want)}"
-        assert len(got) == len(want)
-        for k, (g, w) in enumerate(zip(got, want)):
-            assert_equal(g, w, f"{what}[{k}]")
-        return
-    assert got.dtype == want.dtype and got.shape == want.shape, \
-        f"{what}: {got.dtype}{got.shape} vs {want.dtype}{want.shape}"
-    np.testing.assert_array_equal(got, want, err_msg=what)
 
 
 # the overriding cells, with the step function of their oracle
