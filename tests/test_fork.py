@@ -15,7 +15,9 @@ import pytest
 
 import fastcells
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# subprocesses start where the package under test lives (the checkout when built in
+# place, site-packages when installed), so `python -c` imports that one
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastcells.__file__)))  # the package tested
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 
 # the common part of every scenario: cells at sizes that use two threads, and what they give

@@ -18,6 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import numpy as np
+
+import fastcells
 import pytest
 
 from conftest import assert_identical  # noqa: E402
@@ -26,7 +28,9 @@ from fastcells.cells import (BasicLSTMCell, BasicRNNCell, CudnnCompatibleGRUCell
                              LSTMCell, LSTMStateTuple, MultiRNNCell)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+# subprocesses start where the package under test lives (the checkout when built in
+# place, site-packages when installed), so `python -c` imports that one
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastcells.__file__)))  # the package tested
 PROTOCOLS = [2, 3, 4, 5]
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]

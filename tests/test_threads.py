@@ -15,7 +15,9 @@ import pytest
 import fastcells
 from fastcells import _threads
 
-ROOT = Path(__file__).resolve().parent.parent
+# subprocesses start where the package under test lives (the checkout when built in
+# place, site-packages when installed), so `python -c` imports that one
+ROOT = Path(fastcells.__file__).resolve().parent.parent  # the package tested
 CPUS = _threads.affinity_cpus()
 
 
