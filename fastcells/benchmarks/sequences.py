@@ -43,21 +43,24 @@ fastcells itself against the float64 NumPy oracle, before anything is timed.
     forget_bias folded into the f bias), ONNX's by reordering those gate blocks with
     fastcells.convert.GATE_ORDER: one place for each layout fact.
 
-Timing (``run``): per case, fastcells first, each peer warmed up (fastcells for >= 0.25 s: OpenBLAS,
-torch and onnxruntime leave worker threads spinning for ~100 ms after a call, which would take
-the second core away from fastcells), then the best of `repeat` timeit repeats. "% peak" is
-fastcells' GFLOP/s over the achievable peak measured once per run: a fastcells
-``_core.PackedMatrix`` 2048x2048x2048 float32 matmul at the same thread count (no OpenBLAS).
+Timing (``run``): per case, every available peer is warmed up (fastcells for >= 0.25 s:
+OpenBLAS, torch and onnxruntime leave worker threads spinning for ~100 ms after a call, which
+would take the second core away from it), then timed by _harness.round_robin: rounds that each
+time every peer once in a rotated order, a peer's time being the minimum over rounds of its
+round's median, so every ratio compares timings of the same rounds. Each row also gets its
+floor on this machine (``floor``: fastcells.benchmarks._limits, from limits the same run
+measures: multiply-add peak, GEMM rates, cache bandwidths, and the cost of an empty call).
 """
 import dataclasses
 import functools
 import sys
+import timeit
 
 import numpy as np
 
 import fastcells
 from fastcells import convert, nn, reference
-from fastcells.benchmarks import _harness
+from fastcells.benchmarks import _harness, _limits
 from fastcells.benchmarks._harness import (DTYPE, FORGET_BIAS, GATES, RTOL, SEED, Runner,
                                            Unavailable, assert_close, blas_note, case_atol,
                                            import_torch, time_call, time_peers, warm_up)
@@ -65,7 +68,7 @@ from fastcells.cells._oracle import oracle_step
 from fastcells.convert._common import reorder_gates
 
 __all__ = ["SeqCase", "grid", "PEERS", "BASELINE", "SeqSubject", "make_subject", "make_runner",
-           "measure_peak", "run", "Unavailable"]
+           "measure_peak", "floor", "empty_call", "run", "Unavailable"]
 
 KINDS = ("lstm", "gru", "rnn")       # gru: GRUCell(reset_after=True), torch's and ONNX's GRU
 _GATES = {kind: GATES[kind] for kind in KINDS}
@@ -657,13 +660,37 @@ _SHORT = {"fastcells": "fastcells", "numpy-loop": "numpy", "torch": "torch",
           "torch-cell-loop": "tcell", "onnxruntime": "ort"}
 
 
-def run(out=sys.stdout, quick=False, cases=None):
-    """Prints versions, threads and the measured peak, then per case: ms per whole sequence for
-    every peer, the ratio peer time / fastcells time (> 1: fastcells is faster), "best" = the
-    fastest peer's ratio, fastcells' GFLOP/s and % of the measured peak, and how busy the rest
-    of the machine was meanwhile. quick=True: shorter, fewer repeats. Returns
-    {case.id: {peer: seconds or None, "other_cores": float or None}, "peak_gflops": float}."""
-    min_seconds, repeat, warm_seconds = (0.01, 3, 0.05) if quick else (0.03, 5, 0.1)
+def floor(case, limits, empty_call):
+    """The Floor of `case` on `limits` (_limits.row_floor): its FLOPs; the recurrent weights of
+    all directions streamed every step of every layer (T x layers steps); the input weights and
+    biases read once; plus `empty_call` seconds."""
+    tile_cols = fastcells._core.kernel_tile(limits.isa, DTYPE)[1]
+    stream, once = case.weight_bytes(tile_cols)
+    return _limits.row_floor(limits, case.B, case.flops, stream, case.T * case.layers, once,
+                             empty_call)
+
+
+def empty_call(case, min_seconds=0.005):
+    """Seconds of fastcells' call for `case`'s structure (kind, directions, layers) with
+    I = H = B = T = 1: the fixed cost of a call, a floor's last term (median of 5 samples)."""
+    tiny = dataclasses.replace(case, B=1, I=1, H=1, T=1, variable_lengths=False)
+    fn = _fastcells(make_subject(tiny)).fn
+    warm_up(fn, 0.02)
+    number = _harness.calls_per_sample(fn, min_seconds)
+    return _harness.median(timeit.repeat(fn, number=number, repeat=5)) / number
+
+
+def run(out=sys.stdout, quick=False, cases=None, rounds=None):
+    """Prints the machine line, the limits measured by this run, then per case: ms per whole
+    sequence for every peer (round robin, minimum of medians), the ratio peer time / fastcells
+    time (> 1: fastcells is faster), "best" = the fastest peer's ratio, fastcells' GFLOP/s, its
+    floor (ms), what bounds it, % of floor (floor / fastcells time), % of the OpenBLAS-GEMM
+    reference, and how busy the rest of the machine was meanwhile. quick=True: shorter, fewer
+    rounds (rounds overrides). Returns {case.id: {peer: seconds or None, "other_cores",
+    "floor_s", "bound"}, "peak_gflops": fastcells' GEMM GFLOP/s, "limits": Limits}."""
+    min_seconds, repeat, warm_seconds = (0.005, 3, 0.05) if quick else (0.02, 7, 0.1)
+    repeat = repeat if rounds is None else rounds
+    samples = 3 if quick else 5
     base_warm = 0.25                   # > the ~0.1 s other libraries' threads keep spinning
     cases = grid() if cases is None else cases
     threads = fastcells.get_num_threads()
@@ -673,49 +700,66 @@ def run(out=sys.stdout, quick=False, cases=None):
             notes.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             notes.append(f"{mod} not installed")
-    peak = measure_peak()
+    limits = _limits.measure_limits(threads, quick)
+    print(_limits.machine_line(threads), file=out)
     print(f"fastcells {fastcells.__version__}: whole-sequence forward, float32, x [B,T,I] "
-          f"batch-major, zero initial state, isa {fastcells._core.default_isa()}, "
-          f"{threads} thread(s)", file=out)
+          f"batch-major, zero initial state", file=out)
     print(f"peers: NumPy {np.__version__} (reference cells in a Python loop), "
           f"{', '.join(notes)}; torch/ort at {threads} thread(s), torch under inference_mode",
           file=out)
-    print(f"achievable peak: {peak:.1f} GFLOP/s = fastcells _core.PackedMatrix "
-          f"{PEAK_SIZE}^3 float32 matmul at {threads} thread(s) (OpenBLAS-free; % peak is "
-          f"relative to it)", file=out)
+    for line in limits.lines():
+        print(line, file=out)
     print(f"per peer: checked against fastcells (fastcells against the float64 oracle; rtol "
           f"{RTOL:g}, atol scaled with I+H), {warm_seconds * 1e3:g} ms warm-up "
-          f"({base_warm * 1e3:g} ms for fastcells, timed first), best of {repeat} (3 when a "
-          f"call takes > 50 ms) repeats of >= {min_seconds * 1e3:g} ms", file=out)
+          f"({base_warm * 1e3:g} ms for fastcells); then {repeat} round-robin rounds (each "
+          f"times every peer once, in a rotated order), {samples} samples (3 when a call takes "
+          f"> 50 ms) of >= {min_seconds * 1e3:g} ms a turn; a peer's time is the minimum over "
+          f"rounds of its round's median", file=out)
     print("x = peer time / fastcells time (> 1: fastcells is faster); best = the fastest peer's "
           "x; ort includes the [B,T,I] -> [T,B,I] input copy; varlen flops count valid steps "
-          "only", file=out)
+          "only; -bi bidirectional, -L2 two layers (layer 2 reads [fw, bw])", file=out)
+    print(f"floor = the least time on this machine: B <= {_limits.BANDWIDTH_BOUND_MAX_BATCH} "
+          f"each thread's share of the recurrent weights read every step at the bandwidth of "
+          f"the level it fits (bound bw L2/L3/DRAM) + the input weights once; else FLOPs / "
+          f"(threads x fp32 peak) (fma); + an empty call (I=H=B=T=1); %floor = floor / "
+          f"fastcells time; %gemm = (FLOPs at OpenBLAS GEMM rate + empty call) / fastcells "
+          f"time", file=out)
     print("other = cores busy with other processes (or steal) while the row ran: above ~0.2 "
           "the row is disturbed; rerun it", file=out)
     note = blas_note()
     if note:
         print(note, file=out)
     others_peers = [p for p in PEERS if p != BASELINE]
-    header = (f"{'case':<30}{'fastcells':>10}" + "".join(f"{_SHORT[p]:>9}" for p in others_peers)
+    header = (f"{'case':<32}{'fastcells':>10}" + "".join(f"{_SHORT[p]:>9}" for p in others_peers)
               + "".join(f"{_SHORT[p] + ' x':>9}" for p in others_peers)
-              + f"{'best x':>8}{'GFLOP/s':>9}{'%peak':>7}{'other':>7}")
-    print(f"\n{'':<30}{'--- ms per sequence ---':>55}\n" + header + "\n" + "-" * len(header),
+              + f"{'best x':>8}{'GFLOP/s':>9}{'floor':>9}{'bound':>8}{'%floor':>7}{'%gemm':>7}"
+              + f"{'other':>7}")
+    print(f"\n{'':<32}{'--- ms per sequence ---':>55}\n" + header + "\n" + "-" * len(header),
           file=out)
-    results = {"peak_gflops": peak}
+    results = {"peak_gflops": limits.packed_gemm_gflops, "limits": limits}
+    empties = {}
     for case in cases:
+        shape = (case.kind, case.directions, case.layers)
+        if shape not in empties:
+            empties[shape] = empty_call(case)
+        row_floor = floor(case, limits, empties[shape])
         times, others = time_peers(
             make_subject(case), PEERS, min_seconds, repeat,
-            lambda peer: base_warm if peer == BASELINE else warm_seconds, slow_call=(0.05, 3))
-        results[case.id] = dict(times, other_cores=others)
+            lambda peer: base_warm if peer == BASELINE else warm_seconds, slow_call=(0.05, 3),
+            samples=samples)
+        results[case.id] = dict(times, other_cores=others, floor_s=row_floor.seconds,
+                                bound=row_floor.bound)
         base = times[BASELINE]
         ratio = lambda p: "-" if times[p] is None else f"{times[p] / base:.2f}"   # noqa: E731
         peers_t = [times[p] for p in others_peers if times[p] is not None]
         best = f"{min(peers_t) / base:.2f}" if peers_t else "-"
         gflops = case.flops / base / 1e9
-        print(f"{case.id:<30}{_fmt_ms(base):>10}"
+        gemm_pct = 100.0 * row_floor.gemm_seconds / base
+        print(f"{case.id:<32}{_fmt_ms(base):>10}"
               + "".join(f"{_fmt_ms(times[p]):>9}" for p in others_peers)
               + "".join(f"{ratio(p):>9}" for p in others_peers)
-              + f"{best:>8}{gflops:>9.1f}{100 * gflops / peak:>7.1f}"
+              + f"{best:>8}{gflops:>9.1f}{_fmt_ms(row_floor.seconds):>9}{row_floor.bound:>8}"
+              + f"{row_floor.percent(base):>7.1f}{gemm_pct:>7.1f}"
               + f"{'-' if others is None else f'{others:.1f}':>7}", file=out, flush=True)
     make_subject.cache_clear()
     return results
