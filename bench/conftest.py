@@ -203,8 +203,8 @@ def summary_lines(rows, suite=None, floors=None):
     lines = [f"ratio = peer time / {baseline} time, both timed round robin in this run (the "
              f"minimum over rounds of each round's median; > 1: {subject} is faster); GFLOP/s "
              f"of {baseline}"
-             + (" and of each peer" if peer_gflops else "") + "; other = most cores other "
-             "processes used during one of the group's benchmarks (above ~0.2 the group is "
+             + (" and of each peer" if peer_gflops else "") + "; other = cores other "
+             "processes used while the group was timed round robin (above ~0.2 the group is "
              "disturbed: rerun it, e.g. with -k)"]
     if suite.get("note"):
         lines.append(suite["note"])
@@ -227,7 +227,7 @@ def summary_lines(rows, suite=None, floors=None):
                       f"{f.percent(e[f'{baseline}_s']):>7.1f}" if f is not None
                       else f"{'-':>10}{'-':>8}{'-':>7}")
         load = "-" if e["other_cores"] is None else f"{e['other_cores']:.1f}"
-        lines.append(f"{group:<{name_w}}{e[f'{baseline}_s'] * scale:>{gw}.2f}"
+        lines.append(f"{group:<{name_w}}{e[f'{baseline}_s'] * scale:>{gw}.3f}"
                      f"{e['gflops']:>9.1f}{cells}{load:>7}")
     return lines
 
