@@ -18,7 +18,7 @@ pytest) adds more. ``case.flops`` = T x the per-step formula (LSTM 8*B*H*(I+H), 
 RNN 2*B*H*(I+H)), summed over layers and directions; for variable lengths the useful work
 only, sum(lengths) x the per-row formula.
 
-Peers (``PEERS``, in timing order; each ``make_runner(peer, subject).fn`` is a zero-argument
+Peers (``PEERS``, in column order; each ``make_runner(peer, subject).fn`` is a zero-argument
 callable computing the WHOLE forward sequence (outputs [B,T,H] and the final state) from the same
 weights, to be called inside ``runner.context()``). Every runner's first result is checked against
 fastcells' (float32: rtol 1e-5, atol 1e-6 scaled with I+H, see _harness.case_atol), and
@@ -617,7 +617,7 @@ def _onnxruntime(s):
     return Runner(fn, checked="fastcells")
 
 
-PEERS = {                              # timing order: fastcells first (see the docstring)
+PEERS = {                              # column order; the first round times them in this order
     "fastcells": _fastcells,
     "numpy-loop": _numpy_loop,
     "torch": _torch,
