@@ -40,8 +40,11 @@ DRAM_PROBE_MAX_BYTES = 256 << 20
 # The widest fp32 multiply-add of each dispatch path (the ISA the kernels use), and its read
 FMA_PATH = {"scalar": "f32-baseline", "avx2": "f32-avx2", "avx512": "f32-avx512"}
 READ_PATH = {"scalar": "read-baseline", "avx2": "read-avx2", "avx512": "read-avx512"}
-# int8 paths, best last: AVX2 vpmaddubsw+vpmaddwd+vpaddd; VNNI vpdpbusd where the CPU has it
-INT8_PATHS = ("i8-avx2", "i8-avxvnni", "i8-avx512vnni")
+# int8 paths of each dispatch path's vector width, best last: AVX2 vpmaddubsw+vpmaddwd+vpaddd;
+# VNNI vpdpbusd where the CPU has it (ymm AVX-VNNI; zmm AVX512-VNNI for avx512); the scalar
+# path has no int8 vector instructions
+INT8_PATHS = {"scalar": (), "avx2": ("i8-avx2", "i8-avxvnni"),
+              "avx512": ("i8-avx2", "i8-avxvnni", "i8-avx512vnni")}
 
 
 def cpu_model():
@@ -78,8 +81,10 @@ def _sysfs_caches(cpu_dir="/sys/devices/system/cpu/cpu0/cache"):
     except OSError:
         return found
     for entry in entries:
+        def read(name):
+            with open(os.path.join(cpu_dir, entry, name)) as f:
+                return f.read().strip()
         try:
-            read = lambda name: open(os.path.join(cpu_dir, entry, name)).read().strip()  # noqa
             if read("type") not in ("Data", "Unified"):
                 continue
             level, size = int(read("level")), read("size")
@@ -144,7 +149,7 @@ class Limits:
         """The limits as printed above a table."""
         mib = lambda n: f"{n / (1 << 20):.3g} MiB"                    # noqa: E731
         int8 = (f"int8 {self.int8_peak_gops:.0f} GOP/s ({self.int8_path})" if self.int8_path
-                else "int8: no probe runs here")
+                else f"int8: no int8 probe for isa {self.isa} here")
         return [
             f"limits (this run, this machine): fp32 multiply-add peak {self.fp32_peak_gflops:.1f}"
             f" GFLOP/s per core ({self.fp32_path}), {int8} per core",
@@ -236,7 +241,7 @@ def measure_limits(threads=None, quick=False):
     seconds = 0.002 if quick else 0.01
     fp32_path = FMA_PATH.get(isa, "f32-baseline")
     fp32 = madd_peak(fp32_path, seconds)
-    int8_runs = [p for p in INT8_PATHS if _core._probe_supported(p)]
+    int8_runs = [p for p in INT8_PATHS.get(isa, ()) if _core._probe_supported(p)]
     int8_path = int8_runs[-1] if int8_runs else ""
     int8 = madd_peak(int8_path, seconds) if int8_path else 0.0
     gemm_n = 512 if quick else 2048
