@@ -142,9 +142,13 @@ def compare_groups(compare, rounds, samples=5, min_seconds=0.005, limits=None,
     return rows, floor_of
 
 
-@pytest.hookimpl(tryfirst=True)         # before pytest-benchmark saves its JSON
-def pytest_sessionfinish(session, exitstatus):
-    config = session.config
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)   # outside pytest-benchmark's own wrapper,
+def pytest_sessionfinish(session, exitstatus):       # which saves its JSON
+    _compare_round_robin(session.config)
+    yield
+
+
+def _compare_round_robin(config):
     compare = config.stash.get(_COMPARE, {})
     if not compare:
         return
