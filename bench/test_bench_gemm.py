@@ -20,7 +20,8 @@ count, and skips elsewhere with that reason: then run once per thread count, e.g
 Both results are checked against a float64 product before timing, within the worst-case float32
 bound K * eps32 * max|a| * max|b| (a wrong kernel is off by O(1)); speeds are never asserted.
 fastcells runs first in each group and is warmed up for 0.25 s (OpenBLAS's threads spin ~100 ms
-after a call).
+after a call). The summary's ratios come from timing each group again round robin after the
+tests (bench/conftest.py; make_runner builds the runners both use).
 """
 import contextlib
 import dataclasses

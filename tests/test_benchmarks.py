@@ -201,6 +201,19 @@ def test_sequence_case_work_of_stacks():
         sequences.SeqCase("lstm", 1, 8, 8, 2, layers=0)
 
 
+def test_cell_case_floor_reads_the_packed_kernel_once():
+    from fastcells.benchmarks import cells
+    limits = dataclasses.replace(LIMITS, isa=_core.default_isa())
+    tile = _core.kernel_tile(limits.isa, np.float32)[1]
+    cols = -(-4 * 100 // tile) * tile                       # 4H = 400 columns, padded
+    f = cells.floor(cells.Case("lstm", 1, 60, 100), limits, 3e-6)
+    assert f.bound == "bw L2"
+    assert f.seconds == pytest.approx((60 + 100 + 1) * cols * 4 / 2 / 100e9 + 3e-6, rel=1e-12)
+    g = cells.floor(cells.Case("rnn", 8, 60, 100), limits, 3e-6)
+    assert g.bound == "fma"
+    assert g.seconds == pytest.approx(2 * 8 * 100 * 160 / (2 * 100e9) + 3e-6, rel=1e-12)
+
+
 def test_grid_has_the_small_and_speech_rows():
     ids = {c.id for c in sequences.grid()}
     for want in ("lstm-B1-I32-H32-T63", "lstm-B1-I32-H32-T63-bi", "lstm-B1-I64-H64-T63",
