@@ -117,7 +117,8 @@ extension = Extension(
     "fastcells._core",
     sources=["fastcells/_core.pyx"] + [str(CSRC / name) for name in (
         "dispatch.c", "pack.c", "cells.c", "blocks.c", "sequence.c", "threads.c",
-        "kernels/families.c")],
+        "kernels/families.c",
+        "probes/probes.c")],          # the benchmarks' machine-limit probes (_core._probe_*)
     include_dirs=[str(CSRC), np.get_include()],
     # headers, templates and the registry: a change to any of them rebuilds the extension
     depends=sorted(str(p) for p in CSRC.rglob("*") if p.suffix in (".h", ".def")),

@@ -20,7 +20,8 @@ count, and skips elsewhere with that reason: then run once per thread count, e.g
 Both results are checked against a float64 product before timing, within the worst-case float32
 bound K * eps32 * max|a| * max|b| (a wrong kernel is off by O(1)); speeds are never asserted.
 fastcells runs first in each group and is warmed up for 0.25 s (OpenBLAS's threads spin ~100 ms
-after a call).
+after a call). The summary's ratios come from timing each group again round robin after the
+tests (bench/conftest.py; make_runner builds the runners both use).
 """
 import contextlib
 import dataclasses
@@ -33,7 +34,8 @@ import pytest
 pytest.importorskip("pytest_benchmark", reason="pip install pytest-benchmark (the bench extra)")
 
 import fastcells  # noqa: E402
-from fastcells.benchmarks import blas_note, cpu_snapshot, other_cores, warm_up  # noqa: E402
+from fastcells.benchmarks import (Runner, blas_note, cpu_snapshot, other_cores,  # noqa: E402
+                                  warm_up)
 
 try:
     from threadpoolctl import threadpool_limits
@@ -100,6 +102,20 @@ def threads(n):
         fastcells.set_num_threads(saved)
 
 
+def make_runner(peer, case):
+    """The Runner of `peer` on `case` (its subject is the case itself): fn writes a @ b into a
+    preallocated out, inside threads(case.threads); fastcells' b packed once, here."""
+    a, b, _want, _atol = operands(case)
+    out = np.empty((case.M, case.N), DTYPE)
+    if peer == "fastcells":
+        packed = fastcells._core.PackedMatrix(b)           # packing: once, not timed
+        fn = functools.partial(packed.matmul, a, out)
+    else:
+        fn = functools.partial(np.matmul, a, b, out=out)
+    return Runner(fn, context=functools.partial(threads, case.threads),
+                  checked="float64 product")
+
+
 @pytest.mark.parametrize(("case", "peer"), PARAMS)
 def test_gemm(benchmark, bench_results, case, peer):
     benchmark.group = case.id
@@ -127,4 +143,8 @@ def test_gemm(benchmark, bench_results, case, peer):
         benchmark(fn)
     others = other_cores(before, cpu_snapshot())
     benchmark.extra_info["other_cores"] = others
-    bench_results.record(case, peer, benchmark, others, suite=SUITE)
+    if peer == "fastcells" or threadpool_limits is not None:    # the round robin sets threads
+        bench_results.record(case, peer, benchmark, others, suite=SUITE,
+                             compare=(lambda c: c, make_runner))
+    else:
+        bench_results.record(case, peer, benchmark, others, suite=SUITE)

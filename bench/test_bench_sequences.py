@@ -11,7 +11,8 @@ time includes the [B,T,I] -> [T,B,I] input copy). Every runner is checked numeri
 is timed (fastcells against the float64 oracle, the others against fastcells); those checks
 assert. Speeds are never asserted: read the ratios off the summary table.
 
-fastcells is the first test of each group and is warmed up for 0.25 s: OpenBLAS, torch and
+The summary's ratios and floors come from timing each group again round robin after the tests
+(bench/conftest.py). fastcells is the first test of each group and is warmed up for 0.25 s: OpenBLAS, torch and
 onnxruntime leave worker threads spinning for ~100 ms after a call, which would take the second
 core away from it.
 """
@@ -20,11 +21,12 @@ import pytest
 pytest.importorskip("pytest_benchmark", reason="pip install pytest-benchmark (the bench extra)")
 
 from fastcells.benchmarks import full_grid_requested  # noqa: E402
-from fastcells.benchmarks.sequences import (BASELINE, PEERS, grid, make_runner,  # noqa: E402
-                                            make_subject)
+from fastcells.benchmarks.sequences import (BASELINE, PEERS, empty_call, floor,  # noqa: E402
+                                            grid, make_runner, make_subject)
 
 SUITE = {"name": "sequence", "title": "whole sequence forward", "baseline": BASELINE,
-         "peers": tuple(PEERS), "unit": "ms"}
+         "peers": tuple(PEERS), "unit": "ms",
+         "floor": lambda case, limits: floor(case, limits, empty_call(case))}
 CASES = grid(full=full_grid_requested())
 PARAMS = [pytest.param(case, peer, id=f"{case.id}-{peer}") for case in CASES for peer in PEERS]
 

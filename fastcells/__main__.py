@@ -8,6 +8,10 @@
                                    (fastcells.benchmarks.cells)
     python -m fastcells bench-seq  whole sequences beside a NumPy loop, torch and onnxruntime
                                    when installed (fastcells.benchmarks.sequences)
+    bench / bench-seq options: --quick, --rounds N, --case ID (repeatable). Both tables open
+    with the machine line and the limits the run measured (multiply-add peaks, GEMM rates,
+    cache bandwidths), and give each row its floor on this machine and % of floor; peers are
+    timed round robin (the minimum over rounds of each round's median).
 
 It prints show_config() first. The accuracy check runs each cell for 100 steps (batch 4) from
 TF-initialised weights and compares every output with fastcells.reference computed in float64
@@ -114,19 +118,35 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="all",
                         choices=["all", "check", "bench", "bench-seq"])
-    parser.add_argument("--quick", action="store_true", help="bench: fewer, shorter repeats")
+    parser.add_argument("--quick", action="store_true",
+                        help="bench, bench-seq: fewer, shorter round-robin rounds and probes")
+    parser.add_argument("--rounds", type=int, default=None, metavar="N",
+                        help="bench, bench-seq: round-robin rounds (each times every peer once, "
+                             "in a rotated order; default 7, 3 with --quick)")
+    parser.add_argument("--case", action="append", default=None, metavar="ID",
+                        help="bench, bench-seq: only the grid row with this id (e.g. "
+                             "lstm-B1-I32-H32-T63); repeat for several")
     parser.add_argument("--version", action="version", version=f"fastcells {fastcells.__version__}")
     args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds: expected >= 1, got {args.rounds}")
+    if args.command in ("bench", "bench-seq"):
+        from fastcells.benchmarks import cells, sequences
+        module = cells if args.command == "bench" else sequences
+        cases = None
+        if args.case:
+            by_id = {case.id: case for case in module.grid(full=True)}
+            unknown = [c for c in args.case if c not in by_id]
+            if unknown:
+                parser.error(f"--case: expected ids of the {args.command} grid "
+                             f"({', '.join(by_id)}), got {', '.join(unknown)}")
+            cases = [by_id[c] for c in args.case]
+        fastcells.show_config()
+        print()
+        module.run(quick=args.quick, cases=cases, rounds=args.rounds)
+        return 0
     fastcells.show_config()
     print()
-    if args.command == "bench":
-        from fastcells.benchmarks import cells
-        cells.run(quick=args.quick)
-        return 0
-    if args.command == "bench-seq":
-        from fastcells.benchmarks import sequences
-        sequences.run(quick=args.quick)
-        return 0
     ok = check()
     if args.command == "all":
         timing()

@@ -105,3 +105,12 @@ cdef extern from "fastcells.h" nogil:
                            const void *x, size_t ldx,
                            const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
                            void *c_out, size_t ldc_out, void *h_out, size_t ldh_out)
+
+
+# The benchmarks' machine-limit probes (csrc/probes/probes.h), exposed as _core._probe_*.
+cdef extern from "probes/probes.h" nogil:
+    ctypedef enum fc_probe_path:
+        FC_PROBE_PATH_COUNT
+    int fc_probe_supported(int path)
+    double fc_probe_madd(int path, long iters)
+    double fc_probe_read(int path, const float *buf, size_t n, long passes)

@@ -5,7 +5,11 @@ bench/ import them from here):
     fastcells.benchmarks.cells       one cell call: grid, peers, table (python -m fastcells bench)
     fastcells.benchmarks.sequences   a whole sequence forward (python -m fastcells bench-seq)
     fastcells.benchmarks._harness    what both share: checks, Runner / Unavailable, warm-up,
-                                     timing, the load of the rest of the machine
+                                     the round robin every comparison is timed by (the minimum
+                                     over rounds of each round's median), the load of the rest
+                                     of the machine
+    fastcells.benchmarks._limits     the machine line, the limits a run measures (multiply-add
+                                     peaks, GEMM rates, cache bandwidths) and a row's floor
 
 Every peer is checked numerically before it is timed; no timing is asserted anywhere. torch,
 onnx and onnxruntime are optional peers, imported only when their runner is made.

@@ -6,7 +6,10 @@ of the machine put on a run, and the per-case timing loop of the plain-text tabl
     Unavailable(reason)            a peer that cannot run here
     assert_close(what, got, want, rtol, atol)    dicts name -> array
     case_atol(case)                the absolute tolerance for a reduction over I+H terms
-    warm_up, wait_for_idle_threads, time_call, cpu_snapshot, other_cores, time_peers
+    warm_up, wait_for_idle_threads, time_call, cpu_snapshot, other_cores
+    rotations, median, minimum_of_medians, round_robin -> Comparison, time_peers
+                                   the one place contenders are compared: round robin, each
+                                   contender's figure the minimum over rounds of its medians
 """
 import contextlib
 import dataclasses
@@ -145,27 +148,120 @@ def blas_note():
     return ""
 
 
-def time_peers(subject, peers, min_seconds, repeat, warm_seconds, slow_call=None):
-    """Times every peer on `subject`, in the order of `peers` ({name: make(subject) ->
-    Runner}; an Unavailable peer gets None). warm_seconds(peer): its warm-up; slow_call:
-    (seconds, repeat), fewer repeats for a peer whose single call takes longer.
-    Returns ({peer: seconds per call or None}, other_cores during the whole case)."""
-    times = {}
+def rotations(names, rounds):
+    """The order of every round of a round robin over `names`: round r is `names` rotated to
+    start at names[r % n], so each round times every contender once and each contender takes
+    every position (first, after each other one) in turn."""
+    names = list(names)
+    n = len(names)
+    return [names[r % n:] + names[:r % n] if n else [] for r in range(rounds)]
+
+
+def median(values):
+    """The median of a non-empty sequence (the mean of the middle two for an even count)."""
+    v = sorted(values)
+    if not v:
+        raise ValueError("values: expected at least one sample, got none")
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else 0.5 * (v[mid - 1] + v[mid])
+
+
+def minimum_of_medians(samples_by_round):
+    """{name: [[seconds per call of each sample] for each round]} -> {name: the minimum over
+    rounds of the median of that round's samples}: a round disturbed by the rest of the machine
+    has a slower median and is passed over; one lucky sample cannot make a contender's figure."""
+    return {name: min(median(samples) for samples in rounds)
+            for name, rounds in samples_by_round.items()}
+
+
+def calls_per_sample(fn, min_seconds, clock=timeit.default_timer):
+    """How many back-to-back calls of fn() make one sample last >= min_seconds (timeit's
+    autorange, measured with `clock`)."""
+    number = 1
+    while True:
+        t0 = clock()
+        for _ in range(number):
+            fn()
+        elapsed = clock() - t0
+        if elapsed >= min_seconds / 4 or number >= 1 << 24:
+            break
+        number *= 4 if elapsed < min_seconds / 40 else 2
+    return max(1, math.ceil(number * min_seconds / max(elapsed, 1e-12)))
+
+
+@dataclasses.dataclass
+class Comparison:
+    """One round-robin run: `seconds` {name: minimum of medians, seconds per call},
+    `samples` {name: [[seconds per call] per round]}, `orders` (each round's order),
+    `other_cores` (cores the rest of the machine used meanwhile, or None)."""
+    seconds: dict
+    samples: dict
+    orders: list
+    other_cores: object = None
+
+    def ratio(self, name, baseline):
+        """seconds[name] / seconds[baseline], both from this same run (> 1: baseline faster)."""
+        return self.seconds[name] / self.seconds[baseline]
+
+
+def round_robin(runners, rounds, samples, min_seconds, warm_seconds=lambda name: 0.1,
+                clock=timeit.default_timer, settle=wait_for_idle_threads, warm=warm_up,
+                slow_call=None):
+    """Times the contenders `runners` ({name: Runner}) against each other, alternating: every
+    contender is warmed up (warm(fn, warm_seconds(name))) and calibrated to samples of >=
+    min_seconds first; then `rounds` rounds, each timing every contender once in a rotated
+    order (rotations), a turn being settle() (other libraries' threads go idle), one untimed
+    call, then `samples` samples. slow_call: (seconds, samples) - fewer samples for a contender
+    whose single call takes at least that long. The figure of each contender is the minimum
+    over rounds of its round's median (minimum_of_medians), so every ratio compares times taken
+    in the same rounds of the same run. Returns a Comparison."""
+    numbers, counts = {}, {}
     before = cpu_snapshot()
+    for name, runner in runners.items():
+        with runner.context():
+            warm(runner.fn, warm_seconds(name))
+            numbers[name] = calls_per_sample(runner.fn, min_seconds, clock)
+            counts[name] = samples
+            if slow_call is not None and numbers[name] == 1:
+                t0 = clock()
+                runner.fn()
+                if clock() - t0 >= slow_call[0]:
+                    counts[name] = min(samples, slow_call[1])
+    by_round = {name: [] for name in runners}
+    orders = rotations(runners, rounds)
+    for order in orders:
+        for name in order:
+            fn, number = runners[name].fn, numbers[name]
+            settle()
+            with runners[name].context():
+                fn()
+                taken = []
+                for _ in range(counts[name]):
+                    t0 = clock()
+                    for _ in range(number):
+                        fn()
+                    taken.append((clock() - t0) / number)
+            by_round[name].append(taken)
+    return Comparison(minimum_of_medians(by_round), by_round, orders,
+                      other_cores(before, cpu_snapshot()))
+
+
+def time_peers(subject, peers, min_seconds, repeat, warm_seconds, slow_call=None, samples=5):
+    """Times every peer on `subject` with round_robin (`repeat` rounds of `samples` samples
+    of >= min_seconds), peers {name: make(subject) -> Runner} (an Unavailable peer gets None).
+    warm_seconds(peer): its warm-up; slow_call: (seconds, samples) for slow peers.
+    Returns ({peer: seconds per call (minimum of medians) or None}, other_cores during the
+    whole case)."""
+    runners, times = {}, {}
     for peer, make in peers.items():
         try:
-            runner = make(subject)
+            runners[peer] = make(subject)
         except Unavailable:
             times[peer] = None
-            continue
-        with runner.context():
-            warm_up(runner.fn, warm_seconds(peer))
-            n = repeat
-            if slow_call is not None and timeit.timeit(runner.fn, number=1) >= slow_call[0]:
-                n = slow_call[1]
-            times[peer] = time_call(runner.fn, min_seconds, n)
-        del runner
-    return times, other_cores(before, cpu_snapshot())
+    result = round_robin(runners, repeat, samples, min_seconds, warm_seconds,
+                         slow_call=slow_call)
+    times.update(result.seconds)
+    return {peer: times[peer] for peer in peers}, result.other_cores
 
 
 def full_grid_requested():

@@ -26,24 +26,29 @@ a peer that cannot run raises ``Unavailable`` with the reason.
                       GRUCell(reset_after=True), the same math as torch's, on the same weights.
 
 FLOPs per step: LSTM 8*B*H*(I+H), GRU 6*B*H*(I+H), RNN 2*B*H*(I+H).
+
+Timing (``run``): _harness.round_robin (rotated rounds, each peer's time the minimum over rounds
+of its round's median); each row's floor on this machine from the limits the same run measures
+(``floor``, fastcells.benchmarks._limits).
 """
 import dataclasses
 import functools
 import itertools
 import sys
+import timeit
 
 import numpy as np
 
 import fastcells
 from fastcells import convert, reference
-from fastcells.benchmarks import _harness
+from fastcells.benchmarks import _harness, _limits
 from fastcells.benchmarks._harness import (DTYPE, FORGET_BIAS, GATES, SEED, Runner, Unavailable,
                                            assert_close, blas_note, case_atol, import_torch,
-                                           time_peers)
+                                           time_peers, warm_up)
 from fastcells.cells._oracle import oracle_step
 
 __all__ = ["Case", "KINDS", "grid", "PEERS", "BASELINE", "Subject", "make_subject",
-           "make_runner", "run"]
+           "make_runner", "floor", "empty_call", "run"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,26 +275,59 @@ def _fmt_us(seconds):
     return f"{us:.2f}" if us < 100 else f"{us:.1f}" if us < 1000 else f"{us:.0f}"
 
 
-def run(out=sys.stdout, quick=False, cases=None):
-    """Prints ISA and threads, then per case: microseconds per call of every peer, the ratio
-    peer time / fastcells cell(x, state) time (> 1: fastcells is faster), and fastcells'
-    GFLOP/s, and how busy the rest of the machine was meanwhile. quick=True: fewer, shorter
-    repeats (~15 s). Returns {case.id: {peer: seconds or None, "other_cores": float or None}}."""
-    min_seconds, repeat, warm_seconds = (0.005, 3, 0.02) if quick else (0.025, 7, 0.1)
+def floor(case, limits, empty_call):
+    """The Floor of `case` on `limits` (_limits.row_floor): its FLOPs, the whole packed kernel
+    and bias ([I+H+1, G*H] float32, columns padded to the panels) read once by the call, plus
+    `empty_call` seconds."""
+    tile_cols = fastcells._core.kernel_tile(limits.isa, DTYPE)[1]
+    cols = -(-GATES[case.kind] * case.H // tile_cols) * tile_cols
+    weight_bytes = (case.I + case.H + 1) * cols * 4
+    return _limits.row_floor(limits, case.B, case.flops, weight_bytes, 1, 0, empty_call)
+
+
+def empty_call(case, min_seconds=0.005):
+    """Seconds of fastcells' cell(x, state) of `case`'s kind at I = H = B = 1: the fixed cost
+    of a call (median of 5 samples)."""
+    tiny = Case(case.kind, 1, 1, 1)
+    fn = _fastcells_call(make_subject(tiny)).fn
+    warm_up(fn, 0.02)
+    number = _harness.calls_per_sample(fn, min_seconds)
+    return _harness.median(timeit.repeat(fn, number=number, repeat=5)) / number
+
+
+def run(out=sys.stdout, quick=False, cases=None, rounds=None):
+    """Prints the machine line, the limits measured by this run, then per case: microseconds
+    per call of every peer (round robin, minimum of medians), the ratio peer time / fastcells
+    cell(x, state) time (> 1: fastcells is faster), fastcells' GFLOP/s, its floor (us), what
+    bounds it, % of floor, and how busy the rest of the machine was meanwhile. quick=True:
+    fewer, shorter rounds (~15 s; rounds overrides). Returns {case.id: {peer: seconds or None,
+    "other_cores", "floor_s", "bound"}, "limits": Limits}."""
+    min_seconds, repeat, warm_seconds = (0.002, 3, 0.02) if quick else (0.01, 7, 0.1)
+    repeat = repeat if rounds is None else rounds
+    samples = 3 if quick else 5
     cases = grid() if cases is None else cases
     threads = fastcells.get_num_threads()
     try:
         torch_note = f"torch {import_torch().__version__}"
     except Unavailable as e:
         torch_note = str(e)
-    print(f"fastcells {fastcells.__version__}: one cell call, float32, "
-          f"isa {fastcells._core.default_isa()}, {threads} thread(s)", file=out)
+    limits = _limits.measure_limits(threads, quick)
+    print(_limits.machine_line(threads), file=out)
+    print(f"fastcells {fastcells.__version__}: one cell call, float32", file=out)
     print(f"peers: NumPy {np.__version__} (fastcells.reference), {torch_note} "
           f"(torch.nn.*Cell, inference_mode, {threads} thread(s))", file=out)
-    print(f"per peer: {warm_seconds * 1e3:g} ms warm-up, then best of {repeat} timeit repeats of "
-          f">= {min_seconds * 1e3:g} ms each (back-to-back calls)", file=out)
+    for line in limits.lines():
+        print(line, file=out)
+    print(f"per peer: {warm_seconds * 1e3:g} ms warm-up, then {repeat} round-robin rounds (each "
+          f"times every peer once, in a rotated order) of {samples} samples of >= "
+          f"{min_seconds * 1e3:g} ms (back-to-back calls); a peer's time is the minimum over "
+          f"rounds of its round's median", file=out)
     print("x = peer time / call time (> 1: fastcells cell(x, state) is faster); GFLOP/s of call",
           file=out)
+    print(f"floor = the least time on this machine: B <= {_limits.BANDWIDTH_BOUND_MAX_BATCH} "
+          f"each thread's share of the packed weights at the bandwidth of the level it fits "
+          f"(bound bw L2/L3/DRAM), else FLOPs / (threads x fp32 peak) (fma); + an empty call "
+          f"(I=H=B=1); %floor = floor / call time", file=out)
     print("gru = TF's GRUCell (reset-before): torch.nn.GRUCell is reset-after, so it runs its "
           "own weights (same FLOPs); gru_ra = GRUCell(reset_after=True), torch's math; every "
           "other torch row computes fastcells' math on the same weights, checked before timing",
@@ -300,19 +338,27 @@ def run(out=sys.stdout, quick=False, cases=None):
     if note:
         print(note, file=out)
     header = (f"{'case':<24}{'call us':>9}{'step_ us':>10}{'numpy us':>10}{'torch us':>10}"
-              f"{'step_ x':>9}{'numpy x':>9}{'torch x':>9}{'GFLOP/s':>9}{'other':>7}")
+              f"{'step_ x':>9}{'numpy x':>9}{'torch x':>9}{'GFLOP/s':>9}{'floor us':>10}"
+              f"{'bound':>8}{'%floor':>7}{'other':>7}")
     print("\n" + header + "\n" + "-" * len(header), file=out)
-    results = {}
+    results = {"limits": limits}
+    empties = {}
     for case in cases:
+        if case.kind not in empties:
+            empties[case.kind] = empty_call(case)
+        row_floor = floor(case, limits, empties[case.kind])
         times, others = time_peers(make_subject(case), PEERS, min_seconds, repeat,
-                                   lambda peer: warm_seconds)
-        results[case.id] = dict(times, other_cores=others)
+                                   lambda peer: warm_seconds, samples=samples)
+        results[case.id] = dict(times, other_cores=others, floor_s=row_floor.seconds,
+                                bound=row_floor.bound)
         base = times[BASELINE]
         ratio = lambda p: "-" if times[p] is None else f"{times[p] / base:.2f}"   # noqa: E731
         print(f"{case.id:<24}{_fmt_us(base):>9}{_fmt_us(times['fastcells-step_']):>10}"
               f"{_fmt_us(times['numpy-reference']):>10}{_fmt_us(times['torch-cell']):>10}"
               f"{ratio('fastcells-step_'):>9}{ratio('numpy-reference'):>9}"
               f"{ratio('torch-cell'):>9}{case.flops / base / 1e9:>9.1f}"
+              f"{_fmt_us(row_floor.seconds):>10}{row_floor.bound:>8}"
+              f"{row_floor.percent(base):>7.1f}"
               f"{'-' if others is None else f'{others:.1f}':>7}", file=out, flush=True)
     make_subject.cache_clear()
     return results

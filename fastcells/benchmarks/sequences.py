@@ -11,11 +11,14 @@ machine load) is fastcells.benchmarks._harness.
 Grid: ``SeqCase(kind, B, I, H, T, variable_lengths=False)``, float32, x [B,T,I] (batch-major, the
 default layout of dynamic_rnn and of torch's batch_first=True), zero initial state. ``grid()`` =
 the LSTM rows of the published table, the same (B, I, H, T) for GRU (reset-after) and RNN, and one
-LSTM case with sequence lengths uniform in [1, T]; ``grid(full=True)`` (FASTCELLS_BENCH_FULL=1 for
+LSTM case with sequence lengths uniform in [1, T], small B=1 LSTMs (H=32, 64, T=63, uni- and
+bidirectional) and a speech-sized bidirectional 2-layer LSTM (I=H=64, T=100; layer 2 reads both
+directions' outputs, as torch's nn.LSTM); ``grid(full=True)`` (FASTCELLS_BENCH_FULL=1 for
 pytest) adds more. ``case.flops`` = T x the per-step formula (LSTM 8*B*H*(I+H), GRU 6*B*H*(I+H),
-RNN 2*B*H*(I+H)); for variable lengths the useful work only, sum(lengths) x the per-row formula.
+RNN 2*B*H*(I+H)), summed over layers and directions; for variable lengths the useful work
+only, sum(lengths) x the per-row formula.
 
-Peers (``PEERS``, in timing order; each ``make_runner(peer, subject).fn`` is a zero-argument
+Peers (``PEERS``, in column order; each ``make_runner(peer, subject).fn`` is a zero-argument
 callable computing the WHOLE forward sequence (outputs [B,T,H] and the final state) from the same
 weights, to be called inside ``runner.context()``). Every runner's first result is checked against
 fastcells' (float32: rtol 1e-5, atol 1e-6 scaled with I+H, see _harness.case_atol), and
@@ -40,21 +43,24 @@ fastcells itself against the float64 NumPy oracle, before anything is timed.
     forget_bias folded into the f bias), ONNX's by reordering those gate blocks with
     fastcells.convert.GATE_ORDER: one place for each layout fact.
 
-Timing (``run``): per case, fastcells first, each peer warmed up (fastcells for >= 0.25 s: OpenBLAS,
-torch and onnxruntime leave worker threads spinning for ~100 ms after a call, which would take
-the second core away from fastcells), then the best of `repeat` timeit repeats. "% peak" is
-fastcells' GFLOP/s over the achievable peak measured once per run: a fastcells
-``_core.PackedMatrix`` 2048x2048x2048 float32 matmul at the same thread count (no OpenBLAS).
+Timing (``run``): per case, every available peer is warmed up (fastcells for >= 0.25 s:
+OpenBLAS, torch and onnxruntime leave worker threads spinning for ~100 ms after a call, which
+would take the second core away from it), then timed by _harness.round_robin: rounds that each
+time every peer once in a rotated order, a peer's time being the minimum over rounds of its
+round's median, so every ratio compares timings of the same rounds. Each row also gets its
+floor on this machine (``floor``: fastcells.benchmarks._limits, from limits the same run
+measures: multiply-add peak, GEMM rates, cache bandwidths, and the cost of an empty call).
 """
 import dataclasses
 import functools
 import sys
+import timeit
 
 import numpy as np
 
 import fastcells
 from fastcells import convert, nn, reference
-from fastcells.benchmarks import _harness
+from fastcells.benchmarks import _harness, _limits
 from fastcells.benchmarks._harness import (DTYPE, FORGET_BIAS, GATES, RTOL, SEED, Runner,
                                            Unavailable, assert_close, blas_note, case_atol,
                                            import_torch, time_call, time_peers, warm_up)
@@ -62,7 +68,7 @@ from fastcells.cells._oracle import oracle_step
 from fastcells.convert._common import reorder_gates
 
 __all__ = ["SeqCase", "grid", "PEERS", "BASELINE", "SeqSubject", "make_subject", "make_runner",
-           "measure_peak", "run", "Unavailable"]
+           "measure_peak", "floor", "empty_call", "run", "Unavailable"]
 
 KINDS = ("lstm", "gru", "rnn")       # gru: GRUCell(reset_after=True), torch's and ONNX's GRU
 _GATES = {kind: GATES[kind] for kind in KINDS}
@@ -83,11 +89,25 @@ class SeqCase:
     H: int
     T: int
     variable_lengths: bool = False
+    directions: int = 1              # 2: bidirectional (outputs [B,T,2H], fw then bw)
+    layers: int = 1                  # stacked; layer l > 0 reads layer l-1's outputs
+
+    def __post_init__(self):
+        if self.directions not in (1, 2):
+            raise ValueError(f"directions: expected 1 or 2, got {self.directions!r}")
+        if self.layers < 1:
+            raise ValueError(f"layers: expected >= 1, got {self.layers!r}")
 
     @property
     def id(self):
         return (f"{self.kind}-B{self.B}-I{self.I}-H{self.H}-T{self.T}"
+                + ("-bi" if self.directions == 2 else "")
+                + (f"-L{self.layers}" if self.layers > 1 else "")
                 + ("-varlen" if self.variable_lengths else ""))
+
+    def layer_input(self, layer):
+        """The input size of `layer`: I for the first, directions * H above it."""
+        return self.I if layer == 0 else self.directions * self.H
 
     def lengths(self):
         """sequence_length [B] int64 in [1, T] (seeded), or None for full-length rows."""
@@ -100,7 +120,18 @@ class SeqCase:
         """T x (LSTM 8, GRU 6, RNN 2) * B*H*(I+H) (products only); with variable lengths
         sum(lengths) x the per-row cost, the work a masked step really needs."""
         rows = self.B * self.T if not self.variable_lengths else int(self.lengths().sum())
-        return 2 * _GATES[self.kind] * rows * self.H * (self.I + self.H)
+        return sum(2 * _GATES[self.kind] * rows * self.H * (self.layer_input(layer) + self.H)
+                   * self.directions for layer in range(self.layers))
+
+    def weight_bytes(self, tile_cols):
+        """(bytes of recurrent weights every step reads, over all directions of one layer;
+        bytes of the input weights and bias, read once per call, over all layers): float32,
+        the G*H gate columns padded to the packed panels' `tile_cols`."""
+        cols = -(-_GATES[self.kind] * self.H // tile_cols) * tile_cols
+        recurrent = self.directions * self.H * cols * 4
+        once = sum(self.directions * (self.layer_input(layer) + 1) * cols * 4
+                   for layer in range(self.layers))
+        return recurrent, once
 
     def __str__(self):
         return self.id
@@ -108,13 +139,18 @@ class SeqCase:
 
 _TABLE_ROWS = ((1, 128, 100), (1, 256, 100), (1, 512, 100), (1, 1024, 50), (16, 256, 100),
                (64, 512, 50), (256, 1024, 20))                          # (B, I=H, T)
+# small models at one row, where a call's fixed cost and the weights' streaming dominate
+_SMALL_LSTM = [SeqCase("lstm", 1, H, H, 63, directions=d) for H in (32, 64) for d in (1, 2)]
+_SPEECH_LSTM = SeqCase("lstm", 1, 64, 64, 100, directions=2, layers=2)
 
 
 def grid(full=False):
     """default: the published table's (B, I=H, T) rows for every kind, plus lstm B16 H256 T100 with
     variable lengths (~2.5 min for run() on 2 cores);
     full: also (8, 256, 100), (16, 512, 100), (64, 1024, 50), (256, 512, 50), and the
-    variable-length case for every kind and at B=64 H=512 T=50."""
+    variable-length case for every kind and at B=64 H=512 T=50. Every grid has the small
+    B=1 LSTMs (H=32, 64, T=63, uni- and bidirectional) and the bidirectional 2-layer I=H=64
+    T=100 LSTM."""
     rows = list(_TABLE_ROWS)
     var = [(16, 256, 100)]
     if full:
@@ -126,6 +162,8 @@ def grid(full=False):
         cases += [SeqCase(kind, B, H, H, T) for B, H, T in rows]
         if full or kind == "lstm":
             cases += [SeqCase(kind, B, H, H, T, variable_lengths=True) for B, H, T in var]
+        if kind == "lstm":
+            cases += _SMALL_LSTM + [_SPEECH_LSTM]
     return cases
 
 
@@ -133,33 +171,94 @@ def grid(full=False):
 # The subject: one fastcells cell, its weights, an input sequence and fastcells' result
 # ---------------------------------------------------------------------------------------------
 
-def _new_cell(kind, H):
+def _new_cell(kind, H, seed=SEED):
     if kind == "lstm":
-        return fastcells.BasicLSTMCell(H, forget_bias=FORGET_BIAS, dtype=DTYPE, seed=SEED)
+        return fastcells.BasicLSTMCell(H, forget_bias=FORGET_BIAS, dtype=DTYPE, seed=seed)
     if kind == "gru":
-        return fastcells.GRUCell(H, dtype=DTYPE, seed=SEED, reset_after=True)
-    return fastcells.BasicRNNCell(H, dtype=DTYPE, seed=SEED)
+        return fastcells.GRUCell(H, dtype=DTYPE, seed=seed, reset_after=True)
+    return fastcells.BasicRNNCell(H, dtype=DTYPE, seed=seed)
+
+
+def _new_cells(case):
+    """cells[layer][direction], built; layer 0's forward cell has seed SEED (the cell of a
+    one-layer forward case), the others their own seeds."""
+    cells = []
+    for layer in range(case.layers):
+        row = []
+        for d in range(case.directions):
+            cell = _new_cell(case.kind, case.H, SEED + 100 * layer + 10 * d)
+            cell.build(case.layer_input(layer))
+            row.append(cell)
+        cells.append(row)
+    return cells
+
+
+_DIRECTION = ("fw", "bw")
+
+
+def _stacked(case, x, lengths, run_one):
+    """A stack of (bi)directional layers from one-direction runs: run_one(layer, direction,
+    x_l [B,T,I_l]) -> (outputs [B,T,H], final state), the backward direction given its input
+    reversed within each row's length (NumPy: reference.reverse_sequence; torch: x.flip(1),
+    full lengths only) and its outputs reversed back; layer l+1 reads the concatenation
+    [fw, bw] of layer l's outputs. Returns (outputs [B,T,directions*H],
+    states[layer][direction])."""
+    is_numpy = isinstance(x, np.ndarray)
+    reverse = ((lambda a: reference.reverse_sequence(a, lengths)) if is_numpy
+               else (lambda a: a.flip(1)))
+    states, inp = [], x
+    for layer in range(case.layers):
+        outs, row = [], []
+        for d in range(case.directions):
+            out, state = run_one(layer, d, inp if d == 0 else reverse(inp))
+            outs.append(out if d == 0 else reverse(out))
+            row.append(state)
+        if len(outs) == 1:
+            inp = outs[0]
+        elif is_numpy:
+            inp = np.concatenate(outs, axis=-1)
+        else:
+            inp = import_torch().cat(outs, dim=-1)
+        states.append(row)
+    return inp, states
 
 
 @dataclasses.dataclass
 class SeqSubject:
     """What every peer of one case computes from: `cell` (built, TF-initialised, seed SEED),
     `weights` (cell.get_weights()), `x` [B,T,I] standard normal, `lengths` ([B] or None), and
-    `expected`: fastcells' result as {"output": [B,T,H], "c": [B,H] (LSTM), "h": [B,H]}."""
+    `expected`: fastcells' result as {"output": [B,T,H], "c": [B,H] (LSTM), "h": [B,H]} (a
+    stack: _result's names); `cells`: cells[layer][direction] (cells[0][0] is `cell`)."""
     case: SeqCase
     cell: object
     weights: dict
     x: np.ndarray
     lengths: object
     expected: dict
+    cells: list = None
 
 
 def _result(kind, outputs, state):
-    """{"output", "c", "h"} (LSTM) or {"output", "h"} from outputs [B,T,H] and a final state."""
+    """{"output", "c", "h"} (LSTM) or {"output", "h"} from outputs [B,T,H] and a final state;
+    for a stack, state is states[layer][direction] and the names of each final state get
+    "_l<layer>_<fw|bw>" ({"output": [B,T,directions*H], "c_l0_fw", "h_l0_fw", ...})."""
+    if isinstance(state, list):
+        result = {"output": outputs}
+        for layer, row in enumerate(state):
+            for d, st in enumerate(row):
+                for name, value in _result(kind, None, st).items():
+                    if name != "output":
+                        result[f"{name}_l{layer}_{_DIRECTION[d]}"] = value
+        return result
     if kind == "lstm":
         c, h = state
         return {"output": outputs, "c": c, "h": h}
     return {"output": outputs, "h": state}
+
+
+def _stack_case(case):
+    """True for a bidirectional or multi-layer case (results named as _result's stacks)."""
+    return case.directions > 1 or case.layers > 1
 
 
 def _zero_state(kind, B, H, dtype):
@@ -171,20 +270,43 @@ def _zero_state(kind, B, H, dtype):
 def make_subject(case):
     """Builds the subject of `case` (the last one is cached, so the peers of a case share it)
     and checks fastcells' dynamic_rnn against the float64 NumPy oracle (reference.dynamic_rnn)."""
-    cell = _new_cell(case.kind, case.H)
-    cell.build(case.I)
+    cells = _new_cells(case)
+    cell = cells[0][0]
     weights = {k: np.array(v) for k, v in cell.get_weights().items()}
     rng = np.random.default_rng(SEED + 1)
     x = rng.standard_normal((case.B, case.T, case.I)).astype(DTYPE)
     lengths = case.lengths()
-    outputs, state = nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=DTYPE)
+    zero64 = _zero_state(case.kind, case.B, case.H, np.float64)
+    if not _stack_case(case):
+        outputs, state = nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=DTYPE)
+        want = reference.dynamic_rnn(oracle_step(cell, np.float64), x.astype(np.float64),
+                                     zero64, sequence_length=lengths)
+    else:
+        outputs, state = _fastcells_stack(cells, x, lengths)
+        want = _stacked(case, x.astype(np.float64), lengths, lambda layer, d, xl: (
+            reference.dynamic_rnn(oracle_step(cells[layer][d], np.float64), xl, zero64,
+                                  sequence_length=lengths)))
     expected = _result(case.kind, outputs, state)
-    want = reference.dynamic_rnn(oracle_step(cell, np.float64), x.astype(np.float64),
-                                 _zero_state(case.kind, case.B, case.H, np.float64),
-                                 sequence_length=lengths)
     assert_close(f"{case.id} fastcells nn.dynamic_rnn vs float64 reference.dynamic_rnn",
                  expected, _result(case.kind, *want), atol=case_atol(case))
-    return SeqSubject(case, cell, weights, x, lengths, expected)
+    return SeqSubject(case, cell, weights, x, lengths, expected, cells)
+
+
+def _fastcells_stack(cells, x, lengths):
+    """fastcells over a stack, layer by layer: nn.bidirectional_dynamic_rnn (both directions
+    in one native call) or nn.dynamic_rnn, the outputs of a bidirectional layer concatenated
+    [fw, bw] for the next. Returns (outputs, states[layer][direction])."""
+    states, inp = [], x
+    for row in cells:
+        if len(row) == 2:
+            (out_fw, out_bw), (st_fw, st_bw) = nn.bidirectional_dynamic_rnn(
+                row[0], row[1], inp, sequence_length=lengths, dtype=DTYPE)
+            inp = np.concatenate([out_fw, out_bw], axis=-1)
+            states.append([st_fw, st_bw])
+        else:
+            inp, st = nn.dynamic_rnn(row[0], inp, sequence_length=lengths, dtype=DTYPE)
+            states.append([st])
+    return inp, states
 
 
 def _check(s, peer, got):
@@ -197,9 +319,14 @@ def _check(s, peer, got):
 
 def _fastcells(s):
     cell, x, lengths = s.cell, s.x, s.lengths
+    if _stack_case(s.case):
+        cells = s.cells
 
-    def fn():
-        return nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=DTYPE)
+        def fn():
+            return _fastcells_stack(cells, x, lengths)
+    else:
+        def fn():
+            return nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=DTYPE)
 
     _check(s, "fastcells", _result(s.case.kind, *fn()))
     return Runner(fn, checked="float64 reference.dynamic_rnn")
@@ -208,7 +335,13 @@ def _fastcells(s):
 def _numpy_loop(s):
     kind, (B, T, H), x, lengths = s.case.kind, (s.case.B, s.case.T, s.case.H), s.x, s.lengths
     step = oracle_step(s.cell, DTYPE)                # float32 weights: float32 NumPy
-    if lengths is None:
+    if _stack_case(s.case):
+        case, steps = s.case, [[oracle_step(c, DTYPE) for c in row] for row in s.cells]
+
+        def fn():
+            return _stacked(case, x, lengths, lambda layer, d, xl: reference.dynamic_rnn(
+                steps[layer][d], xl, _zero_state(kind, B, H, DTYPE), sequence_length=lengths))
+    elif lengths is None:
         def fn():
             state = _zero_state(kind, B, H, DTYPE)
             outs = []
@@ -244,10 +377,15 @@ def _torch(s):
     torch.set_num_threads(fastcells.get_num_threads())
     kind, T = s.case.kind, s.case.T
     cls, kw, I, H = _torch_module(torch, s, {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"})
+    L, D = s.case.layers, s.case.directions
     with torch.inference_mode():
-        module = cls(I, H, batch_first=True, **kw)
-        for name, value in _torch_params(torch, s, "_l0").items():
-            getattr(module, name).copy_(value)
+        module = cls(I, H, batch_first=True, num_layers=L, bidirectional=D == 2, **kw)
+        for layer, row in enumerate(s.cells):
+            for d, cell in enumerate(row):
+                suffix = f"_l{layer}" + ("_reverse" if d else "")
+                for name, value in convert.to_torch_state_dict(cell).items():
+                    getattr(module, name + suffix).copy_(
+                        torch.from_numpy(np.ascontiguousarray(value, DTYPE)))
         module.eval()
         x = torch.from_numpy(s.x)
         if s.lengths is None:
@@ -263,10 +401,10 @@ def _torch(s):
                 return pad(out, batch_first=True, total_length=T)[0], state
 
         out, state = fn()
-        if kind == "lstm":
-            got = {"output": out.numpy(), "c": state[1][0].numpy(), "h": state[0][0].numpy()}
-        else:
-            got = {"output": out.numpy(), "h": state[0].numpy()}
+        h_n, c_n = (state[0], state[1]) if kind == "lstm" else (state, None)  # [L*D, B, H]
+        finals = [[(c_n[layer * D + d].numpy(), h_n[layer * D + d].numpy()) if kind == "lstm"
+                   else h_n[layer * D + d].numpy() for d in range(D)] for layer in range(L)]
+        got = _result(kind, out.numpy(), finals if _stack_case(s.case) else finals[0][0])
     _check(s, "torch", got)
     return Runner(fn, context=torch.inference_mode, checked="fastcells")
 
@@ -275,6 +413,8 @@ def _torch_cell_loop(s):
     torch = import_torch()
     torch.set_num_threads(fastcells.get_num_threads())
     kind, B = s.case.kind, s.case.B
+    if _stack_case(s.case):
+        return _torch_cell_loop_stack(torch, s)
     cls, kw, I, H = _torch_module(torch, s, {"lstm": "LSTMCell", "gru": "GRUCell",
                                              "rnn": "RNNCell"})
     with torch.inference_mode():
@@ -325,42 +465,113 @@ def _torch_cell_loop(s):
     return Runner(fn, context=torch.inference_mode, checked="fastcells")
 
 
-def onnx_model(s):
-    """An ONNX ModelProto with one LSTM/GRU/RNN node on the subject's weights: inputs X [T,B,I]
-    (and sequence_lens [B] int32 for variable lengths), outputs Y [T,1,B,H], Y_h [1,B,H]
-    (and Y_c for LSTM); layout 0, GRU linear_before_reset=1."""
-    try:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError as e:
-        raise Unavailable(f"onnx is not importable ({e}): pip install onnx onnxruntime") from None
-    kind, (B, I, H, T) = s.case.kind, (s.case.B, s.case.I, s.case.H, s.case.T)
-    p = convert.to_torch_state_dict(s.cell)
+def _torch_cell_loop_stack(torch, s):
+    """The torch cell loop over a stack (full lengths only): one torch.nn.*Cell per layer and
+    direction, composed by _stacked (the backward direction on x.flip(1))."""
+    case, kind, B = s.case, s.case.kind, s.case.B
+    if s.lengths is not None:
+        raise Unavailable("the torch cell loop over a stack reverses whole sequences only "
+                          "(no variable lengths)")
+    cls, kw, _, H = _torch_module(torch, s, {"lstm": "LSTMCell", "gru": "GRUCell",
+                                             "rnn": "RNNCell"})
+    with torch.inference_mode():
+        modules = []
+        for layer, row in enumerate(s.cells):
+            mods = []
+            for cell in row:
+                module = cls(case.layer_input(layer), H, **kw)
+                for name, value in convert.to_torch_state_dict(cell).items():
+                    getattr(module, name).copy_(
+                        torch.from_numpy(np.ascontiguousarray(value, DTYPE)))
+                module.eval()
+                mods.append(module)
+            modules.append(mods)
+        x, zero = torch.from_numpy(s.x), torch.zeros(B, H)
+
+        def run_one(layer, d, xl):
+            module, outs = modules[layer][d], []
+            if kind == "lstm":
+                h, c = zero, zero
+                for x_t in xl.unbind(1):
+                    h, c = module(x_t, (h, c))
+                    outs.append(h)
+                return torch.stack(outs, 1), (c, h)
+            h = zero
+            for x_t in xl.unbind(1):
+                h = module(x_t, h)
+                outs.append(h)
+            return torch.stack(outs, 1), h
+
+        def fn():
+            return _stacked(case, x, None, run_one)
+
+        out, states = fn()
+        to_np = lambda st: tuple(a.numpy() for a in st) if kind == "lstm" else st.numpy()  # noqa
+        got = _result(kind, out.numpy(), [[to_np(st) for st in row] for row in states])
+    _check(s, "torch-cell-loop", got)
+    return Runner(fn, context=torch.inference_mode, checked="fastcells")
+
+
+def _onnx_weights(cells, kind):
+    """(W [D, G*H, I_l], R [D, G*H, H], B [D, 2*G*H]) of one layer's cells (one per
+    direction) in ONNX's gate order (from torch's layout with convert.GATE_ORDER)."""
     if kind == "rnn":
         reorder = np.asarray
     else:
         src, dst = convert.GATE_ORDER["torch"][kind], convert.GATE_ORDER["onnx"][kind]
         reorder = lambda a: reorder_gates(a, src, dst, axis=0)      # noqa: E731
-    W = reorder(p["weight_ih"])[None]                                 # [1, G*H, I]
-    R = reorder(p["weight_hh"])[None]                                 # [1, G*H, H]
-    Bias = np.concatenate([reorder(p["bias_ih"]), reorder(p["bias_hh"])])[None]   # [1, 2*G*H]
-    inits = [numpy_helper.from_array(np.ascontiguousarray(a, DTYPE), name)
-             for name, a in (("W", W), ("R", R), ("B", Bias))]
+    ps = [convert.to_torch_state_dict(cell) for cell in cells]
+    W = np.stack([reorder(p["weight_ih"]) for p in ps])
+    R = np.stack([reorder(p["weight_hh"]) for p in ps])
+    Bias = np.stack([np.concatenate([reorder(p["bias_ih"]), reorder(p["bias_hh"])]) for p in ps])
+    return W, R, Bias
+
+
+def onnx_model(s):
+    """An ONNX ModelProto with one LSTM/GRU/RNN node per layer on the subject's weights: inputs
+    X [T,B,I] (and sequence_lens [B] int32 for variable lengths); per layer l, Y_l [T,D,B,H],
+    Y_h_l [D,B,H] (and Y_c_l for LSTM), D = directions ("bidirectional" for 2); layer l+1 reads
+    Y_l as [T,B,D*H] (Transpose + Reshape); outputs Y [T,D,B,H] of the last layer and every
+    layer's Y_h (Y_c). Layout 0, GRU linear_before_reset=1."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as e:
+        raise Unavailable(f"onnx is not importable ({e}): pip install onnx onnxruntime") from None
+    case = s.case
+    kind, (B, I, H, T), D = case.kind, (case.B, case.I, case.H, case.T), case.directions
+    cells = s.cells if s.cells is not None else [[s.cell]]
     op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[kind]
-    attrs = {"hidden_size": H, "direction": "forward", "layout": 0}
-    if kind == "gru":
-        attrs["linear_before_reset"] = 1
     seq = s.lengths is not None
-    outputs = ["Y", "Y_h"] + (["Y_c"] if kind == "lstm" else [])
-    node = helper.make_node(op, ["X", "W", "R", "B", "sequence_lens" if seq else ""], outputs,
-                            **attrs)
     f32 = TensorProto.FLOAT
+    inits, nodes, outputs = [], [], []
+    x_name = "X"
+    for layer, row in enumerate(cells):
+        tag = "" if case.layers == 1 else f"_{layer}"
+        for name, a in zip(("W", "R", "B"), _onnx_weights(row, kind)):
+            inits.append(numpy_helper.from_array(np.ascontiguousarray(a, DTYPE), name + tag))
+        attrs = {"hidden_size": H, "layout": 0,
+                 "direction": "bidirectional" if D == 2 else "forward"}
+        if kind == "gru":
+            attrs["linear_before_reset"] = 1
+        outs = [f"Y{tag}", f"Y_h{tag}"] + ([f"Y_c{tag}"] if kind == "lstm" else [])
+        nodes.append(helper.make_node(op, [x_name, "W" + tag, "R" + tag, "B" + tag,
+                                           "sequence_lens" if seq else ""], outs, **attrs))
+        outputs += [helper.make_tensor_value_info(n, f32, [D, B, H]) for n in outs[1:]]
+        if layer + 1 < case.layers:                        # [T,D,B,H] -> [T,B,D*H]
+            nodes.append(helper.make_node("Transpose", [outs[0]], [f"Yt{tag}"],
+                                          perm=[0, 2, 1, 3]))
+            nodes.append(helper.make_node("Reshape", [f"Yt{tag}", "shape_TB_"],
+                                          [f"X{layer + 1}"]))
+            x_name = f"X{layer + 1}"
+        else:
+            outputs.insert(0, helper.make_tensor_value_info(outs[0], f32, [T, D, B, H]))
+    if case.layers > 1:
+        inits.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shape_TB_"))
     graph_inputs = [helper.make_tensor_value_info("X", f32, [T, B, I])]
     if seq:
         graph_inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, [B]))
-    graph_outputs = [helper.make_tensor_value_info("Y", f32, [T, 1, B, H])] + [
-        helper.make_tensor_value_info(n, f32, [1, B, H]) for n in outputs[1:]]
-    graph = helper.make_graph([node], f"fastcells_bench_{kind}", graph_inputs, graph_outputs,
+    graph = helper.make_graph(nodes, f"fastcells_bench_{kind}", graph_inputs, outputs,
                               initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
                               producer_name="fastcells.benchmarks.sequences")
@@ -382,7 +593,8 @@ def _onnxruntime(s):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(model.SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
-    kind, x = s.case.kind, s.x
+    kind, x, stack, D = s.case.kind, s.x, _stack_case(s.case), s.case.directions
+    per_layer = 3 if kind == "lstm" else 2              # Y_h (Y_c) of every layer follow Y
     lens = None if s.lengths is None else np.asarray(s.lengths, np.int32)
 
     def fn():
@@ -390,14 +602,22 @@ def _onnxruntime(s):
         if lens is not None:
             feeds["sequence_lens"] = lens
         res = sess.run(None, feeds)
-        y = res[0][:, 0].transpose(1, 0, 2)                          # [B,T,H] view
-        return (y, (res[2][0], res[1][0])) if kind == "lstm" else (y, res[1][0])
+        Tn, _, Bn, Hn = res[0].shape
+        y = res[0].transpose(2, 0, 1, 3).reshape(Bn, Tn, D * Hn)    # [B,T,D*H]
+        if not stack:
+            return (y, (res[2][0], res[1][0])) if kind == "lstm" else (y, res[1][0])
+        finals = []
+        for layer in range(s.case.layers):
+            h_n = res[1 + (per_layer - 1) * layer]
+            c_n = res[2 + (per_layer - 1) * layer] if kind == "lstm" else None
+            finals.append([(c_n[d], h_n[d]) if kind == "lstm" else h_n[d] for d in range(D)])
+        return y, finals
 
     _check(s, "onnxruntime", _result(kind, *fn()))
     return Runner(fn, checked="fastcells")
 
 
-PEERS = {                              # timing order: fastcells first (see the docstring)
+PEERS = {                              # column order; the first round times them in this order
     "fastcells": _fastcells,
     "numpy-loop": _numpy_loop,
     "torch": _torch,
@@ -440,13 +660,37 @@ _SHORT = {"fastcells": "fastcells", "numpy-loop": "numpy", "torch": "torch",
           "torch-cell-loop": "tcell", "onnxruntime": "ort"}
 
 
-def run(out=sys.stdout, quick=False, cases=None):
-    """Prints versions, threads and the measured peak, then per case: ms per whole sequence for
-    every peer, the ratio peer time / fastcells time (> 1: fastcells is faster), "best" = the
-    fastest peer's ratio, fastcells' GFLOP/s and % of the measured peak, and how busy the rest
-    of the machine was meanwhile. quick=True: shorter, fewer repeats. Returns
-    {case.id: {peer: seconds or None, "other_cores": float or None}, "peak_gflops": float}."""
-    min_seconds, repeat, warm_seconds = (0.01, 3, 0.05) if quick else (0.03, 5, 0.1)
+def floor(case, limits, empty_call):
+    """The Floor of `case` on `limits` (_limits.row_floor): its FLOPs; the recurrent weights of
+    all directions streamed every step of every layer (T x layers steps); the input weights and
+    biases read once; plus `empty_call` seconds."""
+    tile_cols = fastcells._core.kernel_tile(limits.isa, DTYPE)[1]
+    stream, once = case.weight_bytes(tile_cols)
+    return _limits.row_floor(limits, case.B, case.flops, stream, case.T * case.layers, once,
+                             empty_call)
+
+
+def empty_call(case, min_seconds=0.005):
+    """Seconds of fastcells' call for `case`'s structure (kind, directions, layers) with
+    I = H = B = T = 1: the fixed cost of a call, a floor's last term (median of 5 samples)."""
+    tiny = dataclasses.replace(case, B=1, I=1, H=1, T=1, variable_lengths=False)
+    fn = _fastcells(make_subject(tiny)).fn
+    warm_up(fn, 0.02)
+    number = _harness.calls_per_sample(fn, min_seconds)
+    return _harness.median(timeit.repeat(fn, number=number, repeat=5)) / number
+
+
+def run(out=sys.stdout, quick=False, cases=None, rounds=None):
+    """Prints the machine line, the limits measured by this run, then per case: ms per whole
+    sequence for every peer (round robin, minimum of medians), the ratio peer time / fastcells
+    time (> 1: fastcells is faster), "best" = the fastest peer's ratio, fastcells' GFLOP/s, its
+    floor (ms), what bounds it, % of floor (floor / fastcells time), % of the OpenBLAS-GEMM
+    reference, and how busy the rest of the machine was meanwhile. quick=True: shorter, fewer
+    rounds (rounds overrides). Returns {case.id: {peer: seconds or None, "other_cores",
+    "floor_s", "bound"}, "peak_gflops": fastcells' GEMM GFLOP/s, "limits": Limits}."""
+    min_seconds, repeat, warm_seconds = (0.005, 3, 0.05) if quick else (0.02, 7, 0.1)
+    repeat = repeat if rounds is None else rounds
+    samples = 3 if quick else 5
     base_warm = 0.25                   # > the ~0.1 s other libraries' threads keep spinning
     cases = grid() if cases is None else cases
     threads = fastcells.get_num_threads()
@@ -456,49 +700,66 @@ def run(out=sys.stdout, quick=False, cases=None):
             notes.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             notes.append(f"{mod} not installed")
-    peak = measure_peak()
+    limits = _limits.measure_limits(threads, quick)
+    print(_limits.machine_line(threads), file=out)
     print(f"fastcells {fastcells.__version__}: whole-sequence forward, float32, x [B,T,I] "
-          f"batch-major, zero initial state, isa {fastcells._core.default_isa()}, "
-          f"{threads} thread(s)", file=out)
+          f"batch-major, zero initial state", file=out)
     print(f"peers: NumPy {np.__version__} (reference cells in a Python loop), "
           f"{', '.join(notes)}; torch/ort at {threads} thread(s), torch under inference_mode",
           file=out)
-    print(f"achievable peak: {peak:.1f} GFLOP/s = fastcells _core.PackedMatrix "
-          f"{PEAK_SIZE}^3 float32 matmul at {threads} thread(s) (OpenBLAS-free; % peak is "
-          f"relative to it)", file=out)
+    for line in limits.lines():
+        print(line, file=out)
     print(f"per peer: checked against fastcells (fastcells against the float64 oracle; rtol "
           f"{RTOL:g}, atol scaled with I+H), {warm_seconds * 1e3:g} ms warm-up "
-          f"({base_warm * 1e3:g} ms for fastcells, timed first), best of {repeat} (3 when a "
-          f"call takes > 50 ms) repeats of >= {min_seconds * 1e3:g} ms", file=out)
+          f"({base_warm * 1e3:g} ms for fastcells); then {repeat} round-robin rounds (each "
+          f"times every peer once, in a rotated order), {samples} samples (3 when a call takes "
+          f"> 50 ms) of >= {min_seconds * 1e3:g} ms a turn; a peer's time is the minimum over "
+          f"rounds of its round's median", file=out)
     print("x = peer time / fastcells time (> 1: fastcells is faster); best = the fastest peer's "
           "x; ort includes the [B,T,I] -> [T,B,I] input copy; varlen flops count valid steps "
-          "only", file=out)
+          "only; -bi bidirectional, -L2 two layers (layer 2 reads [fw, bw])", file=out)
+    print(f"floor = the least time on this machine: B <= {_limits.BANDWIDTH_BOUND_MAX_BATCH} "
+          f"each thread's share of the recurrent weights read every step at the bandwidth of "
+          f"the level it fits (bound bw L2/L3/DRAM) + the input weights once; else FLOPs / "
+          f"(threads x fp32 peak) (fma); + an empty call (I=H=B=T=1); %floor = floor / "
+          f"fastcells time; %gemm = (FLOPs at OpenBLAS GEMM rate + empty call) / fastcells "
+          f"time", file=out)
     print("other = cores busy with other processes (or steal) while the row ran: above ~0.2 "
           "the row is disturbed; rerun it", file=out)
     note = blas_note()
     if note:
         print(note, file=out)
     others_peers = [p for p in PEERS if p != BASELINE]
-    header = (f"{'case':<30}{'fastcells':>10}" + "".join(f"{_SHORT[p]:>9}" for p in others_peers)
+    header = (f"{'case':<32}{'fastcells':>10}" + "".join(f"{_SHORT[p]:>9}" for p in others_peers)
               + "".join(f"{_SHORT[p] + ' x':>9}" for p in others_peers)
-              + f"{'best x':>8}{'GFLOP/s':>9}{'%peak':>7}{'other':>7}")
-    print(f"\n{'':<30}{'--- ms per sequence ---':>55}\n" + header + "\n" + "-" * len(header),
+              + f"{'best x':>8}{'GFLOP/s':>9}{'floor':>9}{'bound':>8}{'%floor':>7}{'%gemm':>7}"
+              + f"{'other':>7}")
+    print(f"\n{'':<32}{'--- ms per sequence ---':>55}\n" + header + "\n" + "-" * len(header),
           file=out)
-    results = {"peak_gflops": peak}
+    results = {"peak_gflops": limits.packed_gemm_gflops, "limits": limits}
+    empties = {}
     for case in cases:
+        shape = (case.kind, case.directions, case.layers)
+        if shape not in empties:
+            empties[shape] = empty_call(case)
+        row_floor = floor(case, limits, empties[shape])
         times, others = time_peers(
             make_subject(case), PEERS, min_seconds, repeat,
-            lambda peer: base_warm if peer == BASELINE else warm_seconds, slow_call=(0.05, 3))
-        results[case.id] = dict(times, other_cores=others)
+            lambda peer: base_warm if peer == BASELINE else warm_seconds, slow_call=(0.05, 3),
+            samples=samples)
+        results[case.id] = dict(times, other_cores=others, floor_s=row_floor.seconds,
+                                bound=row_floor.bound)
         base = times[BASELINE]
         ratio = lambda p: "-" if times[p] is None else f"{times[p] / base:.2f}"   # noqa: E731
         peers_t = [times[p] for p in others_peers if times[p] is not None]
         best = f"{min(peers_t) / base:.2f}" if peers_t else "-"
         gflops = case.flops / base / 1e9
-        print(f"{case.id:<30}{_fmt_ms(base):>10}"
+        gemm_pct = 100.0 * row_floor.gemm_seconds / base
+        print(f"{case.id:<32}{_fmt_ms(base):>10}"
               + "".join(f"{_fmt_ms(times[p]):>9}" for p in others_peers)
               + "".join(f"{ratio(p):>9}" for p in others_peers)
-              + f"{best:>8}{gflops:>9.1f}{100 * gflops / peak:>7.1f}"
+              + f"{best:>8}{gflops:>9.1f}{_fmt_ms(row_floor.seconds):>9}{row_floor.bound:>8}"
+              + f"{row_floor.percent(base):>7.1f}{gemm_pct:>7.1f}"
               + f"{'-' if others is None else f'{others:.1f}':>7}", file=out, flush=True)
     make_subject.cache_clear()
     return results
