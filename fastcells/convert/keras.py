@@ -497,7 +497,7 @@ class KerasRNN:
     ('KerasRNN', [(2, 4), (2, 4), (2, 4)])
     """
 
-    def __init__(self, kind, cell, run):
+    def __init__(self, kind: str, cell: Any, run: dict) -> None:
         self.kind, self.cell, self.run = kind, cell, run
         self.dtype = cell.dtype
 
@@ -508,7 +508,8 @@ class KerasRNN:
     def __repr__(self):
         return f"<KerasRNN {self.kind} units={self.cell.num_units} {self.run}>"
 
-    def __call__(self, inputs, initial_state=None, mask=None):
+    def __call__(self, inputs: ArrayLike, initial_state: Any = None,
+                 mask: Optional[ArrayLike] = None) -> Any:
         r, dt = self.run, self.dtype
         x, mask = _keras_inputs(inputs, mask, r["time_major"], dt)
         init = None
@@ -562,7 +563,7 @@ class KerasBidirectional:
     ('KerasBidirectional', (2, 8))
     """
 
-    def __init__(self, fw, bw, merge_mode, layer):
+    def __init__(self, fw: tuple, bw: tuple, merge_mode: Optional[str], layer: Any) -> None:
         (self.kind, self.fw, self.rf), (kind_bw, self.bw, self.rb) = fw, bw
         self.kind_bw = kind_bw
         if merge_mode is not None and merge_mode not in _MERGE:
@@ -577,7 +578,8 @@ class KerasBidirectional:
     def cells(self):
         return [self.fw, self.bw]
 
-    def __call__(self, inputs, initial_state=None, mask=None):
+    def __call__(self, inputs: ArrayLike, initial_state: Any = None,
+                 mask: Optional[ArrayLike] = None) -> Any:
         rf, rb, dt = self.rf, self.rb, self.dtype
         x, mask = _keras_inputs(inputs, mask, rf["time_major"], dt)
         B = x.shape[0]

@@ -3,7 +3,7 @@ imported only to read the model; the model runs with NumPy alone."""
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from fastcells.convert._onnx_graph import (Folder, NotConstant, OnnxError, Scope
                                            find_recurrent, node_label, total_elements)
 from fastcells.reference import reverse_sequence
 from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 # lower-case ONNX activation name -> (fastcells activation name, [(parameter, default)] in the
@@ -451,7 +454,9 @@ class OnnxRNNModel:
     ((5, 1, 2, 4), (1, 2, 4))
     """
 
-    def __init__(self, op, cells, direction, layout, hidden_size, dtype, stored=None):
+    def __init__(self, op: str, cells: List[Any], direction: str, layout: int,
+                 hidden_size: int, dtype: np.dtype,
+                 stored: Optional[Dict[str, np.ndarray]] = None) -> None:
         self.op, self.cells, self.direction = op, list(cells), direction
         self.layout, self.hidden_size, self.dtype = layout, hidden_size, dtype
         self.D = len(cells)
@@ -462,7 +467,9 @@ class OnnxRNNModel:
         return (f"<OnnxRNNModel {self.op} direction={self.direction} layout={self.layout} "
                 f"hidden_size={self.hidden_size} dtype={self.dtype}{stored}>")
 
-    def __call__(self, X, sequence_lens=None, initial_h=None, initial_c=None):
+    def __call__(self, X: ArrayLike, sequence_lens: Optional[ArrayLike] = None,
+                 initial_h: Optional[ArrayLike] = None,
+                 initial_c: Optional[ArrayLike] = None) -> Tuple[np.ndarray, ...]:
         dt, D, U, lay = self.dtype, self.D, self.hidden_size, self.layout
         x = as_input(X, dt, "X")
         if x.ndim != 3:

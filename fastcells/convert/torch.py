@@ -3,7 +3,7 @@ inverse map to_torch_state_dict. torch is imported only inside from_torch (to re
 parameters); the models run with NumPy alone."""
 from __future__ import annotations
 
-from typing import Any, Dict, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from fastcells.convert._common import (GATE_ORDER, Stack, activation_name, as_in
                                        gru_framework_weights, new_cell, reorder_gates,
                                        split_tf_weights, tf_gru_weights, tf_lstm_weights,
                                        tf_rnn_weights)
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 def _np(t):
@@ -160,7 +163,8 @@ class TorchRNNModel:
     ((5, 2, 8), (2, 2, 4))
     """
 
-    def __init__(self, stack, kind, batch_first, hidden_size, out_size):
+    def __init__(self, stack: Stack, kind: str, batch_first: bool, hidden_size: int,
+                 out_size: int) -> None:
         self.stack, self.kind, self.batch_first = stack, kind, bool(batch_first)
         self.hidden_size, self.out_size = hidden_size, out_size
         self.num_layers, self.D = len(stack.layers), stack.D
@@ -174,7 +178,8 @@ class TorchRNNModel:
         return (f"<TorchRNNModel {self.kind} layers={self.num_layers} directions={self.D} "
                 f"hidden={self.hidden_size} dtype={self.dtype}>")
 
-    def __call__(self, input, hx=None, sequence_length=None):
+    def __call__(self, input: ArrayLike, hx: Any = None,
+                 sequence_length: Optional[ArrayLike] = None) -> Tuple[np.ndarray, Any]:
         dt, n = self.dtype, self.num_layers * self.D
         x, unbatched = _batched_input(input, dt, 3, "a 3-D array (L, N, I) ((N, L, I) with "
                                       "batch_first) or an unbatched (L, I)",
@@ -240,14 +245,14 @@ class TorchCellModel:
     ('TorchCellModel', (2, 4), (2, 4))
     """
 
-    def __init__(self, cell, kind):
+    def __init__(self, cell: Any, kind: str) -> None:
         self.cell, self.kind, self.dtype = cell, kind, cell.dtype
 
     @property
     def cells(self):
         return [self.cell]
 
-    def __call__(self, input, hx=None):
+    def __call__(self, input: ArrayLike, hx: Any = None) -> Any:
         dt, cell = self.dtype, self.cell
         x, unbatched = _batched_input(input, dt, 2, f"(N, {cell.input_size}) or unbatched "
                                       f"({cell.input_size},)", 0)
