@@ -58,7 +58,7 @@ _INT64 = np.dtype(np.int64)
 # ---------------------------------------------------------------------------------------------
 
 def dynamic_rnn(cell: Any, inputs: ArrayLike, sequence_length: Optional[ArrayLike] = None,
-                initial_state: Any = None, dtype: DTypeLike = None,
+                initial_state: Any = None, dtype: Optional[DTypeLike] = None,
                 parallel_iterations: Any = None, swap_memory: bool = False,
                 time_major: bool = False, scope: Any = None) -> Tuple[np.ndarray, Any]:
     """TF's ``dynamic_rnn``: runs `cell` over every time step of `inputs`.
@@ -118,7 +118,7 @@ def dynamic_rnn(cell: Any, inputs: ArrayLike, sequence_length: Optional[ArrayLik
 
 
 def static_rnn(cell: Any, inputs: Sequence[ArrayLike], initial_state: Any = None,
-               dtype: DTypeLike = None, sequence_length: Optional[ArrayLike] = None,
+               dtype: Optional[DTypeLike] = None, sequence_length: Optional[ArrayLike] = None,
                scope: Any = None) -> Tuple[List[Any], Any]:
     """TF's ``static_rnn``: as dynamic_rnn over a Python list of T inputs [B,I].
 
@@ -185,7 +185,7 @@ def static_rnn(cell: Any, inputs: Sequence[ArrayLike], initial_state: Any = None
 def bidirectional_dynamic_rnn(cell_fw: Any, cell_bw: Any, inputs: ArrayLike,
                               sequence_length: Optional[ArrayLike] = None,
                               initial_state_fw: Any = None, initial_state_bw: Any = None,
-                              dtype: DTypeLike = None, parallel_iterations: Any = None,
+                              dtype: Optional[DTypeLike] = None, parallel_iterations: Any = None,
                               swap_memory: bool = False, time_major: bool = False,
                               scope: Any = None
                               ) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[Any, Any]]:

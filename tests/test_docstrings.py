@@ -13,7 +13,6 @@ import re
 import sys
 import typing
 
-import numpy as np
 import numpy.typing
 import pytest
 

@@ -52,7 +52,7 @@ class RNNCell:
     __init_subclass__ = _override.init_subclass
 
     def __init__(self, trainable: bool = True, name: Optional[str] = None,
-                 dtype: DTypeLike = None, **kwargs: Any) -> None:
+                 dtype: Optional[DTypeLike] = None, **kwargs: Any) -> None:
         check_kwargs(type(self), kwargs)
         self._name = check_name(name, snake_case(type(self).__name__))
         self._dtype = check_dtype(dtype)
@@ -130,7 +130,7 @@ class RNNCell:
         return output
 
     # -- states ----------------------------------------------------------------------------
-    def zero_state(self, batch_size: int, dtype: DTypeLike = None) -> Any:
+    def zero_state(self, batch_size: int, dtype: Optional[DTypeLike] = None) -> Any:
         """Zeros of shape ``[batch_size, s]`` for every ``s`` in ``state_size``.
 
         Parameters
@@ -151,7 +151,8 @@ class RNNCell:
         return arrays_for_size(self.state_size, batch_size, dt)
 
     def get_initial_state(self, inputs: Optional[ArrayLike] = None,
-                          batch_size: Optional[int] = None, dtype: DTypeLike = None) -> Any:
+                          batch_size: Optional[int] = None,
+                          dtype: Optional[DTypeLike] = None) -> Any:
         """As TF: the zero state for `inputs`' batch (or `batch_size`) and dtype."""
         if inputs is not None:
             shape = np.shape(inputs)

@@ -64,7 +64,8 @@ class BasicRNNCell(SingleStateCell):
     _SPEC = RNN
 
     def __init__(self, num_units: int, activation: Union[str, Any, None] = None,
-                 reuse: Any = None, name: Optional[str] = None, dtype: DTypeLike = None, *,
+                 reuse: Any = None, name: Optional[str] = None,
+                 dtype: Optional[DTypeLike] = None, *,
                  preact_clip: Optional[float] = None, seed: Any = None,
                  **kwargs: Any) -> None:
         super().__init__(num_units, activation, name, dtype, seed, kwargs)
@@ -134,7 +135,7 @@ class GRUCell(SingleStateCell):
     def __init__(self, num_units: int, activation: Union[str, Any, None] = None,
                  reuse: Any = None, kernel_initializer: InitializerArg = None,
                  bias_initializer: InitializerArg = None, name: Optional[str] = None,
-                 dtype: DTypeLike = None, *, reset_after: bool = False,
+                 dtype: Optional[DTypeLike] = None, *, reset_after: bool = False,
                  gate_activation: Union[str, Any, None] = None,
                  preact_clip: Optional[float] = None, seed: Any = None,
                  **kwargs: Any) -> None:
@@ -195,7 +196,7 @@ class CudnnCompatibleGRUCell(GRUCell):
 
     def __init__(self, num_units: int, reuse: Any = None,
                  kernel_initializer: InitializerArg = None, name: Optional[str] = None,
-                 dtype: DTypeLike = None, *, seed: Any = None, **kwargs: Any) -> None:
+                 dtype: Optional[DTypeLike] = None, *, seed: Any = None, **kwargs: Any) -> None:
         super().__init__(num_units, None, reuse, kernel_initializer, None,
                          name=name, dtype=dtype, reset_after=True, seed=seed, **kwargs)
 
@@ -372,7 +373,7 @@ class BasicLSTMCell(LSTMBase):
 
     def __init__(self, num_units: int, forget_bias: float = 1.0, state_is_tuple: bool = True,
                  activation: Union[str, Any, None] = None, reuse: Any = None,
-                 name: Optional[str] = None, dtype: DTypeLike = None, *,
+                 name: Optional[str] = None, dtype: Optional[DTypeLike] = None, *,
                  gate_activation: Union[str, Any, None] = None,
                  output_activation: Union[str, Any, None] = None,
                  preact_clip: Optional[float] = None, input_forget: bool = False,
@@ -432,7 +433,7 @@ class LSTMCell(LSTMBase):
                  num_unit_shards: Any = None, num_proj_shards: Any = None,
                  forget_bias: float = 1.0, state_is_tuple: bool = True,
                  activation: Union[str, Any, None] = None, reuse: Any = None,
-                 name: Optional[str] = None, dtype: DTypeLike = None, *,
+                 name: Optional[str] = None, dtype: Optional[DTypeLike] = None, *,
                  gate_activation: Union[str, Any, None] = None,
                  output_activation: Union[str, Any, None] = None,
                  preact_clip: Optional[float] = None, input_forget: bool = False,
