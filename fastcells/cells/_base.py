@@ -32,7 +32,8 @@ class RNNCell:
     dtype : dtype-like, optional
         float32 (the default, ``None``) or float64: the dtype of the states and outputs.
     **kwargs
-        Unknown keyword arguments are a TypeError naming them.
+        TF's layer keywords trainable, _scope, _reuse and autocast are accepted and ignored;
+        any other is a TypeError naming it.
 
     Examples
     --------

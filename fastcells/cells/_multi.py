@@ -24,7 +24,7 @@ class MultiRNNCell(RNNCell):
     Weight names are ``cell_<k>/<cell name>/<weight>`` (TF's
     ``rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel`` without the outer scopes). Passing
     the same cell twice shares its weights (as TF; a warning is issued). Its name is
-    "multi_rnn_cell"; its dtype is the cells'.
+    "multi_rnn_cell"; its dtype is the cells' (float32 if none has a dtype).
 
     Parameters
     ----------
