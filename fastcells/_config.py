@@ -1,6 +1,9 @@
 """show_config(): what the CPU offers, which kernels were compiled, which ones run (all read
 from _core, whose lists come from csrc/kernels/kernels.def and features.def)."""
+from __future__ import annotations
+
 import sys
+from typing import IO, Optional
 
 import numpy as np
 
@@ -22,9 +25,31 @@ def config():
     }
 
 
-def show_config(file=None):
+def show_config(file: Optional[IO[str]] = None) -> None:
     """Prints the detected CPU features, the compiled and available instruction sets, and the
-    one new cells use (FASTCELLS_ISA=scalar|avx2|avx512 forces it)."""
+    one new cells use (FASTCELLS_ISA=scalar|avx2|avx512 forces it).
+
+    Also printed: the register tile of each dtype on that instruction set and every registered
+    kernel with its role (dispatch or test) and whether it runs here.
+
+    Parameters
+    ----------
+    file : text stream, optional
+        Where to print; None means ``sys.stdout``.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import io
+    >>> import fastcells
+    >>> text = io.StringIO()
+    >>> fastcells.show_config(file=text)
+    >>> [line.split(":")[0].strip() for line in text.getvalue().splitlines()[1:5]]
+    ['cpu features', 'compiled ISAs', 'available ISAs', 'in use']
+    """
     out = file or sys.stdout
     c = config()
     feats = ", ".join(k for k, v in c["cpu_features"].items() if v) or "none"

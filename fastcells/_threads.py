@@ -21,11 +21,14 @@ lists it.
 
 Importing this module (fastcells does, last) applies the default and registers the controller.
 """
+from __future__ import annotations
+
 import contextlib
 import importlib.util
 import os
 import threading
 import warnings
+from typing import Iterator
 
 from fastcells import _core
 
@@ -83,12 +86,41 @@ _count_outside = [0]                # the count when the first of them opened
 
 
 @contextlib.contextmanager
-def threads(n):
-    """``with fastcells.threads(n):`` kernel calls in the block use up to n threads (1..64);
-    the previous count is restored on exit, also when the block raises. Blocks nest, and may
+def threads(n: int) -> Iterator[int]:
+    """``with fastcells.threads(n):`` kernel calls in the block use up to n threads (1..64).
+
+    The previous count is restored on exit, also when the block raises. Blocks nest, and may
     be open in several Python threads at once: while any is open the count is that of the
     most recently opened one still open; when the last closes, the count from before the first
-    is back."""
+    is back. Results are identical for any count.
+
+    Parameters
+    ----------
+    n : int
+        The thread count inside the block, 1..64.
+
+    Returns
+    -------
+    context manager
+        Yields `n` to ``with ... as``.
+
+    Raises
+    ------
+    TypeError
+        If `n` is not an int.
+    ValueError
+        If `n` is outside 1..64.
+
+    Examples
+    --------
+    >>> import fastcells
+    >>> before = fastcells.get_num_threads()
+    >>> with fastcells.threads(1) as n:
+    ...     print(n, fastcells.get_num_threads())
+    1 1
+    >>> fastcells.get_num_threads() == before
+    True
+    """
     token = object()
     with _lock:
         outside = _core.get_num_threads()

@@ -19,6 +19,10 @@ above (also `fastcells.nn.tanh` etc., the same objects), an `activation(...)` ob
 `numpy.tanh`, or any other callable on arrays (TF accepts any function); the latter runs
 through the NumPy path of the cell (same math, no C kernel).
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
 import numpy as np
 
 from fastcells import _core, reference
@@ -105,10 +109,42 @@ class Activation:
         return f"activation({self.name!r}, alpha={self.alpha}, beta={self.beta})"
 
 
-def activation(name, alpha=None, beta=None):
-    """The activation `name` as a callable the cells run fused in C: one of the plain functions
-    (tanh, relu, sigmoid, linear) when no parameter is given, else an Activation. Unknown names
-    (e.g. "softplus") are a ValueError."""
+def activation(name: str, alpha: Optional[float] = None,
+               beta: Optional[float] = None) -> Union[Callable[[Any], Any], Activation]:
+    """The activation `name` as a callable the cells run fused in C.
+
+    Parameters
+    ----------
+    name : str
+        "tanh", "relu", "sigmoid", "linear" or one of the ONNX activations with parameters:
+        "hard_sigmoid", "leaky_relu", "thresholded_relu", "scaled_tanh", "affine", "elu",
+        "softsign".
+    alpha, beta : float, optional
+        As ONNX defines them; None means ONNX's default (a non-number is a TypeError).
+
+    Returns
+    -------
+    callable
+        One of the plain functions (tanh, relu, sigmoid, linear) when no parameter is given,
+        else an Activation (which applies it to a NumPy array when called).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (e.g. "softplus").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcells import nn
+    >>> act = nn.activation("leaky_relu", alpha=0.1)
+    >>> act
+    activation('leaky_relu', alpha=0.1, beta=0.0)
+    >>> print(act(np.array([-1.0, 2.0])))
+    [-0.1  2. ]
+    >>> nn.activation("tanh") is nn.tanh
+    True
+    """
     if name in FUSED and alpha is None and beta is None:
         return FUSED[name]
     return Activation(name, alpha, beta)

@@ -32,6 +32,10 @@ Decisions where TF leaves room (or cannot apply to NumPy):
   by a first ``cell(x, state)`` call.
 - static_rnn returns its outputs as [B,P] views of one [T,B,P] array (disjoint memory).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
+
 import numpy as np
 
 from fastcells import _core, _override, _serialize, reference
@@ -43,6 +47,9 @@ from fastcells.cells._kinds import LSTMBase
 
 __all__ = ["dynamic_rnn", "static_rnn", "bidirectional_dynamic_rnn"]
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
+
 _INT64 = np.dtype(np.int64)
 
 
@@ -50,21 +57,52 @@ _INT64 = np.dtype(np.int64)
 # Public runners
 # ---------------------------------------------------------------------------------------------
 
-def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=None,
-                parallel_iterations=None, swap_memory=False, time_major=False, scope=None):
+def dynamic_rnn(cell: Any, inputs: ArrayLike, sequence_length: Optional[ArrayLike] = None,
+                initial_state: Any = None, dtype: Optional[DTypeLike] = None,
+                parallel_iterations: Any = None, swap_memory: bool = False,
+                time_major: bool = False, scope: Any = None) -> Tuple[np.ndarray, Any]:
     """TF's ``dynamic_rnn``: runs `cell` over every time step of `inputs`.
 
-    cell: an RNN cell (a fastcells cell, a MultiRNNCell, or an RNNCell subclass);
-    inputs: [B,T,I] ([T,B,I] if time_major), T >= 1; sequence_length: None (all T) or integers
-    [B] in [0, T]; initial_state: a state in the cell's structure (``cell.state_size``) with
-    batch B, or None for zeros (then `dtype` is required); dtype: None or the cell's dtype;
-    time_major: the layout of inputs and outputs (the numbers are the same);
-    parallel_iterations, swap_memory, scope: TF graph options, accepted and ignored.
+    Parameters
+    ----------
+    cell : RNN cell
+        A fastcells cell, a MultiRNNCell, or an RNNCell subclass (anything with state_size,
+        output_size and ``__call__``; else a TypeError).
+    inputs : array_like
+        [B,T,I] ([T,B,I] if time_major), T >= 1.
+    sequence_length : array_like of int, optional
+        None (all T) or integers [B] in [0, T] (a float array is a TypeError).
+    initial_state : state, optional
+        A state in the cell's structure (``cell.state_size``) with batch B, or None for zeros
+        (then `dtype` is required: a ValueError without it).
+    dtype : dtype-like, optional
+        None or the cell's dtype (another one is a TypeError).
+    parallel_iterations, swap_memory, scope : optional
+        TF graph options, accepted and ignored.
+    time_major : bool, optional
+        The layout of inputs and outputs (the numbers are the same).
 
-    Returns ``(outputs, final_state)``: outputs [B,T,P] ([T,B,P] if time_major; P =
-    cell.output_size), zero past each row's length; final_state in the cell's structure
-    (LSTMStateTuple, one concatenated array with state_is_tuple=False, a tuple per layer for
-    MultiRNNCell), each row's state after its last step. All fresh arrays.
+    Returns
+    -------
+    outputs : numpy.ndarray
+        [B,T,P] ([T,B,P] if time_major; P = cell.output_size), zero past each row's length.
+    final_state : state
+        In the cell's structure (LSTMStateTuple, one concatenated array with
+        state_is_tuple=False, a tuple per layer for MultiRNNCell): each row's state after its
+        last step. All fresh arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> cell = fastcells.BasicLSTMCell(4, seed=0)
+    >>> x = np.ones((2, 5, 3), np.float32)                        # [B, T, I]
+    >>> out, state = fastcells.nn.dynamic_rnn(cell, x, sequence_length=[5, 2],
+    ...                                       dtype=np.float32)
+    >>> out.shape, state.h.shape
+    ((2, 5, 4), (2, 4))
+    >>> float(np.abs(out[1, 2:]).max()), bool(np.array_equal(state.h[1], out[1, 1]))
+    (0.0, True)
     """
     time_major = bool(time_major)
     dt = _runner_dtype(cell, "cell", dtype, initial_state is None, "initial_state")
@@ -79,12 +117,39 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
     return _python_loop(cell, x, lengths, init, dt, time_major)
 
 
-def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=None, scope=None):
+def static_rnn(cell: Any, inputs: Sequence[ArrayLike], initial_state: Any = None,
+               dtype: Optional[DTypeLike] = None, sequence_length: Optional[ArrayLike] = None,
+               scope: Any = None) -> Tuple[List[Any], Any]:
     """TF's ``static_rnn``: as dynamic_rnn over a Python list of T inputs [B,I].
 
-    inputs: a non-empty list (or tuple) of [B,I] arrays, one per time step; the other arguments
-    as dynamic_rnn (scope is accepted and ignored). Returns ``(outputs, final_state)`` with
-    outputs a list of T arrays [B,P] (zero past each row's length).
+    Parameters
+    ----------
+    cell : RNN cell
+        As dynamic_rnn's.
+    inputs : list or tuple of array_like
+        A non-empty list (or tuple) of [B,I] arrays, one per time step, all of one shape (a
+        TypeError if not a list or tuple, a ValueError if empty or of another shape).
+    initial_state, dtype, sequence_length : optional
+        As dynamic_rnn's.
+    scope : optional
+        Accepted and ignored.
+
+    Returns
+    -------
+    outputs : list of numpy.ndarray
+        T arrays [B,P] (zero past each row's length): views of one [T,B,P] array.
+    final_state : state
+        As dynamic_rnn's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> xs = [np.ones((2, 3), np.float32)] * 5                    # T arrays [B, I]
+    >>> outs, state = fastcells.nn.static_rnn(fastcells.GRUCell(4, seed=0), xs,
+    ...                                       dtype=np.float32)
+    >>> len(outs), outs[0].shape, state.shape
+    (5, (2, 4), (2, 4))
     """
     dt = _runner_dtype(cell, "cell", dtype, initial_state is None, "initial_state")
     if not isinstance(inputs, (list, tuple)):
@@ -117,22 +182,51 @@ def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=Non
     return [map_structure(lambda a, t=t: a[t], outputs) for t in range(T)], state
 
 
-def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
-                              initial_state_fw=None, initial_state_bw=None, dtype=None,
-                              parallel_iterations=None, swap_memory=False, time_major=False,
-                              scope=None):
+def bidirectional_dynamic_rnn(cell_fw: Any, cell_bw: Any, inputs: ArrayLike,
+                              sequence_length: Optional[ArrayLike] = None,
+                              initial_state_fw: Any = None, initial_state_bw: Any = None,
+                              dtype: Optional[DTypeLike] = None, parallel_iterations: Any = None,
+                              swap_memory: bool = False, time_major: bool = False,
+                              scope: Any = None
+                              ) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[Any, Any]]:
     """TF's ``bidirectional_dynamic_rnn``: a forward and a backward dynamic_rnn over `inputs`.
-
-    cell_fw, cell_bw: cells of the same dtype (they may differ in type and size); inputs,
-    sequence_length, dtype, time_major as dynamic_rnn; initial_state_fw / initial_state_bw:
-    states of each cell's structure, or None for zeros (then `dtype` is required);
-    parallel_iterations, swap_memory, scope: accepted and ignored.
 
     The backward cell reads each row reversed within its own length (TF's reverse_sequence) and
     its outputs are reversed back, so ``out_bw[:, t]`` lines up with input t and ``state_bw`` is
-    the state after consuming ``x[:, 0]``. Returns ``((out_fw, out_bw), (state_fw, state_bw))``
-    (outputs not concatenated, as TF). With two fastcells stacks both directions run in one
-    native call, one per core.
+    the state after consuming ``x[:, 0]``. With two fastcells stacks both directions run in
+    one native call, one per core.
+
+    Parameters
+    ----------
+    cell_fw, cell_bw : RNN cells
+        Cells of the same dtype (they may differ in type and size; another dtype is a
+        TypeError).
+    inputs, sequence_length, dtype, time_major : optional
+        As dynamic_rnn's.
+    initial_state_fw, initial_state_bw : state, optional
+        States of each cell's structure, or None for zeros (then `dtype` is required).
+    parallel_iterations, swap_memory, scope : optional
+        Accepted and ignored.
+
+    Returns
+    -------
+    (out_fw, out_bw) : tuple of numpy.ndarray
+        [B,T,P_fw] and [B,T,P_bw] (time-major as inputs), not concatenated, as TF.
+    (state_fw, state_bw) : tuple of states
+        The final states, each in its cell's structure.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> x = np.ones((2, 5, 3), np.float32)                        # [B, T, I]
+    >>> (out_fw, out_bw), (state_fw, state_bw) = fastcells.nn.bidirectional_dynamic_rnn(
+    ...     fastcells.GRUCell(4, seed=0), fastcells.BasicRNNCell(2, seed=1), x,
+    ...     dtype=np.float32)
+    >>> out_fw.shape, out_bw.shape, state_bw.shape
+    ((2, 5, 4), (2, 5, 2), (2, 2))
+    >>> bool(np.array_equal(state_bw, out_bw[:, 0]))              # bw ends at x[:, 0]
+    True
     """
     time_major = bool(time_major)
     dt = _runner_dtype(cell_fw, "cell_fw", dtype, initial_state_fw is None, "initial_state_fw")

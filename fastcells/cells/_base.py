@@ -1,5 +1,8 @@
 """RNNCell, the base class of every cell (TF's ``RNNCell``)."""
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -7,19 +10,50 @@ from fastcells import _override
 from fastcells._nest import arrays_for_size, flatten
 from fastcells._validate import check_dtype, check_int, check_kwargs, check_name, describe
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
+
 _ndarray = np.ndarray
 
 
 class RNNCell:
-    """Base class of the cells, as TF's ``RNNCell``: subclass it and define ``state_size``,
-    ``output_size`` and ``call(inputs, state) -> (output, new_state)`` (and ``build`` if the
-    cell has weights) for a cell of your own that MultiRNNCell and the runners accept.
+    """Base class of the cells, as TF's ``RNNCell``.
 
-    ``dtype=None`` means float32.
+    Subclass it and define ``state_size``, ``output_size`` and
+    ``call(inputs, state) -> (output, new_state)`` (and ``build`` if the cell has weights) for a
+    cell of your own that MultiRNNCell and the runners accept (they step it from Python).
+
+    Parameters
+    ----------
+    trainable : bool, optional
+        Accepted for TF compatibility and ignored.
+    name : str, optional
+        The cell's name; default the class name in snake case ("my_cell" for ``MyCell``).
+    dtype : dtype-like, optional
+        float32 (the default, ``None``) or float64: the dtype of the states and outputs.
+    **kwargs
+        TF's layer keywords trainable, _scope, _reuse and autocast are accepted and ignored;
+        any other is a TypeError naming it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> class Accumulator(fastcells.RNNCell):
+    ...     state_size = 3
+    ...     output_size = 3
+    ...     def call(self, inputs, state):
+    ...         h = state + inputs
+    ...         return h, h
+    >>> x = np.ones((2, 4, 3), np.float32)                     # [B, T, I]
+    >>> out, state = fastcells.nn.dynamic_rnn(Accumulator(), x, dtype=np.float32)
+    >>> out.shape, state[0].tolist()
+    ((2, 4, 3), [4.0, 4.0, 4.0])
     """
     __init_subclass__ = _override.init_subclass
 
-    def __init__(self, trainable=True, name=None, dtype=None, **kwargs):
+    def __init__(self, trainable: bool = True, name: Optional[str] = None,
+                 dtype: Optional[DTypeLike] = None, **kwargs: Any) -> None:
         check_kwargs(type(self), kwargs)
         self._name = check_name(name, snake_case(type(self).__name__))
         self._dtype = check_dtype(dtype)
@@ -75,13 +109,13 @@ class RNNCell:
     def call(self, inputs, state):
         raise NotImplementedError("call: define it in the subclass")
 
-    def __call__(self, inputs, state, scope=None):
+    def __call__(self, inputs: ArrayLike, state: Any, scope: Any = None) -> Any:
         """One step: ``(output, new_state)``. Builds the cell on the first call."""
         if not self._built:
             self.build(np.shape(inputs))
         return self.call(inputs, state)
 
-    def step_(self, inputs, state):
+    def step_(self, inputs: ArrayLike, state: Any) -> np.ndarray:
         """One step written into `state`'s arrays (which must be writeable ndarrays); returns the
         output. The generic version computes ``self(inputs, state)`` and copies the new state
         into `state`; the fastcells cells do it without copies."""
@@ -97,15 +131,29 @@ class RNNCell:
         return output
 
     # -- states ----------------------------------------------------------------------------
-    def zero_state(self, batch_size, dtype=None):
-        """Zeros of shape ``[batch_size, s]`` for every ``s`` in ``state_size``, with its nesting
-        (an LSTMStateTuple stays one). `dtype` must be None or the cell's dtype. New arrays on
-        every call (they may be used with ``step_``)."""
+    def zero_state(self, batch_size: int, dtype: Optional[DTypeLike] = None) -> Any:
+        """Zeros of shape ``[batch_size, s]`` for every ``s`` in ``state_size``.
+
+        Parameters
+        ----------
+        batch_size : int
+            B, >= 0.
+        dtype : dtype-like, optional
+            None or the cell's dtype (another one is a TypeError).
+
+        Returns
+        -------
+        state
+            Arrays in the nesting of ``state_size`` (an LSTMStateTuple stays one). New arrays
+            on every call (they may be used with ``step_``).
+        """
         batch_size = check_int(batch_size, "batch_size", minimum=0)
         dt = self._zero_state_dtype(dtype)
         return arrays_for_size(self.state_size, batch_size, dt)
 
-    def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
+    def get_initial_state(self, inputs: Optional[ArrayLike] = None,
+                          batch_size: Optional[int] = None,
+                          dtype: Optional[DTypeLike] = None) -> Any:
         """As TF: the zero state for `inputs`' batch (or `batch_size`) and dtype."""
         if inputs is not None:
             shape = np.shape(inputs)

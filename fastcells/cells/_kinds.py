@@ -1,6 +1,10 @@
 """The concrete cells computed in C: BasicRNNCell, GRUCell (and CudnnCompatibleGRUCell),
 BasicLSTMCell and LSTMCell. Their weights, gate blocks, C kind and oracle come from their
 table in fastcells.cells._spec."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
 import numpy as np
 
 from fastcells._nest import LSTMStateTuple
@@ -9,6 +13,12 @@ from fastcells.cells._fused import RETRY, FusedCell, SingleStateCell
 from fastcells.cells._initializers import check_initializer
 from fastcells.cells._spec import GRU, GRU_RESET_AFTER, LSTM, RNN
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
+
+    # None (TF's default), a constant, or init(shape, dtype, rng) -> array
+    InitializerArg = Union[float, Callable[..., Any], None]
+
 _empty = np.empty
 _ndarray = np.ndarray
 
@@ -16,35 +26,62 @@ _ndarray = np.ndarray
 class BasicRNNCell(SingleStateCell):
     """TF's ``BasicRNNCell``: ``h' = act([x, h] @ kernel + bias)``; output = state = h'.
 
-    num_units: U; activation: None (tanh), "tanh"/"relu"/"sigmoid"/"linear" or
-    fastcells.nn.tanh/relu/sigmoid (fused in C), or any callable (NumPy path);
-    reuse: accepted and ignored; name: default "basic_rnn_cell"; dtype: None (float32) or
-    float64; seed: for the initializers' Generator.
-    Weights: kernel [I+U, U] (glorot uniform), bias [U] (zeros).
-    preact_clip (keyword, beyond TF): clip the activation's input to [-preact_clip, preact_clip]
-    (ONNX ``clip``).
+    Weights: kernel [I+U, U] (glorot uniform), bias [U] (zeros). ``cell(x, h)`` with x [B, I]
+    and h [B, U] returns ``(h', h')``, the same new array twice.
+
+    Parameters
+    ----------
+    num_units : int
+        U, the width of the state and the output.
+    activation : str or callable, optional
+        None (tanh), "tanh"/"relu"/"sigmoid"/"linear" or fastcells.nn.tanh/relu/sigmoid (fused
+        in C), fastcells.nn.activation(name, alpha, beta) (fused), or any callable (NumPy path).
+    reuse : optional
+        Accepted and ignored.
+    name : str, optional
+        Default "basic_rnn_cell".
+    dtype : dtype-like, optional
+        None (float32) or float64.
+    preact_clip : float, optional
+        Keyword, beyond TF: clip the activation's input to [-preact_clip, preact_clip] (ONNX
+        ``clip``).
+    seed : int, SeedSequence or Generator, optional
+        Keyword: seeds the ``numpy.random.Generator`` the initializers draw from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> cell = fastcells.BasicRNNCell(4, seed=0)
+    >>> cell.set_weights({"kernel": np.full((3 + 4, 4), 0.1), "bias": np.zeros(4)})
+    >>> x = np.ones((2, 3), np.float32)                           # [B, I]
+    >>> h, state = cell(x, cell.zero_state(2))
+    >>> h is state, h.shape
+    (True, (2, 4))
+    >>> print(np.round(h[0], 3))                                  # tanh(3 * 0.1)
+    [0.291 0.291 0.291 0.291]
     """
     _SPEC = RNN
 
-    def __init__(self, num_units, activation=None, reuse=None, name=None, dtype=None, *,
-                 preact_clip=None, seed=None, **kwargs):
+    def __init__(self, num_units: int, activation: Union[str, Any, None] = None,
+                 reuse: Any = None, name: Optional[str] = None,
+                 dtype: Optional[DTypeLike] = None, *,
+                 preact_clip: Optional[float] = None, seed: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(num_units, activation, name, dtype, seed, kwargs)
         self._set_options(preact_clip=preact_clip)
 
 
 class GRUCell(SingleStateCell):
-    """TF's ``GRUCell`` (reset gate applied before the recurrent product):
+    """TF's ``GRUCell`` (reset gate applied before the recurrent product).
+
     ``r, u = sig([x, h] @ gates/kernel + gates/bias)``,
     ``c = act([x, r*h] @ candidate/kernel + candidate/bias)``, ``h' = u*h + (1-u)*c``.
-
-    kernel_initializer: None (glorot uniform), a number or a callable ``init(shape, dtype,
-    rng)``, for all kernels; bias_initializer: likewise for all biases (None: gates/bias
-    ones, candidate biases zeros). Other arguments as BasicRNNCell; name default "gru_cell".
     Weights: gates/kernel [I+U, 2U] (blocks r, u), gates/bias [2U], candidate/kernel [I+U, U],
-    candidate/bias [U].
+    candidate/bias [U]. The state is one array [B, U]; ``cell(x, h)`` returns ``(h', h')``.
 
-    reset_after=True (keyword) selects the other GRU: the reset gate scales the recurrent
-    product, ``c = act(x @ Wi + bi + r * (h @ Wh + bh))`` — PyTorch's nn.GRU, Keras
+    ``reset_after=True`` selects the other GRU: the reset gate scales the recurrent product,
+    ``c = act(x @ Wi + bi + r * (h @ Wh + bh))`` — PyTorch's nn.GRU, Keras
     ``reset_after=True``, ONNX ``linear_before_reset=1``, cuDNN — with TF's
     ``CudnnCompatibleGRUCell`` weights: gates/kernel, gates/bias as above,
     candidate/input_projection/kernel [I, U], candidate/input_projection/bias [U],
@@ -52,14 +89,56 @@ class GRUCell(SingleStateCell):
     The two forms differ for the same weights (r*(h@W) != (r*h)@W); neither converts exactly
     into the other.
 
-    gate_activation, preact_clip (keywords, beyond TF): as BasicLSTMCell's, for the r and u
-    gates and the candidate.
+    Parameters
+    ----------
+    num_units : int
+        U.
+    activation : str or callable, optional
+        The candidate's activation, as BasicRNNCell's (None: tanh).
+    reuse : optional
+        Accepted and ignored.
+    kernel_initializer : None, float or callable, optional
+        None (glorot uniform), a number (a constant) or a callable ``init(shape, dtype, rng)``,
+        for all kernels.
+    bias_initializer : None, float or callable, optional
+        Likewise for all biases (None: gates/bias ones, candidate biases zeros).
+    name : str, optional
+        Default "gru_cell".
+    dtype : dtype-like, optional
+        None (float32) or float64.
+    reset_after : bool, optional
+        Keyword: False (TF's GRUCell, the default) or True (the reset-after GRU above); a
+        non-bool is a TypeError.
+    gate_activation : str or callable, optional
+        Keyword, beyond TF: replaces sig on the r and u gates (as BasicLSTMCell's).
+    preact_clip : float, optional
+        Keyword, beyond TF: clips the input of the gates and of the candidate's activation to
+        [-preact_clip, preact_clip] (ONNX ``clip``).
+    seed : int, SeedSequence or Generator, optional
+        Keyword: seeds the initializers' Generator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> cell = fastcells.GRUCell(4, seed=0)
+    >>> h, state = cell(np.ones((2, 3), np.float32), cell.zero_state(2))
+    >>> h is state, h.shape
+    (True, (2, 4))
+    >>> [w.shape for w in cell.weights]
+    [(7, 8), (8,), (7, 4), (4,)]
+    >>> fastcells.GRUCell(4, reset_after=True).weight_names[2]
+    'candidate/input_projection/kernel'
     """
     _SPEC = GRU
 
-    def __init__(self, num_units, activation=None, reuse=None, kernel_initializer=None,
-                 bias_initializer=None, name=None, dtype=None, *, reset_after=False,
-                 gate_activation=None, preact_clip=None, seed=None, **kwargs):
+    def __init__(self, num_units: int, activation: Union[str, Any, None] = None,
+                 reuse: Any = None, kernel_initializer: InitializerArg = None,
+                 bias_initializer: InitializerArg = None, name: Optional[str] = None,
+                 dtype: Optional[DTypeLike] = None, *, reset_after: bool = False,
+                 gate_activation: Union[str, Any, None] = None,
+                 preact_clip: Optional[float] = None, seed: Any = None,
+                 **kwargs: Any) -> None:
         if not isinstance(reset_after, bool):
             raise TypeError(f"reset_after: expected a bool, got {type(reset_after).__name__}")
         if reset_after:
@@ -81,12 +160,43 @@ class GRUCell(SingleStateCell):
 
 
 class CudnnCompatibleGRUCell(GRUCell):
-    """TF 1.x ``tf.contrib.cudnn_rnn.CudnnCompatibleGRUCell``: the reset-after GRU
-    (``GRUCell(..., reset_after=True)``) under its own default name
-    "cudnn_compatible_gru_cell"; same weights and math as that form of GRUCell."""
+    """TF 1.x ``tf.contrib.cudnn_rnn.CudnnCompatibleGRUCell``: the reset-after GRU.
 
-    def __init__(self, num_units, reuse=None, kernel_initializer=None, name=None, dtype=None, *,
-                 seed=None, **kwargs):
+    ``GRUCell(..., reset_after=True)`` under its own default name "cudnn_compatible_gru_cell";
+    same weights and math as that form of GRUCell (tanh candidate, TF's default biases).
+
+    Parameters
+    ----------
+    num_units : int
+        U.
+    reuse : optional
+        Accepted and ignored.
+    kernel_initializer : None, float or callable, optional
+        As GRUCell's.
+    name : str, optional
+        Default "cudnn_compatible_gru_cell".
+    dtype : dtype-like, optional
+        None (float32) or float64.
+    seed : int, SeedSequence or Generator, optional
+        Keyword: seeds the initializers' Generator.
+    **kwargs
+        Further GRUCell keywords (gate_activation, preact_clip).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> cell = fastcells.CudnnCompatibleGRUCell(4, seed=0)
+    >>> cell.name, cell.reset_after
+    ('cudnn_compatible_gru_cell', True)
+    >>> h, _ = cell(np.ones((2, 3), np.float32), cell.zero_state(2))
+    >>> h.shape
+    (2, 4)
+    """
+
+    def __init__(self, num_units: int, reuse: Any = None,
+                 kernel_initializer: InitializerArg = None, name: Optional[str] = None,
+                 dtype: Optional[DTypeLike] = None, *, seed: Any = None, **kwargs: Any) -> None:
         super().__init__(num_units, None, reuse, kernel_initializer, None,
                          name=name, dtype=dtype, reset_after=True, seed=seed, **kwargs)
 
@@ -125,7 +235,7 @@ class LSTMBase(FusedCell):
     def state_is_tuple(self):
         return self._state_is_tuple
 
-    def __call__(self, inputs, state, scope=None):
+    def __call__(self, inputs: ArrayLike, state: Any, scope: Any = None) -> Any:
         """One step: ``(h', LSTMStateTuple(c', h'))``, or ``(h', concat(c', h'))`` with
         state_is_tuple=False (h' is then a view of the new state).
 
@@ -146,7 +256,7 @@ class LSTMBase(FusedCell):
             pass
         return self._call_checked(inputs, state)
 
-    def step_(self, inputs, state):
+    def step_(self, inputs: ArrayLike, state: Any) -> np.ndarray:
         """One step written into `state`'s arrays (writeable, the cell dtype, last axis
         contiguous): LSTMStateTuple(c [B,U], h [B,P]) or [B, U+P]. Returns the output, which is
         ``state.h`` itself (or the view ``state[:, U:]``)."""
@@ -212,26 +322,62 @@ class LSTMBase(FusedCell):
 
 
 class BasicLSTMCell(LSTMBase):
-    """TF's ``BasicLSTMCell``: ``i, j, f, o = split([x, h] @ kernel + bias)``,
+    """TF's ``BasicLSTMCell``: ``i, j, f, o = split([x, h] @ kernel + bias)``.
+
     ``c' = c*sig(f + forget_bias) + sig(i)*act(j)``, ``h' = act(c')*sig(o)``.
+    Weights: kernel [I+U, 4U] (blocks i, j, f, o; glorot uniform), bias [4U] (zeros).
+    ``cell(x, state)`` returns ``(h', LSTMStateTuple(c', h'))``.
 
-    forget_bias: a constant added to f at every step (not a weight); state_is_tuple: True
-    (LSTMStateTuple(c, h)) or False (one array concat(c, h)); other arguments as BasicRNNCell;
-    name default "basic_lstm_cell". Weights: kernel [I+U, 4U] (blocks i, j, f, o; glorot
-    uniform), bias [4U] (zeros).
+    Parameters
+    ----------
+    num_units : int
+        U.
+    forget_bias : float, optional
+        A constant added to f at every step (not a weight); default 1.0.
+    state_is_tuple : bool, optional
+        True (LSTMStateTuple(c, h), the default) or False (one array concat(c, h), [B, 2U]).
+    activation : str or callable, optional
+        As BasicRNNCell's (None: tanh).
+    reuse : optional
+        Accepted and ignored.
+    name : str, optional
+        Default "basic_lstm_cell".
+    dtype : dtype-like, optional
+        None (float32) or float64.
+    gate_activation, output_activation, preact_clip, input_forget : optional
+        Keyword-only options beyond TF (for ONNX and Keras models; the defaults are TF's
+        cell): gate_activation replaces sig on i, f, o (Keras ``recurrent_activation``, ONNX
+        f); output_activation replaces act on c' (ONNX h; None: the same as activation);
+        preact_clip clips the input of every gate and of act(j) to [-preact_clip,
+        preact_clip] (ONNX ``clip``; not c' before output_activation); input_forget (a bool):
+        f = 1 - i (ONNX). Each activation may be a name,
+        fastcells.nn.activation(name, alpha, beta) or a callable.
+    seed : int, SeedSequence or Generator, optional
+        Keyword: seeds the initializers' Generator.
 
-    Keyword-only options beyond TF (for ONNX and Keras models; the defaults are TF's cell):
-    gate_activation replaces sig on i, f, o (Keras ``recurrent_activation``, ONNX f);
-    output_activation replaces act on c' (ONNX h; None: the same as activation);
-    preact_clip clips the input of every gate and of act(j) to [-preact_clip, preact_clip]
-    (ONNX ``clip``; not c' before output_activation); input_forget: f = 1 - i (ONNX).
-    Each activation may be a name, fastcells.nn.activation(name, alpha, beta) or a callable.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> cell = fastcells.BasicLSTMCell(4, seed=0)
+    >>> x = np.ones((2, 3), np.float32)                           # [B, I]
+    >>> h, state = cell(x, cell.zero_state(2))
+    >>> type(state).__name__, state.c.shape, h is state.h
+    ('LSTMStateTuple', (2, 4), True)
+    >>> [w.shape for w in cell.weights]
+    [(7, 16), (16,)]
+    >>> flat = fastcells.BasicLSTMCell(4, state_is_tuple=False, seed=0)
+    >>> flat(x, flat.zero_state(2))[1].shape                      # concat(c, h)
+    (2, 8)
     """
 
-    def __init__(self, num_units, forget_bias=1.0, state_is_tuple=True, activation=None,
-                 reuse=None, name=None, dtype=None, *, gate_activation=None,
-                 output_activation=None, preact_clip=None, input_forget=False, seed=None,
-                 **kwargs):
+    def __init__(self, num_units: int, forget_bias: float = 1.0, state_is_tuple: bool = True,
+                 activation: Union[str, Any, None] = None, reuse: Any = None,
+                 name: Optional[str] = None, dtype: Optional[DTypeLike] = None, *,
+                 gate_activation: Union[str, Any, None] = None,
+                 output_activation: Union[str, Any, None] = None,
+                 preact_clip: Optional[float] = None, input_forget: bool = False,
+                 seed: Any = None, **kwargs: Any) -> None:
         super().__init__(num_units, activation, name, dtype, seed, kwargs)
         self._init_lstm(forget_bias, state_is_tuple, None)
         self._set_options(gate_activation, output_activation, preact_clip, input_forget)
@@ -240,22 +386,58 @@ class BasicLSTMCell(LSTMBase):
 class LSTMCell(LSTMBase):
     """TF's ``LSTMCell``: BasicLSTMCell plus optional peepholes, cell clipping and a projection.
 
-    use_peepholes: add ``w_i_diag*c`` and ``w_f_diag*c`` (old c) to the i and f gates and
-    ``w_o_diag*c'`` (new c) to o; cell_clip: clip c' to [-cell_clip, cell_clip]; initializer:
-    None (glorot uniform), a number or a callable ``init(shape, dtype, rng)``, for the kernel,
-    the peepholes and the projection (the bias is always zeros, as TF); num_proj: P, output
-    ``m = (sig(o)*act(c')) @ projection/kernel``; proj_clip: clip m (ignored without num_proj,
-    as TF); num_unit_shards, num_proj_shards: accepted and ignored (sharded checkpoints load
-    through set_weights); other arguments as BasicLSTMCell; name default "lstm_cell".
     Weights, in creation order: kernel [I+P, 4U], bias [4U], w_f_diag, w_i_diag, w_o_diag [U]
-    (with peepholes), projection/kernel [U, P] (with num_proj).
+    (with peepholes), projection/kernel [U, P] (with num_proj). The state is
+    LSTMStateTuple(c [B, U], h [B, P]) (P = num_proj or U); the output is h.
+
+    Parameters
+    ----------
+    num_units : int
+        U.
+    use_peepholes : bool, optional
+        Add ``w_i_diag*c`` and ``w_f_diag*c`` (old c) to the i and f gates and ``w_o_diag*c'``
+        (new c) to o.
+    cell_clip : float, optional
+        Clip c' to [-cell_clip, cell_clip].
+    initializer : None, float or callable, optional
+        None (glorot uniform), a number or a callable ``init(shape, dtype, rng)``, for the
+        kernel, the peepholes and the projection (the bias is always zeros, as TF).
+    num_proj : int, optional
+        P: the output is ``m = (sig(o)*act(c')) @ projection/kernel``.
+    proj_clip : float, optional
+        Clip m (ignored without num_proj, as TF).
+    num_unit_shards, num_proj_shards : optional
+        Accepted and ignored (sharded checkpoints load through set_weights).
+    forget_bias, state_is_tuple, activation, reuse, dtype : optional
+        As BasicLSTMCell's.
+    name : str, optional
+        Default "lstm_cell".
+    gate_activation, output_activation, preact_clip, input_forget, seed : optional
+        Keywords, as BasicLSTMCell's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> cell = fastcells.LSTMCell(4, use_peepholes=True, num_proj=2, seed=0)
+    >>> h, state = cell(np.ones((2, 3), np.float32), cell.zero_state(2))
+    >>> h.shape, state.c.shape, state.h.shape
+    ((2, 2), (2, 4), (2, 2))
+    >>> cell.weight_names
+    ['kernel', 'bias', 'w_f_diag', 'w_i_diag', 'w_o_diag', 'projection/kernel']
     """
 
-    def __init__(self, num_units, use_peepholes=False, cell_clip=None, initializer=None,
-                 num_proj=None, proj_clip=None, num_unit_shards=None, num_proj_shards=None,
-                 forget_bias=1.0, state_is_tuple=True, activation=None, reuse=None, name=None,
-                 dtype=None, *, gate_activation=None, output_activation=None, preact_clip=None,
-                 input_forget=False, seed=None, **kwargs):
+    def __init__(self, num_units: int, use_peepholes: bool = False,
+                 cell_clip: Optional[float] = None, initializer: InitializerArg = None,
+                 num_proj: Optional[int] = None, proj_clip: Optional[float] = None,
+                 num_unit_shards: Any = None, num_proj_shards: Any = None,
+                 forget_bias: float = 1.0, state_is_tuple: bool = True,
+                 activation: Union[str, Any, None] = None, reuse: Any = None,
+                 name: Optional[str] = None, dtype: Optional[DTypeLike] = None, *,
+                 gate_activation: Union[str, Any, None] = None,
+                 output_activation: Union[str, Any, None] = None,
+                 preact_clip: Optional[float] = None, input_forget: bool = False,
+                 seed: Any = None, **kwargs: Any) -> None:
         super().__init__(num_units, activation, name, dtype, seed, kwargs)
         self._init_lstm(forget_bias, state_is_tuple, num_proj)
         self._set_options(gate_activation, output_activation, preact_clip, input_forget)

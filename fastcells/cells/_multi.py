@@ -1,5 +1,8 @@
 """MultiRNNCell: TF's stack of cells, cell k's output feeding cell k+1."""
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING, Any, List, Sequence, Union
 import warnings
 
 import numpy as np
@@ -8,6 +11,9 @@ from fastcells import _override
 from fastcells._validate import as_array, describe, parse_input_size, reraise
 from fastcells.cells._base import RNNCell
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 _ndarray = np.ndarray
 _CELL_K = re.compile(r"^cell_(\d+)$")
 
@@ -15,14 +21,33 @@ _CELL_K = re.compile(r"^cell_(\d+)$")
 class MultiRNNCell(RNNCell):
     """TF's ``MultiRNNCell``: cell k's output is cell k+1's input.
 
-    cells: a non-empty list or tuple of cells (the same dtype); state_is_tuple: True (the state
-    is a tuple with one state per cell) or False (one array, the cells' states concatenated;
-    refused if a cell has a nested state). Weight names are ``cell_<k>/<cell name>/<weight>``
-    (TF's ``rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel`` without the outer scopes).
-    Passing the same cell twice shares its weights (as TF; a warning is issued).
+    Weight names are ``cell_<k>/<cell name>/<weight>`` (TF's
+    ``rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel`` without the outer scopes). Passing
+    the same cell twice shares its weights (as TF; a warning is issued). Its name is
+    "multi_rnn_cell"; its dtype is the cells' (float32 if none has a dtype).
+
+    Parameters
+    ----------
+    cells : list or tuple of RNN cells
+        Non-empty, of one dtype (a TypeError otherwise; an empty one is a ValueError).
+    state_is_tuple : bool, optional
+        True (the state is a tuple with one state per cell) or False (one array, the cells'
+        states concatenated; a ValueError if a cell has a nested state).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> stack = fastcells.MultiRNNCell([fastcells.BasicLSTMCell(4, seed=0),
+    ...                                 fastcells.GRUCell(2, seed=1)])
+    >>> h, state = stack(np.ones((2, 3), np.float32), stack.zero_state(2))
+    >>> h.shape, stack.state_size
+    ((2, 2), (LSTMStateTuple(c=4, h=4), 2))
+    >>> sorted(stack.get_weights())[:2]
+    ['cell_0/basic_lstm_cell/bias', 'cell_0/basic_lstm_cell/kernel']
     """
 
-    def __init__(self, cells, state_is_tuple=True):
+    def __init__(self, cells: Sequence[Any], state_is_tuple: bool = True) -> None:
         if isinstance(cells, (str, bytes)) or not isinstance(cells, (list, tuple)):
             raise TypeError(f"cells: expected a list or tuple of RNN cells, got {describe(cells)}")
         if not cells:
@@ -84,13 +109,13 @@ class MultiRNNCell(RNNCell):
 
     variables = weights
 
-    def zero_state(self, batch_size, dtype=None):
+    def zero_state(self, batch_size: int, dtype: Any = None) -> Any:
         """A tuple of the cells' zero states, or one zero array with state_is_tuple=False."""
         if self._state_is_tuple:
             return tuple(c.zero_state(batch_size, dtype) for c in self._cells)
         return super().zero_state(batch_size, dtype)
 
-    def build(self, input_size):
+    def build(self, input_size: Union[int, Sequence[int]]) -> None:
         """Builds every cell: cell 0 for `input_size`, cell k+1 for cell k's output size."""
         I = parse_input_size(input_size, "input_size")
         for cell in self._cells:
@@ -122,7 +147,7 @@ class MultiRNNCell(RNNCell):
                              f"concatenated), got shape {state.shape}")
         return [state[:, a:a + m] for a, m in self._offsets]
 
-    def __call__(self, inputs, state, scope=None):
+    def __call__(self, inputs: ArrayLike, state: Any, scope: Any = None) -> Any:
         """``(last output, tuple of new states)`` (or the new states concatenated)."""
         states = self._split_state(state, False)
         x, new = inputs, []
@@ -139,7 +164,7 @@ class MultiRNNCell(RNNCell):
     def call(self, inputs, state):
         return _override.native_call(self, inputs, state)
 
-    def step_(self, inputs, state):
+    def step_(self, inputs: ArrayLike, state: Any) -> Any:
         """Each cell's step_ on its part of `state` (in place); returns the last output."""
         states = self._split_state(state, True)
         x = inputs
@@ -158,7 +183,7 @@ class MultiRNNCell(RNNCell):
                 seen.add(id(cell))
                 yield k, cell
 
-    def get_weights(self):
+    def get_weights(self) -> dict:
         """dict ``cell_<k>/<cell name>/<weight>`` -> copy, cells in order (a cell given twice
         appears under its first index only)."""
         out = {}
@@ -167,7 +192,7 @@ class MultiRNNCell(RNNCell):
                 out[f"cell_{k}/{cell.name}/{name}"] = a
         return out
 
-    def set_weights(self, weights, strict=True):
+    def set_weights(self, weights: Union[dict, List[Any], tuple], strict: bool = True) -> None:
         """Sets every cell's weights from names such as ``cell_0/basic_lstm_cell/kernel`` or
         ``rnn/multi_rnn_cell/cell_0/gru_cell/gates/kernel:0`` (or a list in creation order).
         Unbuilt cells are built from their kernels' shapes. All cells are checked before any

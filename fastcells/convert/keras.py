@@ -12,6 +12,10 @@ The Keras weight layout (``get_weights()``, the same in Keras 2.0 to 3), I input
                    hh = act(x W_h + b_h + r * (h U_h + rb_h))   (reset after it)
                then h' = z * h + (1 - z) * hh.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
+
 import numpy as np
 
 from fastcells.activations import DEFAULT_ACTIVATION, DEFAULT_GATE_ACTIVATION
@@ -23,6 +27,9 @@ from fastcells.convert._common import (GATE_ORDER, activation_spec, as_input, fl
 from fastcells.reference import reverse_sequence
 from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
 
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 _KERAS_KINDS = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 # Keras activation names the cells take (None: the cell's default)
@@ -240,7 +247,10 @@ def _keras_reset_after(cfg, keras_version, bias, U, old):
     return True
 
 
-def from_keras(layer=None, *, weights=None, config=None, class_name=None, keras_version=None):
+def from_keras(layer: Any = None, *, weights: Optional[Sequence[ArrayLike]] = None,
+               config: Optional[dict] = None, class_name: Optional[str] = None,
+               keras_version: Union[int, str, tuple, None] = None
+               ) -> Union[KerasRNN, KerasBidirectional]:
     """A fastcells model computing what a Keras recurrent layer computes (in inference).
 
     Either ``from_keras(layer)`` with a tf-keras or Keras 3 layer object (read through
@@ -273,9 +283,47 @@ def from_keras(layer=None, *, weights=None, config=None, class_name=None, keras_
     backward states). `mask` ([B,T] bool) follows Keras masking exactly: a masked step keeps
     the state and repeats the previous output (zeros with zero_output_for_mask).
 
-    Errors: a config that is not a dict, lacks ``units`` or holds a value of the wrong type
-    (units not an int >= 1, a flag not true/false, an activation that is not a name), and
-    weights of the wrong number, dtype or shape are ValueErrors naming the layer and the key.
+    Parameters
+    ----------
+    layer : Keras layer, optional
+        A tf-keras or Keras 3 SimpleRNN / LSTM / GRU / Bidirectional layer object.
+    weights : list of array_like, optional
+        Keyword, with `config` instead of `layer`: as ``get_weights()`` gives them.
+    config : dict, optional
+        Keyword: as ``get_config()`` gives it, or serialized ``{"class_name", "config"}``.
+    class_name : str, optional
+        Keyword: the layer class when `config` is a plain config.
+    keras_version : int, str or (major, minor), optional
+        Keyword: 2, 3 or a version string such as "2.2.4" (see above).
+
+    Returns
+    -------
+    KerasRNN or KerasBidirectional
+        The callable model; ``.cells`` lists the fastcells cells it runs.
+
+    Raises
+    ------
+    ValueError
+        A config that is not a dict, lacks ``units`` or holds a value of the wrong type
+        (units not an int >= 1, a flag not true/false, an activation that is not a name), and
+        weights of the wrong number, dtype or shape, naming the layer and the key.
+    TypeError
+        Both a layer and weights/config given, or neither.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcells.convert import from_keras
+    >>> rng = np.random.default_rng(0)
+    >>> weights = [0.1 * rng.standard_normal((3, 16)), 0.1 * rng.standard_normal((4, 16)),
+    ...            np.zeros(16)]                    # kernel, recurrent_kernel, bias (I=3, U=4)
+    >>> weights = [w.astype(np.float32) for w in weights]
+    >>> model = from_keras(weights=weights, config={"units": 4, "return_sequences": True},
+    ...                    class_name="LSTM")
+    >>> model(np.ones((2, 5, 3), np.float32)).shape               # [B, T, U]
+    (2, 5, 4)
+    >>> model.cells
+    [<LSTMCell name='lstm_cell' num_units=4 input_size=3 dtype=float32>]
     """
     keras_version = _supported_version(keras_version)
     if layer is not None:
@@ -418,10 +466,38 @@ def _keras_inputs(inputs, mask, time_major, dt):
 
 
 class KerasRNN:
-    """A Keras SimpleRNN / LSTM / GRU layer on fastcells:
-    ``model(inputs, initial_state=None, mask=None)``. ``.cell`` / ``.cells``: the cell."""
+    """A Keras SimpleRNN / LSTM / GRU layer on fastcells (what from_keras returns for one).
 
-    def __init__(self, kind, cell, run):
+    Called as ``model(inputs, initial_state=None, mask=None)``: inputs [B,T,I] ([T,B,I] with
+    time_major), initial_state ``[h]`` or ``[h, c]`` (LSTM) of [B,U] arrays, mask [B,T] bool.
+    Returns the output ([B,T,U] with return_sequences, else [B,U]), or with return_state the
+    list ``[output, h]`` (``[output, h, c]`` for LSTM). ``.cell`` / ``.cells``: the cell.
+
+    Parameters
+    ----------
+    kind : str
+        "rnn", "lstm" or "gru".
+    cell : fastcells cell
+        The cell that computes the layer.
+    run : dict
+        The layer's return_sequences, return_state, go_backwards, time_major and
+        zero_output_for_mask flags.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcells.convert import from_keras
+    >>> rng = np.random.default_rng(0)
+    >>> weights = [0.1 * rng.standard_normal((3, 16)), 0.1 * rng.standard_normal((4, 16)),
+    ...            np.zeros(16)]                    # kernel, recurrent_kernel, bias (I=3, U=4)
+    >>> weights = [w.astype(np.float32) for w in weights]
+    >>> model = from_keras(weights=weights, config={"units": 4, "return_state": True},
+    ...                    class_name="LSTM")
+    >>> type(model).__name__, [a.shape for a in model(np.ones((2, 5, 3), np.float32))]
+    ('KerasRNN', [(2, 4), (2, 4), (2, 4)])
+    """
+
+    def __init__(self, kind: str, cell: Any, run: dict) -> None:
         self.kind, self.cell, self.run = kind, cell, run
         self.dtype = cell.dtype
 
@@ -432,7 +508,8 @@ class KerasRNN:
     def __repr__(self):
         return f"<KerasRNN {self.kind} units={self.cell.num_units} {self.run}>"
 
-    def __call__(self, inputs, initial_state=None, mask=None):
+    def __call__(self, inputs: ArrayLike, initial_state: Any = None,
+                 mask: Optional[ArrayLike] = None) -> Any:
         r, dt = self.run, self.dtype
         x, mask = _keras_inputs(inputs, mask, r["time_major"], dt)
         init = None
@@ -455,10 +532,38 @@ _MERGE = {"concat": lambda a, b: np.concatenate([a, b], axis=-1), "sum": lambda 
 
 
 class KerasBidirectional:
-    """A Keras Bidirectional layer on fastcells:
-    ``model(inputs, initial_state=None, mask=None)``; ``.cells`` = [forward, backward]."""
+    """A Keras Bidirectional layer on fastcells (what from_keras returns for one).
 
-    def __init__(self, fw, bw, merge_mode, layer):
+    Called as ``model(inputs, initial_state=None, mask=None)``; initial_state: the forward
+    states then the backward states. Returns the merged output (a list [forward, backward]
+    with merge_mode None), with return_state followed by the forward then backward states.
+    ``.cells`` = [forward, backward].
+
+    Parameters
+    ----------
+    fw, bw : tuple
+        (kind, cell, run flags) of the forward and the backward layer, as KerasRNN takes them.
+    merge_mode : str or None
+        "concat", "sum", "mul", "ave" or None (another value is a ValueError).
+    layer : Keras layer or None
+        The source layer object, if any.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcells.convert import from_keras
+    >>> rng = np.random.default_rng(0)
+    >>> weights = [0.1 * rng.standard_normal((3, 16)), 0.1 * rng.standard_normal((4, 16)),
+    ...            np.zeros(16)]                    # kernel, recurrent_kernel, bias (I=3, U=4)
+    >>> weights = [w.astype(np.float32) for w in weights]
+    >>> config = {"class_name": "Bidirectional",
+    ...           "config": {"layer": {"class_name": "LSTM", "config": {"units": 4}}}}
+    >>> model = from_keras(weights=weights + weights, config=config)   # forward, backward
+    >>> type(model).__name__, model(np.ones((2, 5, 3), np.float32)).shape   # concat
+    ('KerasBidirectional', (2, 8))
+    """
+
+    def __init__(self, fw: tuple, bw: tuple, merge_mode: Optional[str], layer: Any) -> None:
         (self.kind, self.fw, self.rf), (kind_bw, self.bw, self.rb) = fw, bw
         self.kind_bw = kind_bw
         if merge_mode is not None and merge_mode not in _MERGE:
@@ -473,7 +578,8 @@ class KerasBidirectional:
     def cells(self):
         return [self.fw, self.bw]
 
-    def __call__(self, inputs, initial_state=None, mask=None):
+    def __call__(self, inputs: ArrayLike, initial_state: Any = None,
+                 mask: Optional[ArrayLike] = None) -> Any:
         rf, rb, dt = self.rf, self.rb, self.dtype
         x, mask = _keras_inputs(inputs, mask, rf["time_major"], dt)
         B = x.shape[0]
@@ -511,9 +617,11 @@ class KerasBidirectional:
         return y
 
 
-def to_keras_weights(cell):
-    """Keras ``set_weights`` arrays for a fastcells cell (or a MultiRNNCell: the layers' lists
-    concatenated, as a Sequential of those layers gives them; or a model from from_keras).
+def to_keras_weights(cell: Any) -> List[np.ndarray]:
+    """Keras ``set_weights`` arrays for a fastcells cell.
+
+    Also for a MultiRNNCell (the layers' lists concatenated, as a Sequential of those layers
+    gives them) or a model from from_keras.
 
     BasicRNNCell -> SimpleRNN ``[kernel, recurrent_kernel, bias]``; BasicLSTMCell / LSTMCell ->
     LSTM (forget_bias folded into the bias; build the Keras layer with
@@ -521,6 +629,25 @@ def to_keras_weights(cell):
     GRUCell(reset_after=True) -> GRU(reset_after=True) (bias [2, 3U]). Give the Keras layer the
     cell's ``activation``. Not expressible (ValueError): peepholes, cell_clip, num_proj,
     the fastcells-only options.
+
+    Parameters
+    ----------
+    cell : fastcells cell, MultiRNNCell, KerasRNN or KerasBidirectional
+        A built cell (or model).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``[kernel, recurrent_kernel, bias]`` per layer, in Keras' gate order.
+
+    Examples
+    --------
+    >>> import fastcells
+    >>> from fastcells.convert import to_keras_weights
+    >>> cell = fastcells.GRUCell(4, reset_after=True, seed=0)
+    >>> cell.build(3)
+    >>> [a.shape for a in to_keras_weights(cell)]
+    [(3, 12), (4, 12), (2, 12)]
     """
     if isinstance(cell, KerasRNN):
         return to_keras_weights(cell.cell)

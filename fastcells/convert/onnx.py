@@ -1,6 +1,9 @@
 """ONNX: from_onnx (one LSTM / GRU / RNN node on fastcells cells). The 'onnx' package is
 imported only to read the model; the model runs with NumPy alone."""
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -12,6 +15,9 @@ from fastcells.convert._onnx_graph import (Folder, NotConstant, OnnxError, Scope
                                            find_recurrent, node_label, total_elements)
 from fastcells.reference import reverse_sequence
 from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 # lower-case ONNX activation name -> (fastcells activation name, [(parameter, default)] in the
@@ -168,7 +174,8 @@ _ATTRS = {"hidden_size": "INT", "direction": "STRING", "layout": "INT", "clip": 
           "activation_alpha": "FLOATS", "activation_beta": "FLOATS"}
 
 
-def from_onnx(model, node=None):
+def from_onnx(model: Union[str, os.PathLike, bytes, Any],
+              node: Union[None, str, int, Any] = None) -> OnnxRNNModel:
     """A fastcells model computing one ONNX ``LSTM``, ``GRU`` or ``RNN`` node.
 
     model: a path, the serialized bytes, or an ``onnx.ModelProto`` (reading needs the ``onnx``
@@ -211,6 +218,47 @@ def from_onnx(model, node=None):
     Y [T,D,B,U], states [D,B,U]; layout 1: X [B,T,I], Y [B,T,D,U], states [B,D,U]. Past each
     sequence_lens entry Y is zero and the states hold the last valid step. ``.stored``: the
     inputs taken from the model ({name: array}).
+
+    Parameters
+    ----------
+    model : path, bytes or onnx.ModelProto
+        The model (a GraphProto is read too).
+    node : None, str, int or onnx.NodeProto, optional
+        Which recurrent node (see above).
+
+    Returns
+    -------
+    OnnxRNNModel
+        The callable model.
+
+    Raises
+    ------
+    ValueError
+        For the model's content, naming the file, the node and the field.
+    FileNotFoundError
+        For a path that is not a file.
+    TypeError
+        For an argument of the wrong Python type.
+    ImportError
+        If the ``onnx`` package is not installed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from onnx import TensorProto, helper, numpy_helper
+    >>> from fastcells.convert import from_onnx
+    >>> rng = np.random.default_rng(0)
+    >>> W = (0.1 * rng.standard_normal((1, 12, 3))).astype(np.float32)   # [D, 3U, I]
+    >>> R = (0.1 * rng.standard_normal((1, 12, 4))).astype(np.float32)   # [D, 3U, U]
+    >>> gru = helper.make_node("GRU", ["X", "W", "R"], ["Y", "Y_h"], hidden_size=4)
+    >>> graph = helper.make_graph(
+    ...     [gru], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [5, 2, 3])],
+    ...     [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+    ...     initializer=[numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R")])
+    >>> model = from_onnx(helper.make_model(graph))
+    >>> Y, Y_h = model(np.ones((5, 2, 3), np.float32))              # X [T, B, I]
+    >>> Y.shape, Y_h.shape                                           # [T, D, B, U], [D, B, U]
+    ((5, 1, 2, 4), (1, 2, 4))
     """
     onnx, graph, opset, source = _load_onnx(model)
     found = find_recurrent(graph)
@@ -369,12 +417,46 @@ def _stored_states(stored, op, D, U, layout, dt, where):
 
 
 class OnnxRNNModel:
-    """An ONNX LSTM/GRU/RNN node on fastcells:
-    ``model(X, sequence_lens=None, initial_h=None, initial_c=None)`` -> ``Y, Y_h[, Y_c]``.
-    ``.cells``: one cell per direction; ``.stored``: {input name: array} of the initial_h,
-    initial_c and sequence_lens the model holds, used for each one the caller does not pass."""
+    """An ONNX LSTM/GRU/RNN node on fastcells (what from_onnx returns).
 
-    def __init__(self, op, cells, direction, layout, hidden_size, dtype, stored=None):
+    Called as ``model(X, sequence_lens=None, initial_h=None, initial_c=None)`` ->
+    ``Y, Y_h[, Y_c]``, with the shapes of from_onnx. ``.cells``: one cell per direction;
+    ``.stored``: {input name: array} of the initial_h, initial_c and sequence_lens the model
+    holds, used for each one the caller does not pass.
+
+    Parameters
+    ----------
+    op : str
+        "LSTM", "GRU" or "RNN".
+    cells : list of fastcells cells
+        One per direction.
+    direction : str
+        "forward", "reverse" or "bidirectional".
+    layout : int
+        0 ([T,B,I]) or 1 ([B,T,I]).
+    hidden_size : int
+        U.
+    dtype : numpy.dtype
+        The cells' dtype.
+    stored : dict, optional
+        The constant initial_h / initial_c / sequence_lens of the model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcells
+    >>> from fastcells.convert import OnnxRNNModel
+    >>> cell = fastcells.BasicRNNCell(4, seed=0)
+    >>> cell.build(3)
+    >>> model = OnnxRNNModel("RNN", [cell], "forward", 0, 4, np.dtype(np.float32))
+    >>> Y, Y_h = model(np.ones((5, 2, 3), np.float32))
+    >>> Y.shape, Y_h.shape
+    ((5, 1, 2, 4), (1, 2, 4))
+    """
+
+    def __init__(self, op: str, cells: List[Any], direction: str, layout: int,
+                 hidden_size: int, dtype: np.dtype,
+                 stored: Optional[Dict[str, np.ndarray]] = None) -> None:
         self.op, self.cells, self.direction = op, list(cells), direction
         self.layout, self.hidden_size, self.dtype = layout, hidden_size, dtype
         self.D = len(cells)
@@ -385,7 +467,9 @@ class OnnxRNNModel:
         return (f"<OnnxRNNModel {self.op} direction={self.direction} layout={self.layout} "
                 f"hidden_size={self.hidden_size} dtype={self.dtype}{stored}>")
 
-    def __call__(self, X, sequence_lens=None, initial_h=None, initial_c=None):
+    def __call__(self, X: ArrayLike, sequence_lens: Optional[ArrayLike] = None,
+                 initial_h: Optional[ArrayLike] = None,
+                 initial_c: Optional[ArrayLike] = None) -> Tuple[np.ndarray, ...]:
         dt, D, U, lay = self.dtype, self.D, self.hidden_size, self.layout
         x = as_input(X, dt, "X")
         if x.ndim != 3:

@@ -5,9 +5,12 @@ a BundleEntryProto per tensor); the file formats themselves are in fastcells._fo
 A checkpoint is read as a hostile file: memory and time are bounded by the files' sizes
 whatever they claim (the bounds are stated in load_tf_checkpoint's docstring), and anything
 malformed is a ValueError naming the file and the field or tensor."""
+from __future__ import annotations
+
 import math
 import os
 import sys
+from typing import Dict, Optional, Union
 
 import numpy as np
 
@@ -176,7 +179,8 @@ def _read_shard(path, metas, verify_crc):
     return out
 
 
-def load_tf_checkpoint(prefix, scope=None, verify_crc=True):
+def load_tf_checkpoint(prefix: Union[str, os.PathLike], scope: Optional[str] = None,
+                       verify_crc: bool = True) -> Dict[str, np.ndarray]:
     """Reads a TensorFlow checkpoint with NumPy alone: ``{variable name: array}``.
 
     prefix: the checkpoint prefix as TF names it (``.../model.ckpt-1000``; the ``.index`` file
@@ -204,8 +208,38 @@ def load_tf_checkpoint(prefix, scope=None, verify_crc=True):
     bytes per byte of the .index plus 1 MiB (keys outside `scope` are never materialised). So
     memory is at most the .index, the names and the arrays returned, and time is linear in
     the files' sizes.
-    Raises FileNotFoundError for missing files and ValueError naming the file and what is
-    wrong (the field, the tensor) for truncated, corrupt or inconsistent ones.
+
+    Parameters
+    ----------
+    prefix : str or os.PathLike
+        The checkpoint prefix, a directory with a ``checkpoint`` file, or the ``.index`` path.
+    scope : str, optional
+        Keep only the names under it (a non-str is a TypeError).
+    verify_crc : bool, optional
+        Check every index block and tensor against its crc32c (default True).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``{variable name: array}`` in native byte order.
+
+    Raises
+    ------
+    FileNotFoundError
+        For missing files.
+    ValueError
+        Naming the file and what is wrong (the field, the tensor) for truncated, corrupt or
+        inconsistent ones.
+
+    Examples
+    --------
+    >>> from fastcells.convert import load_tf_checkpoint
+    >>> weights = load_tf_checkpoint("train/model.ckpt-1000")   # doctest: +SKIP
+    >>> cell.set_weights(weights)                               # doctest: +SKIP
+    >>> load_tf_checkpoint("no/such/model.ckpt")                 # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: prefix: no checkpoint index 'no/such/model.ckpt.index' ...
     """
     if scope is not None and not isinstance(scope, str):
         raise TypeError(f"scope: expected a str or None, got {type(scope).__name__}")

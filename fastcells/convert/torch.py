@@ -1,6 +1,10 @@
 """PyTorch: from_torch (nn.LSTM / GRU / RNN and the *Cell classes on fastcells cells) and the
 inverse map to_torch_state_dict. torch is imported only inside from_torch (to read the
 parameters); the models run with NumPy alone."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
+
 import numpy as np
 
 from fastcells.cells import LSTMStateTuple, MultiRNNCell
@@ -8,6 +12,9 @@ from fastcells.convert._common import (GATE_ORDER, Stack, activation_name, as_in
                                        gru_framework_weights, new_cell, reorder_gates,
                                        split_tf_weights, tf_gru_weights, tf_lstm_weights,
                                        tf_rnn_weights)
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 def _np(t):
@@ -34,7 +41,7 @@ def _torch_layer_weights(kind, p, suffix, U, dtype, has_bias, proj):
 _TORCH_MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}
 
 
-def from_torch(module):
+def from_torch(module: Any) -> Union[TorchRNNModel, TorchCellModel]:
     """A fastcells model computing what the PyTorch module computes (in eval mode).
 
     module: ``torch.nn.LSTM``, ``GRU``, ``RNN`` (tanh or relu; any num_layers, bidirectional,
@@ -50,6 +57,29 @@ def from_torch(module):
     Mapping: LSTM -> LSTMCell(forget_bias=0, num_proj=proj_size), kernel =
     [W_ih; W_hh]^T with the gates i,f,g,o -> i,j,f,o, bias = b_ih + b_hh; GRU ->
     GRUCell(reset_after=True) (b_in, b_hn kept apart); RNN -> BasicRNNCell(tanh/relu).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        One of the modules above (another is a TypeError; one without parameters a
+        ValueError).
+
+    Returns
+    -------
+    TorchRNNModel or TorchCellModel
+        The callable model; ``.cells`` lists the fastcells cells it runs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from fastcells.convert import from_torch
+    >>> _ = torch.manual_seed(0)
+    >>> lstm = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True)
+    >>> model = from_torch(lstm)
+    >>> out, (h_n, c_n) = model(np.ones((2, 5, 3), np.float32))   # (N, L, I)
+    >>> out.shape, h_n.shape, c_n.shape
+    ((2, 5, 4), (2, 2, 4), (2, 2, 4))
     """
     import torch  # noqa: F401  (only here: fastcells does not need torch)
     name = type(module).__name__
@@ -105,9 +135,36 @@ class TorchRNNModel:
     (D*num_layers, N, H_out) for GRU/RNN, (h_0, c_0) for LSTM (c_0: (D*num_layers, N, H)),
     unbatched without the N axis. Returns ``output, h_n`` or ``output, (h_n, c_n)``.
     ``.cells``: the cells, layer-major then direction (torch's state index order).
+    ``sequence_length=`` (a [N] integer vector) gives what a packed sequence gives (see
+    from_torch).
+
+    Parameters
+    ----------
+    stack : the layers' cells
+        The per-layer, per-direction cells (built by from_torch).
+    kind : str
+        "lstm", "gru" or "rnn".
+    batch_first : bool
+        torch's batch_first.
+    hidden_size, out_size : int
+        H, and H_out (proj_size or H).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from fastcells.convert import from_torch
+    >>> _ = torch.manual_seed(0)
+    >>> model = from_torch(torch.nn.GRU(3, 4, bidirectional=True))
+    >>> model
+    <TorchRNNModel gru layers=1 directions=2 hidden=4 dtype=float32>
+    >>> out, h_n = model(np.ones((5, 2, 3), np.float32))         # (L, N, I)
+    >>> out.shape, h_n.shape
+    ((5, 2, 8), (2, 2, 4))
     """
 
-    def __init__(self, stack, kind, batch_first, hidden_size, out_size):
+    def __init__(self, stack: Stack, kind: str, batch_first: bool, hidden_size: int,
+                 out_size: int) -> None:
         self.stack, self.kind, self.batch_first = stack, kind, bool(batch_first)
         self.hidden_size, self.out_size = hidden_size, out_size
         self.num_layers, self.D = len(stack.layers), stack.D
@@ -121,7 +178,8 @@ class TorchRNNModel:
         return (f"<TorchRNNModel {self.kind} layers={self.num_layers} directions={self.D} "
                 f"hidden={self.hidden_size} dtype={self.dtype}>")
 
-    def __call__(self, input, hx=None, sequence_length=None):
+    def __call__(self, input: ArrayLike, hx: Any = None,
+                 sequence_length: Optional[ArrayLike] = None) -> Tuple[np.ndarray, Any]:
         dt, n = self.dtype, self.num_layers * self.D
         x, unbatched = _batched_input(input, dt, 3, "a 3-D array (L, N, I) ((N, L, I) with "
                                       "batch_first) or an unbatched (L, I)",
@@ -163,17 +221,38 @@ class TorchRNNModel:
 
 
 class TorchCellModel:
-    """``torch.nn.LSTMCell/GRUCell/RNNCell`` on fastcells: ``model(input, hx=None)``; input
-    (N, I) or unbatched (I,); hx: h (RNN/GRU) or (h, c) (LSTM); returns h' or (h', c')."""
+    """``torch.nn.LSTMCell/GRUCell/RNNCell`` on fastcells: ``model(input, hx=None)``.
 
-    def __init__(self, cell, kind):
+    input (N, I) or unbatched (I,); hx: h (RNN/GRU) or (h, c) (LSTM), None for zeros;
+    returns h' or (h', c'). ``.cells``: [the cell].
+
+    Parameters
+    ----------
+    cell : fastcells cell
+        The cell that computes the module (built by from_torch).
+    kind : str
+        "lstm", "gru" or "rnn".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from fastcells.convert import from_torch
+    >>> _ = torch.manual_seed(0)
+    >>> model = from_torch(torch.nn.LSTMCell(3, 4))
+    >>> h, c = model(np.ones((2, 3), np.float32))
+    >>> type(model).__name__, h.shape, c.shape
+    ('TorchCellModel', (2, 4), (2, 4))
+    """
+
+    def __init__(self, cell: Any, kind: str) -> None:
         self.cell, self.kind, self.dtype = cell, kind, cell.dtype
 
     @property
     def cells(self):
         return [self.cell]
 
-    def __call__(self, input, hx=None):
+    def __call__(self, input: ArrayLike, hx: Any = None) -> Any:
         dt, cell = self.dtype, self.cell
         x, unbatched = _batched_input(input, dt, 2, f"(N, {cell.input_size}) or unbatched "
                                       f"({cell.input_size},)", 0)
@@ -202,7 +281,7 @@ class TorchCellModel:
         return h[0] if unbatched else h
 
 
-def to_torch_state_dict(cell_or_model):
+def to_torch_state_dict(cell_or_model: Any) -> Dict[str, np.ndarray]:
     """PyTorch parameters (a dict name -> NumPy array; wrap with ``torch.from_numpy`` to
     ``load_state_dict``) for a fastcells cell, a MultiRNNCell (an nn.LSTM/GRU/RNN of that many
     layers), or a model from from_torch (its layers and directions).
@@ -214,6 +293,25 @@ def to_torch_state_dict(cell_or_model):
     GRUCell, activations other than tanh (relu too for RNN), the fastcells-only options.
     Names: a single cell gives the cell names (weight_ih, ...); a stack gives the module names
     (weight_ih_l0, ..._reverse).
+
+    Parameters
+    ----------
+    cell_or_model : fastcells cell, MultiRNNCell, TorchRNNModel or TorchCellModel
+        A built cell (or model).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The parameters under PyTorch's names, in PyTorch's orientation and gate order.
+
+    Examples
+    --------
+    >>> import fastcells
+    >>> from fastcells.convert import to_torch_state_dict
+    >>> cell = fastcells.BasicLSTMCell(4, seed=0)
+    >>> cell.build(3)
+    >>> {name: a.shape for name, a in to_torch_state_dict(cell).items()}
+    {'weight_ih': (16, 3), 'weight_hh': (16, 4), 'bias_ih': (16,), 'bias_hh': (16,)}
     """
     if isinstance(cell_or_model, (TorchRNNModel,)):
         layers = cell_or_model.stack.layers
