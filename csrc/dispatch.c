@@ -186,6 +186,9 @@ fc_status fc_init(void)
 
 const fc_cpu_features *fc_cpu(void) { return &cpu; }
 
+/* For the int8 GEMM registry (kernels/i8-gemm.h); valid after fc_init. */
+int fc_cpu_has_features(const char *words) { return has_features(words); }
+
 fc_isa fc_default_isa(void) { return default_isa; }
 
 const fc_kernels *fc_kernels_for(fc_isa isa, fc_dtype dtype)

@@ -114,3 +114,33 @@ cdef extern from "probes/probes.h" nogil:
     int fc_probe_supported(int path)
     double fc_probe_madd(int path, long iters)
     double fc_probe_read(int path, const float *buf, size_t n, long passes)
+
+
+# The int8 GEMM (csrc/kernels/i8-gemm.h): packed int8 weights, exact int32 products.
+from libc.stdint cimport int8_t, int32_t
+
+cdef extern from "kernels/i8-gemm.h" nogil:
+    ctypedef struct fc_i8_kernel_info:
+        const char *name
+        const char *features
+        const char *cflags
+        fc_isa isa
+        size_t mr, nr
+        int available
+    size_t fc_i8_kernel_count()
+    fc_status fc_i8_kernel_info_at(size_t index, fc_i8_kernel_info *out)
+    size_t fc_i8_default_kernel()
+    ctypedef struct fc_i8_matrix:
+        pass
+    fc_status fc_i8_matrix_create_q(size_t k, size_t n, const int8_t *qw, const float *col_scale,
+                                    const float *bias, size_t kernel, fc_i8_matrix **out)
+    fc_status fc_i8_matrix_create(size_t k, size_t n, const float *b, const float *bias,
+                                  size_t kernel, fc_i8_matrix **out)
+    void fc_i8_matrix_destroy(fc_i8_matrix *mat)
+    void fc_i8_matrix_weights(const fc_i8_matrix *mat, int8_t *qw, float *col_scale)
+    fc_status fc_i8_matmul_q(const fc_i8_matrix *mat, size_t m, const int8_t *qa, size_t lda,
+                             const float *row_scale, float *c, size_t ldc, int32_t *acc,
+                             size_t ldacc)
+    fc_status fc_i8_matmul(const fc_i8_matrix *mat, size_t m, const float *a, size_t lda,
+                           float *c, size_t ldc, int32_t *acc, size_t ldacc,
+                           float *row_scale_out)
