@@ -50,7 +50,7 @@ apt_opts=(-o "Dir::State=$apt_dir/state" -o "Dir::State::status=$apt_dir/state/s
           -o "Dir::Etc::SourceParts=$apt_dir/etc/sources.list.d"
           -o "Dir::Etc::PreferencesParts=$apt_dir/etc/preferences.d"
           -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64" -o "Debug::NoLocking=1"
-          -o "APT::Install-Recommends=0")
+          -o "APT::Install-Recommends=0" -o "APT::Sandbox::User=root")
 # the archive's signing keys: the host's keyring when it has Debian's, else the keyring package
 if ! apt-get "${apt_opts[@]}" -qq update 2>/dev/null; then
     apt-get install -y -qq --no-install-recommends debian-archive-keyring >/dev/null
@@ -73,7 +73,7 @@ chmod +x "$python"
 step "aarch64 wheels"
 site=$work/site
 host_python=$(command -v python3 || command -v python)
-"$host_python" -m pip install -q --disable-pip-version-check --target "$site" \
+"$host_python" -m pip install -q --disable-pip-version-check --root-user-action=ignore --target "$site" \
     --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --python-version 3.11 \
     --implementation cp --abi cp311 --only-binary=:all: \
     numpy pytest cython "setuptools>=77" wheel
