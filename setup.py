@@ -5,7 +5,8 @@ small translation unit is generated (its tile, ISA and family) and compiled with
 flags only; everything else (the Cython bridge, the driver, dispatch, packing, the family
 tables) builds with the baseline flags. Kernels with wide-ISA flags only ever run after
 run-time dispatch has checked the CPU. Never -march=native: the wheel must run on any x86-64
-(or other) CPU. All units compile in parallel (up to os.cpu_count()).
+(or aarch64) CPU; each FC_ISA line's arch field says on which machine its kernels are built.
+All units compile in parallel (up to os.cpu_count()).
 
 The shipped .so is stripped (-s); FASTCELLS_DEBUG_BUILD=1, or sanitizer CFLAGS
 (tools/sanitize.sh), keep its symbols.
@@ -31,11 +32,13 @@ CSRC = Path("csrc")
 REGISTRY = CSRC / "kernels" / "kernels.def"
 COMMON_CFLAGS = ["-O3", "-std=gnu11", "-pthread", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 X86 = platform.machine().lower() in ("x86_64", "amd64")
+ARM64 = platform.machine().lower() in ("aarch64", "arm64")
+BUILT_HERE = {"ANY": True, "X86": X86, "ARM64": ARM64}      # FC_ISA arch -> built on this machine
 KEEP_SYMBOLS = (os.environ.get("FASTCELLS_DEBUG_BUILD") == "1"
                 or "-fsanitize" in os.environ.get("CFLAGS", ""))
 
 # one registry entry per line (kernels.def states the fields)
-_ISA = re.compile(r"^FC_ISA\(\s*(\w+)\s*,\s*(\w+)\s*,\s*(ANY|X86)\s*\)", re.M)
+_ISA = re.compile(r"^FC_ISA\(\s*(\w+)\s*,\s*(\w+)\s*,\s*(ANY|X86|ARM64)\s*\)", re.M)
 _FAMILY = re.compile(r'^FC_FAMILY\(\s*(\w+)\s*,\s*(\w+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\w+)\s*,'
                      r'\s*"([^"]+)"\s*\)', re.M)
 _KERNEL = re.compile(r'^FC_KERNEL\(\s*(\w+)\s*,\s*"([^"]+)"\s*,\s*(\w+)\s*,\s*(\w+)\s*,'
@@ -63,7 +66,7 @@ def read_registry(path=REGISTRY):
             raise ValueError(f"{path}: {name}: unknown ISA {isa!r} or family {family!r}")
         if cflags and "-march=native" in cflags:
             raise ValueError(f"{path}: {name}: -march=native would tie the build to this CPU")
-        if isa_arch[isa] == "X86" and not X86:
+        if not BUILT_HERE[isa_arch[isa]]:
             continue
         kernels.append({"symbol": symbol, "name": name, "isa": isa, "mr": int(mr),
                         "vw": int(vw), "template": families[family],

@@ -1,4 +1,4 @@
-/* dispatch.c — CPU feature detection (cpuid + xgetbv, once), the kernel registry built from
+/* dispatch.c — CPU feature detection (cpuid + xgetbv on x86-64, getauxval on aarch64, once), the kernel registry built from
  * kernels/kernels.def, and the FASTCELLS_ISA override. Built with baseline flags: nothing here
  * executes a wide instruction, it only decides which kernel file's functions may run.
  *
@@ -12,6 +12,9 @@
 
 #if FC_X86
 #include <cpuid.h>
+#endif
+#if defined(__aarch64__)
+#include <sys/auxv.h>
 #endif
 
 #define FC_KERNEL(symbol, name, family, isa, role, mr, vw, features, cflags) \
@@ -89,18 +92,34 @@ static void detect(void)
 {
     memset(&cpu, 0, sizeof cpu);
     cpu_mask = 0;
+    /* every `how` of features.def, each 0 off its own architecture */
 #if FC_X86
     /* xcr0 may be read only when the OS has enabled xgetbv (cpuid.1:ecx.osxsave) */
     const unsigned long long xcr0 = cpuid_bit(1, 0, ECX, 27) ? xgetbv0() : 0;
 #define BASELINE_X86() 1
 #define CPUID(leaf, subleaf, reg, bit) cpuid_bit(leaf, subleaf, reg, bit)
 #define XCR0(mask) ((xcr0 & (mask)) == (mask))
+#else
+#define BASELINE_X86() 0
+#define CPUID(leaf, subleaf, reg, bit) 0
+#define XCR0(mask) 0
+#endif
+#if defined(__aarch64__)
+    /* the kernel's capability words: what the CPU has and the OS enables */
+    const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
+#define HWCAP(bit) ((int)((hwcap >> (bit)) & 1))
+#define HWCAP2(bit) ((int)((hwcap2 >> (bit)) & 1))
+#else
+#define HWCAP(bit) 0
+#define HWCAP2(bit) 0
+#endif
 #define FC_FEATURE(id, field, name, how) cpu.field = (how);
 #include "kernels/features.def"
 #undef BASELINE_X86
 #undef CPUID
 #undef XCR0
-#endif
+#undef HWCAP
+#undef HWCAP2
 #define FC_FEATURE(id, field, name, how) cpu_mask |= (uint64_t)(cpu.field != 0) << FC_FEATURE_##id;
 #include "kernels/features.def"
 }

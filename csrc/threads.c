@@ -36,6 +36,8 @@
 #if FC_X86
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ volatile("yield" ::: "memory")   /* the spin-wait hint */
 #else
 #define CPU_RELAX() ((void)0)
 #endif

@@ -244,6 +244,10 @@ def test_nan_propagates_and_inf_saturates(isa, dtype):
 # Measured on this machine: float32 tanh <= 1.53 ulp, sigmoid <= 2.63 ulp (all ISAs); float64
 # below. ulp = the spacing of the correctly rounded result; long double is the reference.
 MAX_ULP = {"tanh": 2.0, "sigmoid": 3.0}
+# FASTCELLS_SHORT_ULP=1: the sweeps below on a grid 10x (f64) to 61x (f32 bit patterns) coarser,
+# same bounds; for emulated CPUs, where long double is software quad precision and the full
+# sweeps take minutes (tools/aarch64/ci.sh sets it).
+SHORT_ULP = os.environ.get("FASTCELLS_SHORT_ULP") == "1"
 
 
 def activation_through_cell(isa, dtype, act, xs):
@@ -276,9 +280,10 @@ def ulp_errors(got, want, dtype):
 def float32_sweep():
     """Every 251st float32 bit pattern (saturation, tiny and denormal inputs included) plus a
     dense sweep of [-20, 20], with the exact activations, computed once."""
-    bits = np.arange(0, 2 ** 32, 251, dtype=np.uint64).astype(np.uint32)
+    bits = np.arange(0, 2 ** 32, 251 * (61 if SHORT_ULP else 1), dtype=np.uint64).astype(np.uint32)
     xs = bits.view(np.float32)
-    xs = np.concatenate([xs[np.isfinite(xs)], np.linspace(-20, 20, 400_001, dtype=np.float32)])
+    dense = 40_001 if SHORT_ULP else 400_001
+    xs = np.concatenate([xs[np.isfinite(xs)], np.linspace(-20, 20, dense, dtype=np.float32)])
     return xs, {act: exact(act, xs) for act in MAX_ULP}
 
 
@@ -303,10 +308,10 @@ def test_float64_activation_max_ulp(isa, act):
     """Random float64 bit patterns of both signs (every exponent), a dense sweep of [-40, 40],
     and the edges: zeros, the smallest denormal, the ends of exp's range."""
     rng = np.random.default_rng(3)
-    bits = rng.integers(0, 2 ** 63, 400_000, dtype=np.int64).astype(np.uint64)
+    bits = rng.integers(0, 2 ** 63, 40_000 if SHORT_ULP else 400_000, dtype=np.int64).astype(np.uint64)
     bits |= rng.integers(0, 2, bits.size).astype(np.uint64) << np.uint64(63)
     xs = bits.view(np.float64)
-    xs = np.concatenate([xs[np.isfinite(xs)], np.linspace(-40, 40, 200_001),
+    xs = np.concatenate([xs[np.isfinite(xs)], np.linspace(-40, 40, 20_001 if SHORT_ULP else 200_001),
                          [0.0, -0.0, 1e-300, -1e-300, 5e-324, -5e-324, 700.0, -700.0, -744.5,
                           -745.2, 1e308, -1e308]])
     got = activation_through_cell(isa, np.float64, act, xs)
