@@ -18,7 +18,7 @@ python setup.py -q sdist -d "$work/sdist" > "$work/sdist.log" 2>&1 || { cat "$wo
 sdist=$(ls "$work"/sdist/fastcells-*.tar.gz)
 tar -tzf "$sdist" | sed 's|^[^/]*/||' | sort > "$work/sdist.txt"
 for required in LICENSE README.md pyproject.toml setup.py MANIFEST.in fastcells/_core.pyx \
-        fastcells/_version.py fastcells/py.typed csrc/fastcells.h csrc/scalar/ docs/api.md \
+        fastcells/_version.py fastcells/py.typed csrc/fastcells.h csrc/kernels/kernels.def docs/api.md \
         docs/frameworks.md docs/benchmarks.md tests/test_cells.py tests/data/tf_ckpt/; do
     grep -q "^$required" "$work/sdist.txt" || { echo "sdist lacks $required"; exit 1; }
 done
