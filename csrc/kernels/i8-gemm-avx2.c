@@ -2,18 +2,12 @@
  * (contract and packed layout: i8-gemm.h). A register tile of up to 4 rows x 16 columns; one
  * dword of 4 activations broadcast per row and group; u = |a| (vpabsb) once per broadcast. */
 #include <immintrin.h>
-#include <string.h>
 
 #include "i8-gemm.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE __m256i broadcast4(const int8_t *p)
-{
-    int32_t d;
-    memcpy(&d, p, sizeof d);
-    return _mm256_set1_epi32(d);
-}
+INLINE __m256i broadcast4(const int8_t *p) { return _mm256_set1_epi32(fc_i8_dword(p)); }
 
 INLINE void tile(size_t mr, size_t groups, const int8_t *qa, size_t lda, const int8_t *panel,
                  int32_t *acc, size_t ldacc)
@@ -39,15 +33,4 @@ INLINE void tile(size_t mr, size_t groups, const int8_t *qa, size_t lda, const i
     }
 }
 
-void fc_i8_gemm__avx2(size_t rows, size_t groups, const int8_t *qa, size_t lda,
-                    const int8_t *panel, int32_t *acc, size_t ldacc)
-{
-    size_t r = 0;
-    for (; r + 4 <= rows; r += 4) tile(4, groups, qa + r * lda, lda, panel, acc + r * ldacc, ldacc);
-    switch (rows - r) {
-    case 3: tile(3, groups, qa + r * lda, lda, panel, acc + r * ldacc, ldacc); break;
-    case 2: tile(2, groups, qa + r * lda, lda, panel, acc + r * ldacc, ldacc); break;
-    case 1: tile(1, groups, qa + r * lda, lda, panel, acc + r * ldacc, ldacc); break;
-    default: break;
-    }
-}
+FC_I8_GEMM_ENTRY(avx2)

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "fastcells.h"
 
@@ -76,5 +77,31 @@ fc_status fc_i8_matmul(const fc_i8_matrix *mat, size_t m, const float *a, size_t
                        size_t ldc, int32_t *acc, size_t ldacc, float *row_scale_out);
 
 int fc_cpu_has_features(const char *words);     /* dispatch.c: every word of features.def */
+
+/* The entry point of a vector kernel whose `tile(mr, groups, qa, lda, panel, acc, ldacc)`
+ * handles up to 4 rows: the rows in tiles of 4, then one of 3, 2 or 1 (each height a
+ * compile-time constant once tile is inlined, so its accumulators stay in registers). */
+#define FC_I8_GEMM_ENTRY(symbol)                                                               \
+    void fc_i8_gemm__##symbol(size_t rows, size_t groups, const int8_t *qa, size_t lda,        \
+                              const int8_t *panel, int32_t *acc, size_t ldacc)                 \
+    {                                                                                          \
+        size_t r = 0;                                                                          \
+        for (; r + 4 <= rows; r += 4)                                                          \
+            tile(4, groups, qa + r * lda, lda, panel, acc + r * ldacc, ldacc);                 \
+        switch (rows - r) {                                                                    \
+        case 3: tile(3, groups, qa + r * lda, lda, panel, acc + r * ldacc, ldacc); break;      \
+        case 2: tile(2, groups, qa + r * lda, lda, panel, acc + r * ldacc, ldacc); break;      \
+        case 1: tile(1, groups, qa + r * lda, lda, panel, acc + r * ldacc, ldacc); break;      \
+        default: break;                                                                        \
+        }                                                                                      \
+    }
+
+/* The 4 activations of one k group of a row, as one dword (any alignment). */
+static inline __attribute__((always_inline)) int32_t fc_i8_dword(const int8_t *p)
+{
+    int32_t d;
+    memcpy(&d, p, sizeof d);
+    return d;
+}
 
 #endif /* FASTCELLS_I8_GEMM_H */
