@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+import fastcells
 from fastcells import _core
 from fastcells.benchmarks import _harness, _limits, sequences
 from fastcells.benchmarks._harness import Runner
@@ -328,10 +329,12 @@ def test_machine_line_names_cpu_threads_and_isa():
 
 def _fastcells_cli(*args, timeout=120):
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # where the tested package lives: the checkout when built in place, site-packages when
+    # installed (the checkout's source folder then has no compiled _core)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastcells.__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "fastcells", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, timeout=timeout, env=env, cwd=root)
 
 
 def test_bench_seq_help():
