@@ -105,15 +105,19 @@ def threads(n):
 def make_runner(peer, case):
     """The Runner of `peer` on `case` (its subject is the case itself): fn writes a @ b into a
     preallocated out, inside threads(case.threads); fastcells' b packed once, here."""
+    fn, _out = _product(peer, case)
+    return Runner(fn, context=functools.partial(threads, case.threads),
+                  checked="float64 product")
+
+
+def _product(peer, case):
+    """(fn, out): fn() writes a @ b into out, by `peer`; fastcells' b packed once, here."""
     a, b, _want, _atol = operands(case)
     out = np.empty((case.M, case.N), DTYPE)
     if peer == "fastcells":
         packed = fastcells._core.PackedMatrix(b)           # packing: once, not timed
-        fn = functools.partial(packed.matmul, a, out)
-    else:
-        fn = functools.partial(np.matmul, a, b, out=out)
-    return Runner(fn, context=functools.partial(threads, case.threads),
-                  checked="float64 product")
+        return functools.partial(packed.matmul, a, out), out
+    return functools.partial(np.matmul, a, b, out=out), out
 
 
 @pytest.mark.parametrize(("case", "peer"), PARAMS)
@@ -124,13 +128,8 @@ def test_gemm(benchmark, bench_results, case, peer):
     if peer == "numpy" and threadpool_limits is None and _numpy_threads() != case.threads:
         pytest.skip(f"numpy: OpenBLAS runs {_numpy_threads()} thread(s), not {case.threads}; "
                     f"pip install threadpoolctl, or set OPENBLAS_NUM_THREADS={case.threads}")
-    a, b, want, atol = operands(case)
-    out = np.empty((case.M, case.N), DTYPE)
-    if peer == "fastcells":
-        packed = fastcells._core.PackedMatrix(b)           # packing: once, not timed
-        fn = functools.partial(packed.matmul, a, out)
-    else:
-        fn = functools.partial(np.matmul, a, b, out=out)
+    _a, _b, want, atol = operands(case)
+    fn, out = _product(peer, case)
     before = cpu_snapshot()
     with threads(case.threads):
         fn()

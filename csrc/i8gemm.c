@@ -175,23 +175,35 @@ static void run_panels(const fc_i8_matrix *mat, size_t m, const int8_t *qa, size
     }
 }
 
-/* Scratch of one call: the padded activations [m, 4G], row scales [m], the tile [m, 16]. */
-static fc_status scratch(const fc_i8_matrix *mat, size_t m, int8_t **qa, float **scales,
-                         int32_t **tile)
+/* Scratch of one call: the padded activations [m, ld = 4G] (zero past k), row scales [m], the
+ * tile [m, 16]. */
+typedef struct i8_scratch {
+    int8_t *qa;
+    size_t ld;
+    float *scales;
+    int32_t *tile;
+} i8_scratch;
+
+static void scratch_free(i8_scratch *s)
+{
+    free(s->qa);
+    free(s->scales);
+    free(s->tile);
+}
+
+static fc_status scratch(const fc_i8_matrix *mat, size_t m, i8_scratch *s)
 {
     int overflow = 0;
-    const size_t ld = mat->groups * FC_I8_KG;
-    const size_t qa_bytes = fc_mul(m, ld, &overflow);
+    s->ld = mat->groups * FC_I8_KG;
+    const size_t qa_bytes = fc_mul(m, s->ld, &overflow);
     const size_t tile_bytes = fc_mul3(m, FC_I8_NR, sizeof(int32_t), &overflow);
     const size_t scale_bytes = fc_mul(m, sizeof(float), &overflow);
     if (overflow) return FC_ERR_SIZE;
-    *qa = calloc(qa_bytes ? qa_bytes : 1, 1);
-    *scales = malloc(scale_bytes ? scale_bytes : 1);
-    *tile = malloc(tile_bytes ? tile_bytes : 1);
-    if (!*qa || !*scales || !*tile) {
-        free(*qa);
-        free(*scales);
-        free(*tile);
+    s->qa = calloc(qa_bytes ? qa_bytes : 1, 1);
+    s->scales = malloc(scale_bytes ? scale_bytes : 1);
+    s->tile = malloc(tile_bytes ? tile_bytes : 1);
+    if (!s->qa || !s->scales || !s->tile) {
+        scratch_free(s);
         return FC_ERR_NOMEM;
     }
     return FC_OK;
@@ -201,37 +213,25 @@ fc_status fc_i8_matmul_q(const fc_i8_matrix *mat, size_t m, const int8_t *qa, si
                          const float *row_scale, float *c, size_t ldc, int32_t *acc,
                          size_t ldacc)
 {
-    if (m == 0) return FC_OK;
-    int8_t *padded;
-    float *scales;
-    int32_t *tile;
-    const fc_status st = scratch(mat, m, &padded, &scales, &tile);
-    if (st != FC_OK) return st;
-    const size_t ld = mat->groups * FC_I8_KG;
-    for (size_t r = 0; r < m; r++) memcpy(padded + r * ld, qa + r * lda, mat->k);
-    run_panels(mat, m, padded, ld, row_scale, c, ldc, acc, ldacc, tile);
-    free(padded);
-    free(scales);
-    free(tile);
+    i8_scratch s;
+    const fc_status st = m ? scratch(mat, m, &s) : FC_OK;
+    if (st != FC_OK || m == 0) return st;
+    for (size_t r = 0; r < m; r++) memcpy(s.qa + r * s.ld, qa + r * lda, mat->k);
+    run_panels(mat, m, s.qa, s.ld, row_scale, c, ldc, acc, ldacc, s.tile);
+    scratch_free(&s);
     return FC_OK;
 }
 
 fc_status fc_i8_matmul(const fc_i8_matrix *mat, size_t m, const float *a, size_t lda, float *c,
                        size_t ldc, int32_t *acc, size_t ldacc, float *row_scale_out)
 {
-    if (m == 0) return FC_OK;
-    int8_t *padded;
-    float *scales;
-    int32_t *tile;
-    const fc_status st = scratch(mat, m, &padded, &scales, &tile);
-    if (st != FC_OK) return st;
-    const size_t ld = mat->groups * FC_I8_KG;
+    i8_scratch s;
+    const fc_status st = m ? scratch(mat, m, &s) : FC_OK;
+    if (st != FC_OK || m == 0) return st;
     for (size_t r = 0; r < m; r++)                  /* x per row: its own scale */
-        scales[r] = fc_i8_quantize(a + r * lda, mat->k, 1, padded + r * ld, 1);
-    if (row_scale_out) memcpy(row_scale_out, scales, m * sizeof(float));
-    run_panels(mat, m, padded, ld, scales, c, ldc, acc, ldacc, tile);
-    free(padded);
-    free(scales);
-    free(tile);
+        s.scales[r] = fc_i8_quantize(a + r * lda, mat->k, 1, s.qa + r * s.ld, 1);
+    if (row_scale_out) memcpy(row_scale_out, s.scales, m * sizeof(float));
+    run_panels(mat, m, s.qa, s.ld, s.scales, c, ldc, acc, ldacc, s.tile);
+    scratch_free(&s);
     return FC_OK;
 }

@@ -236,6 +236,16 @@ cdef object _native(cnp.ndarray arr, bint writable, str name):
     return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
 
 
+cdef int _check_access(cnp.ndarray arr, bint writable, str name) except -1:
+    """C reads `arr` through a typed pointer (so it must be aligned to its dtype), and writes
+    it when `writable` (so it must be writeable)."""
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name}: the array is not aligned to its dtype")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name}: the array is read-only")
+    return 0
+
+
 cdef object _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bint writable,
                     str name, char **ptr, size_t *ld):
     """Checks that `a` is a [rows, cols] array C may read (or write): right dtype, last axis
@@ -263,10 +273,7 @@ cdef object _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bin
     if r > 1 and (s0 < 0 or s0 % item != 0):
         raise ValueError(f"{name}: the row stride must be a non-negative multiple of {item}, "
                          f"got strides {(s0, s1)}")
-    if not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{name}: the array is not aligned to its dtype")
-    if writable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name}: the array is read-only")
+    _check_access(arr, writable, name)
     if ptr != NULL:
         ptr[0] = <char *>cnp.PyArray_DATA(arr)
         ld[0] = <size_t>(s0 // item) if r > 1 else <size_t>c
@@ -400,11 +407,8 @@ cdef class PackedCell:
         if self.cell != NULL:
             fc_cell_destroy(self.cell)
         self.cell = created
-        self.kind = kind
-        self.dtype = dtype
-        self.input_size = I
-        self.num_units = U
-        self.output_size = P
+        self.kind, self.dtype = kind, dtype
+        self.input_size, self.num_units, self.output_size = I, U, P
         self.isa = fc_isa_name(isa_id).decode()
         self.typenum = cnp.NPY_FLOAT64 if dtype == _F64 else cnp.NPY_FLOAT32
         self.lstm = kind == "lstm"
@@ -602,10 +606,7 @@ cdef object _seq_array(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols,
     if nonempty and (s_t < 0 or s_b < 0 or s_t % item or s_b % item):
         raise ValueError(f"{name}: strides must be non-negative multiples of {item}, "
                          f"got {strides}")
-    if not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{name}: the array is not aligned to its dtype")
-    if writable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name}: the array is read-only")
+    _check_access(arr, writable, name)
     ptr[0] = <char *>cnp.PyArray_DATA(arr)
     st[0] = <size_t>(s_t // item)
     sb[0] = <size_t>(s_b // item)

@@ -74,6 +74,15 @@ INLINE vec vclip(vec x, FC_T c)
 }
 
 /* ---- activations ------------------------------------------------------------------------- */
+/* c[0] r^(n-1) + c[1] r^(n-2) + ... + c[n-1] by Horner's rule, highest degree first (a
+ * constant c unrolls into one multiply-add per coefficient) */
+INLINE vec vhorner(vec r, const FC_T *c, int n)
+{
+    vec p = vsplat(c[0]);
+    for (int i = 1; i < n; i++) p = p * r + c[i];
+    return p;
+}
+
 #if FC_DTYPE_ID == 0
 /* exp(x) for x <= 0 down to -104 (below: 0), relative error < 2 ulp; NaN -> NaN.
  * x = n*ln2 + r, |r| <= ln2/2; e^r by a degree-7 Taylor polynomial (truncation < 6e-9);
@@ -86,14 +95,9 @@ INLINE vec vexp_neg(vec x)
     vec n = t - shifter;
     vec r = x - n * 0.693145751953125f;                    /* ln2 split hi/lo */
     r = r - n * 1.428606765330187045e-06f;
-    vec p = vsplat(1.0f / 5040.0f);
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    static const float taylor[] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                   1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
+    const vec p = vhorner(r, taylor, 8);
     ivec ni = __builtin_convertvector(n, ivec);
     ivec n1 = ni >> 1;                                     /* n = n1 + n2, both >= -76 */
     ivec n2 = ni - n1;
@@ -118,11 +122,10 @@ INLINE vec vtanh(vec x)
 {
     vec ax = vabs(x);
     vec x2 = x * x;
-    vec q = vsplat(-0.0061798058450222015f);
-    q = q * x2 + 0.02100745588541031f;
-    q = q * x2 - 0.053837429732084274f;
-    q = q * x2 + 0.1333245187997818f;
-    q = q * x2 - 0.3333331346511841f;
+    static const float fit[] = {-0.0061798058450222015f, 0.02100745588541031f,
+                                -0.053837429732084274f, 0.1333245187997818f,
+                                -0.3333331346511841f};
+    const vec q = vhorner(x2, fit, 5);
     vec small = x + x * x2 * q;
     vec e = vexp_neg(-2.0f * ax);
     vec big = (1.0f - e) / (1.0f + e);
@@ -142,20 +145,11 @@ INLINE vec vexp_neg(vec x)
     const vec n = t - shifter;
     vec r = x - n * 6.93147180369123816490e-01;           /* ln2 split hi/lo */
     r = r - n * 1.90821492927058770002e-10;
-    vec p = vsplat(1.0 / 6227020800.0);
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    static const double taylor[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                                    1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
+                                    1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
+                                    1.0 / 6.0, 0.5, 1.0, 1.0};
+    const vec p = vhorner(r, taylor, 14);
     const ivec ni = (ivec)t - (ivec)shifter;               /* n as an integer */
     const ivec n1 = ni >> 1, n2 = ni - n1;                 /* both >= -538 */
     const vec s1 = (vec)((n1 + 1023) << 52);
@@ -178,16 +172,12 @@ INLINE vec vtanh(vec x)
 {
     const vec ax = vabs(x);
     const vec x2 = x * x;
-    vec q = vsplat(5.3845885218900234e-05);
-    q = q * x2 - 0.0002141160673309529;
-    q = q * x2 + 0.0005813178992064101;
-    q = q * x2 - 0.0014539043483280413;
-    q = q * x2 + 0.0035918500253733082;
-    q = q * x2 - 0.008863209691314215;
-    q = q * x2 + 0.021869487042444333;
-    q = q * x2 - 0.0539682539186056;
-    q = q * x2 + 0.13333333333252712;
-    q = q * x2 - 0.33333333333332904;
+    static const double fit[] = {5.3845885218900234e-05, -0.0002141160673309529,
+                                 0.0005813178992064101, -0.0014539043483280413,
+                                 0.0035918500253733082, -0.008863209691314215,
+                                 0.021869487042444333, -0.0539682539186056,
+                                 0.13333333333252712, -0.33333333333332904};
+    const vec q = vhorner(x2, fit, 10);
     const vec small = x + x * x2 * q;
     const vec e = vexp_neg(-2.0 * ax);
     vec big = (1.0 - e) / (1.0 + e);
@@ -287,19 +277,26 @@ INLINE size_t lanes(size_t nu, size_t q)
 
 /* ---- epilogues ---------------------------------------------------------------------------- */
 
-/* vanilla RNN, G=1: h_out = act(z) */
-INLINE void rnn_tile(const int mr, const fc_block_args *a, size_t row)
+/* G=1: h_out = act(z) (the vanilla RNN), or z clipped if has_clip (the plain product: the LSTM
+ * projection m @ projection/kernel with zero bias and proj_clip, and the packed GEMM) */
+INLINE void g1_tile(const int mr, const fc_block_args *a, size_t row, const int rnn)
 {
     vec acc[FC_MR][4];
     tile_product(mr, acc, a, row);
     for (int m = 0; m < mr; m++) {
-        FC_T *h = (FC_T *)a->h_out + (row + m) * a->ldh_out + a->unit0;
+        FC_T *out = (FC_T *)a->h_out + (row + m) * a->ldh_out + a->unit0;
         for (int q = 0; q < 4; q++) {
-            size_t n = lanes(a->nu, q);
-            if (n) vstore_part(h + q * FC_VW, vact_clipped(a, &a->act, acc[m][q]), n);
+            const size_t n = lanes(a->nu, q);
+            if (!n) continue;
+            vec v = acc[m][q];
+            if (rnn) v = vact_clipped(a, &a->act, v);
+            else if (a->has_clip) v = vclip(v, (FC_T)a->clip);
+            vstore_part(out + q * FC_VW, v, n);
         }
     }
 }
+
+INLINE void rnn_tile(const int mr, const fc_block_args *a, size_t row) { g1_tile(mr, a, row, 1); }
 
 /* LSTM, G=4 (i, j, f, o one vector each, VW units):
  *   c' = sig(f + fb [+ wf*c]) * c + sig(i [+ wi*c]) * act(j);  clip;  h' = sig(o [+ wo*c']) * act(c') */
@@ -407,22 +404,9 @@ INLINE void linear3_tile(const int mr, const fc_block_args *a, size_t row)
     }
 }
 
-/* G=1, plain product: h_out = z (+ bias row), clipped if has_clip. The LSTM projection
- * (m @ projection/kernel, zero bias, proj_clip) and the packed GEMM (fc_matmul). */
 INLINE void linear_tile(const int mr, const fc_block_args *a, size_t row)
 {
-    vec acc[FC_MR][4];
-    tile_product(mr, acc, a, row);
-    for (int m = 0; m < mr; m++) {
-        FC_T *out = (FC_T *)a->h_out + (row + m) * a->ldh_out + a->unit0;
-        for (int q = 0; q < 4; q++) {
-            const size_t n = lanes(a->nu, q);
-            if (!n) continue;
-            vec v = acc[m][q];
-            if (a->has_clip) v = vclip(v, (FC_T)a->clip);
-            vstore_part(out + q * FC_VW, v, n);
-        }
-    }
+    g1_tile(mr, a, row, 0);
 }
 
 /* ---- block kernels: all batch rows against one panel, MR rows at a time ------------------- */

@@ -487,10 +487,8 @@ class KerasRNN:
     --------
     >>> import numpy as np
     >>> from fastcells.convert import from_keras
-    >>> rng = np.random.default_rng(0)
-    >>> weights = [0.1 * rng.standard_normal((3, 16)), 0.1 * rng.standard_normal((4, 16)),
-    ...            np.zeros(16)]                    # kernel, recurrent_kernel, bias (I=3, U=4)
-    >>> weights = [w.astype(np.float32) for w in weights]
+    >>> shapes = [(3, 16), (4, 16), (16,)]          # kernel, recurrent_kernel, bias (I=3, U=4)
+    >>> weights = [np.full(shape, 0.1, np.float32) for shape in shapes]
     >>> model = from_keras(weights=weights, config={"units": 4, "return_state": True},
     ...                    class_name="LSTM")
     >>> type(model).__name__, [a.shape for a in model(np.ones((2, 5, 3), np.float32))]
@@ -552,10 +550,9 @@ class KerasBidirectional:
     --------
     >>> import numpy as np
     >>> from fastcells.convert import from_keras
-    >>> rng = np.random.default_rng(0)
-    >>> weights = [0.1 * rng.standard_normal((3, 16)), 0.1 * rng.standard_normal((4, 16)),
-    ...            np.zeros(16)]                    # kernel, recurrent_kernel, bias (I=3, U=4)
-    >>> weights = [w.astype(np.float32) for w in weights]
+    >>> I, U = 3, 4
+    >>> weights = [np.full((I, 4 * U), 0.1, np.float32), np.full((U, 4 * U), -0.1, np.float32),
+    ...            np.zeros(4 * U, np.float32)]    # kernel, recurrent_kernel, bias
     >>> config = {"class_name": "Bidirectional",
     ...           "config": {"layer": {"class_name": "LSTM", "config": {"units": 4}}}}
     >>> model = from_keras(weights=weights + weights, config=config)   # forward, backward
@@ -633,7 +630,8 @@ def to_keras_weights(cell: Any) -> List[np.ndarray]:
     Parameters
     ----------
     cell : fastcells cell, MultiRNNCell, KerasRNN or KerasBidirectional
-        A built cell (or model).
+        A built cell, a stack of built cells (one Keras layer per cell), or a model from
+        from_keras (its layers).
 
     Returns
     -------

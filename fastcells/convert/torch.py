@@ -151,10 +151,8 @@ class TorchRNNModel:
 
     Examples
     --------
-    >>> import numpy as np
-    >>> import torch
+    >>> import numpy as np, torch
     >>> from fastcells.convert import from_torch
-    >>> _ = torch.manual_seed(0)
     >>> model = from_torch(torch.nn.GRU(3, 4, bidirectional=True))
     >>> model
     <TorchRNNModel gru layers=1 directions=2 hidden=4 dtype=float32>
@@ -235,10 +233,8 @@ class TorchCellModel:
 
     Examples
     --------
-    >>> import numpy as np
-    >>> import torch
+    >>> import numpy as np, torch
     >>> from fastcells.convert import from_torch
-    >>> _ = torch.manual_seed(0)
     >>> model = from_torch(torch.nn.LSTMCell(3, 4))
     >>> h, c = model(np.ones((2, 3), np.float32))
     >>> type(model).__name__, h.shape, c.shape
