@@ -10,7 +10,8 @@
  *      step's register tiles start from it. Only running rows are gathered and projected.
  *      Steps are taken in chunks so zx stays a few MiB (cache resident), whatever T and B.
  *   3. The recurrence: per step only h_{t-1} @ Wh (the panels' h rows) and the fused update, on
- *      the running prefix; h ping-pongs between two buffers, c is updated in place.
+ *      the running prefix; h ping-pongs between two buffers (one row: from output row to
+ *      output row, written there by the kernel), c is updated in place.
  *   Threads: a chunk of steps runs as one team (threads.c): each thread keeps the same panels
  *   (its slice of Wh stays in its core's L2, the DeepCPU split), or with a single panel the
  *   same rows, and each step is one phase of the team (two for the GRU and the LSTM with
@@ -32,12 +33,13 @@
 
 enum { CHUNK_BYTES = 4 << 20 };         /* gathered inputs + projections per chunk of steps */
 /* A step is shared by as many threads as get this many FLOPs each. Measured (B=1 LSTM I=H,
- * T=63, one stack; 1 and 2 threads alternated every 20 calls, 40 rounds, min per call, on the
- * 2-core Zen 3 VM while other work ran on it): H=64 (33K FLOPs a step) 113 us on one thread,
- * 118 on two; H=128 (132K) 775 vs 794; H=256 (526K) 3383 vs 3609. The end of a phase (a spin
- * barrier) and a member that is not scheduled cost more than half such a step saves, so
- * steps up to H=128 at one row run on one thread, with no team. */
-enum { MIN_FLOPS_PER_MEMBER = 128 * 1024 };
+ * T=63, one stack, min per call of 1 and 2 threads alternated every 20 calls, 30-40 rounds,
+ * 2-core Zen 3 VM, no other work running): H=32 (8.4K FLOPs a step) 41 us on one thread,
+ * 43 on two; H=64 (33K) 107-111 vs 75-93; H=128 (132K) 368-371 vs 230-251; H=256 (526K)
+ * 1631-1637 vs 915-955. So a phase's end (a spin barrier) costs about 8K FLOPs of one row's
+ * work. (With another process on a core two threads lose: H=64 113 vs 118, H=128 775 vs
+ * 794; the retry and take-over paths bound that loss.) */
+enum { MIN_FLOPS_PER_MEMBER = 16 * 1024 };
 /* A team is formed per chunk of steps. A spinning worker joins almost at once; one that
  * is asleep can take far longer to wake (an idle virtual CPU), and one whose core is taken
  * (another process, or another library's spinning threads) joins when it is scheduled. So the
