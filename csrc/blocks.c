@@ -12,22 +12,28 @@
 #define ROW_OFFSET(ptr, ld, r, es) \
     ((ptr) ? (void *)((unsigned char *)(ptr) + (r) * (ld) * (es)) : NULL)
 
+/* Panels [j0, j1) for the rows of `a`. The job's fields are read once, into locals: stores
+ * through `a` could alias them (size_t), and would make the compiler reload them per panel. */
 static void run_panels(const fc_blocks_job *job, fc_block_args *a, size_t j0, size_t j1)
 {
     const fc_packed *p = job->packed;
-    const size_t es = job->es, panel_bytes = (1 + p->k) * p->pw * es;
-    const unsigned char *init = a->init;
-    for (size_t j = j0; j < j1; j++) {
-        a->panel = (const unsigned char *)p->panels + j * panel_bytes + job->panel_row0 * p->pw * es;
-        if (init) a->init = init + j * p->pw * es;
-        if (job->whole_panels) {
-            a->unit0 = j * p->pw;
-            a->nu = p->pw;
-        } else {
-            a->unit0 = j * p->nru;
-            a->nu = fc_min(p->nru, p->units - a->unit0);
+    const size_t es = job->es, pw = p->pw, nru = p->nru, units = p->units;
+    const size_t panel_bytes = (1 + p->k) * pw * es, init_bytes = pw * es;
+    const size_t width = job->whole_panels ? pw : nru;      /* units (columns) per block */
+    const int whole_panels = job->whole_panels;
+    const fc_block_kernel kernel = job->kernel;
+    const unsigned char *panel = (const unsigned char *)p->panels + j0 * panel_bytes +
+                                 job->panel_row0 * pw * es;
+    const unsigned char *init = a->init ? (const unsigned char *)a->init + j0 * init_bytes : NULL;
+    for (size_t j = j0; j < j1; j++, panel += panel_bytes) {
+        a->panel = panel;
+        if (init) {
+            a->init = init;
+            init += init_bytes;
         }
-        job->kernel(a);
+        a->unit0 = j * width;
+        a->nu = whole_panels ? pw : fc_min(nru, units - a->unit0);
+        kernel(a);
     }
 }
 

@@ -10,7 +10,8 @@
  *      step's register tiles start from it. Only running rows are gathered and projected.
  *      Steps are taken in chunks so zx stays a few MiB (cache resident), whatever T and B.
  *   3. The recurrence: per step only h_{t-1} @ Wh (the panels' h rows) and the fused update, on
- *      the running prefix; h ping-pongs between two buffers, c is updated in place.
+ *      the running prefix; h ping-pongs between two buffers (one row: from output row to
+ *      output row, written there by the kernel), c is updated in place.
  *   Threads: a chunk of steps runs as one team (threads.c): each thread keeps the same panels
  *   (its slice of Wh stays in its core's L2, the DeepCPU split), or with a single panel the
  *   same rows, and each step is one phase of the team (two for the GRU and the LSTM with
@@ -31,9 +32,13 @@
 #include "tuning.h"
 
 enum { CHUNK_BYTES = 4 << 20 };         /* gathered inputs + projections per chunk of steps */
-/* A step is shared by as many threads as get this many FLOPs each: the end of a phase costs
- * about as much as a spin barrier, which 16K FLOPs at one row (32 KB of weights from L2)
- * repay. */
+/* A step is shared by as many threads as get this many FLOPs each. Measured (B=1 LSTM I=H,
+ * T=63, one stack, min per call of 1 and 2 threads alternated every 20 calls, 30-40 rounds,
+ * 2-core Zen 3 VM, no other work running): H=32 (8.4K FLOPs a step) 41 us on one thread,
+ * 43 on two; H=64 (33K) 107-111 vs 75-93; H=128 (132K) 368-371 vs 230-251; H=256 (526K)
+ * 1631-1637 vs 915-955. So a phase's end (a spin barrier) costs about 8K FLOPs of one row's
+ * work. (With another process on a core two threads lose: H=64 113 vs 118, H=128 775 vs
+ * 794; the retry and take-over paths bound that loss.) */
 enum { MIN_FLOPS_PER_MEMBER = 16 * 1024 };
 /* A team is formed per chunk of steps. A spinning worker joins almost at once; one that
  * is asleep can take far longer to wake (an idle virtual CPU), and one whose core is taken
@@ -66,7 +71,9 @@ static int longest_first(const void *a, const void *b)
  * (one phase, two for the GRU and the LSTM with projection, whose second product reads every
  * unit of the first). A member's own part of a product is the same panels every step, so its
  * slice of the recurrent weights stays in its core's L2; the part of the product that writes h
- * also copies what it wrote to the caller's outputs. Read-only to the members. */
+ * also copies what it wrote to the caller's outputs, unless the product writes h straight into
+ * them (direct_out). A layer of one member runs the same loop with no team (team NULL): its
+ * phases are plain calls. Read-only to the members. */
 typedef struct layer_loop {
     const fc_seq_io *io;
     const row_order *order;
@@ -77,6 +84,9 @@ typedef struct layer_loop {
     size_t t_done;                  /* written by rank 0: the step the team stopped before */
     unsigned char *xs, *zx, *zc, *hbuf[2];
     int gru, proj;
+    /* B = 1 and the output rows of two steps never overlap: step t writes its h into its output
+     * row (step_output) and step t+1 reads it there; hbuf[0] holds only h0 */
+    int direct_out;
     fc_blocks_job project, project_cand;    /* zx (zc) = xs @ Wx + bias, for a chunk */
     fc_blocks_job step, cand, projection;   /* per step; rows, init, h set per step */
 } layer_loop;
@@ -87,6 +97,21 @@ typedef struct member {
     size_t t, rows;                 /* rows: gathered rows of the chunk */
     fc_blocks_job project, project_cand, step, cand, projection;
 } member;
+
+/* Output row [P] of step t of row 0 (direct_out: B = 1), reversed within its length for a
+ * reverse layer. */
+static unsigned char *step_output(const layer_loop *L, size_t t)
+{
+    const size_t out_t = L->io->reverse ? L->order[0].len - 1 - t : t;
+    return AT(L->io->out, out_t * L->io->out_stride_t, L->es);
+}
+
+/* A phase of the team, or with no team (a one-member layer) the one part, here. */
+static void phase(fc_team *team, fc_part_fn run, void *ctx)
+{
+    if (team) fc_team_phase(team, run, ctx);
+    else run(ctx, 0, 1);
+}
 
 /* Gathers part of the running rows of steps [t0, t1), step-major, reversed within length for a
  * reverse layer; row r of step t sits at (row offset of t) + r. */
@@ -121,7 +146,7 @@ static void gates_part(void *ctx, size_t part, size_t parts)   /* gru gates, lst
 }
 
 /* The product that writes h of step t (step, gru candidate or lstm projection), then the same
- * part of h copied to the outputs of its rows. */
+ * part of h copied to the outputs of its rows (unless it wrote them: direct_out). */
 static void output_part(void *ctx, size_t part, size_t parts)
 {
     const member *m = ctx;
@@ -129,6 +154,7 @@ static void output_part(void *ctx, size_t part, size_t parts)
     const fc_seq_io *io = L->io;
     const fc_blocks_job *job = L->proj ? &m->projection : L->gru ? &m->cand : &m->step;
     fc_run_blocks_share(job, part, parts);
+    if (L->direct_out) return;
     size_t r0, r1, u0, u1;
     fc_blocks_share_region(job, part, parts, &r0, &r1, &u0, &u1);
     const unsigned char *h = L->hbuf[(m->t + 1) % 2];
@@ -140,7 +166,7 @@ static void output_part(void *ctx, size_t part, size_t parts)
     }
 }
 
-static void time_loop(void *ctx, fc_team *team)
+static void time_loop(void *ctx, fc_team *team)   /* team NULL: one member, no team */
 {
     const layer_loop *L = ctx;
     const size_t es = L->es;
@@ -149,20 +175,21 @@ static void time_loop(void *ctx, fc_team *team)
     const size_t t0 = L->t0, t1 = L->t1;
     for (size_t t = t0; t < t1; t++) m.rows += L->active[t];
     if (L->t_begin == t0) {
-        fc_team_phase(team, gather_part, &m);
+        phase(team, gather_part, &m);
         m.project.args.rows = m.project_cand.args.rows = m.rows;
-        fc_team_phase(team, project_part, &m);
+        phase(team, project_part, &m);
     }
 
     /* A team short of members (a worker not scheduled in time) stops early, and the caller
      * forms a new one: a late worker joins after retry_steps steps, not after the chunk. */
-    const size_t t_stop = (size_t)team->size < L->members
+    const size_t t_stop = team && (size_t)team->size < L->members
                               ? L->t_begin + fc_min(t1 - L->t_begin, L->retry_steps) : t1;
     size_t row0 = 0;                /* first gathered row of step t */
     for (size_t t = t0; t < L->t_begin; t++) row0 += L->active[t];
     for (size_t t = L->t_begin; t < t_stop; row0 += L->active[t], t++) {
         const size_t bt = L->active[t];
-        unsigned char *h_prev = L->hbuf[t % 2], *h_next = L->hbuf[(t + 1) % 2];
+        unsigned char *h_prev = L->direct_out && t > 0 ? step_output(L, t - 1) : L->hbuf[t % 2];
+        unsigned char *h_next = L->direct_out ? step_output(L, t) : L->hbuf[(t + 1) % 2];
         m.t = t;
         m.step.args.rows = m.cand.args.rows = m.projection.args.rows = bt;
         m.step.args.init = AT(L->zx, row0 * m.step.args.ld_init, es);
@@ -171,14 +198,29 @@ static void time_loop(void *ctx, fc_team *team)
         m.cand.args.init = AT(L->zc, row0 * m.cand.args.ld_init, es);
         m.cand.args.h_in = h_prev;
         m.cand.args.h_out = m.projection.args.h_out = h_next;
-        if (L->gru || L->proj) fc_team_phase(team, gates_part, &m);
-        fc_team_phase(team, output_part, &m);
+        if (L->gru || L->proj) phase(team, gates_part, &m);
+        phase(team, output_part, &m);
     }
-    if (team->rank == 0) ((layer_loop *)ctx)->t_done = t_stop;
+    if (!team || team->rank == 0) ((layer_loop *)ctx)->t_done = t_stop;
 }
 
-/* One layer; its buffers are carved from one allocation. */
-static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq_io *io)
+/* Members of a layer's team: as many threads as one step's products repay (the longest step:
+ * all B rows), at least MIN_FLOPS_PER_MEMBER each (tuning.h: min_flops). */
+static size_t layer_members(const fc_cell *cell, size_t B)
+{
+    const fc_cell_dims dims = fc_cell_dims_of(cell);
+    fc_blocks_job widest = {.packed = dims.gru_ra ? &cell->cand : &cell->main,
+                            .tile_rows = cell->kernels->mr};
+    widest.args.rows = B;
+    widest.args.k0 = dims.P;                    /* the step's product: h rows of its panels */
+    const size_t min_flops = fc_tuning_now.min_flops ? fc_tuning_now.min_flops
+                                                     : MIN_FLOPS_PER_MEMBER;
+    return fc_blocks_threads(&widest, min_flops);
+}
+
+/* One layer on up to max_members threads; its buffers are carved from one allocation. */
+static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq_io *io,
+                           size_t max_members)
 {
     const fc_cell_desc *d = &cell->desc;
     const fc_kernels *kern = cell->kernels;
@@ -189,34 +231,20 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     const fc_packed *mp = &cell->main, *cp = &cell->cand;
     const size_t row_main = mp->nblocks * mp->pw, row_cand = gru ? cp->nblocks * cp->pw : 0;
 
+    /* steps: the longest row's length (lengths are B real values; B alone may be any size) */
+    size_t t_max = B && !io->lengths ? T : 0;
+    for (size_t b = 0; io->lengths && b < B; b++) t_max = fc_max(t_max, (size_t)io->lengths[b]);
+
     /* Sizes first, every product checked: B and T are any size_t (a stride-0 batch or time
      * axis costs the caller no memory). row_main, row_cand <= the packed sizes. */
     int overflow = 0;
     const size_t lds = gru ? fc_round_up_checked(U, cp->nru, &overflow) : 0;
-    const size_t order_bytes = fc_mul(B ? B : 1, sizeof(row_order), &overflow);
-    const size_t active_bytes = fc_mul(fc_add(T, 1, &overflow), sizeof(size_t), &overflow);
     const size_t row_width = fc_add(I, fc_add(row_main, row_cand, &overflow), &overflow);
     const size_t per_step = fc_mul3(B, row_width, es, &overflow);
     const size_t n_h = fc_mul(B, P, &overflow), n_c = lstm ? fc_mul(B, U, &overflow) : 0;
     const size_t n_s = gru ? fc_mul3(2, B, lds, &overflow) : 0;
     const size_t n_m = proj ? fc_mul(B, U, &overflow) : 0;
     if (overflow) return FC_ERR_SIZE;
-
-    row_order *order = malloc(order_bytes);
-    size_t *active = malloc(active_bytes);                 /* rows running at step t */
-    if (!order || !active) {
-        free(order);
-        free(active);
-        return FC_ERR_NOMEM;
-    }
-    for (size_t b = 0; b < B; b++)
-        order[b] = (row_order){.len = io->lengths ? (size_t)io->lengths[b] : T, .index = b};
-    qsort(order, B, sizeof *order, longest_first);
-    const size_t t_max = B ? order[0].len : 0;
-    for (size_t t = 0, i = B; t < t_max; t++) {
-        while (i > 0 && order[i - 1].len <= t) i--;
-        active[t] = i;
-    }
 
     /* steps per chunk: gathered x, zx (and zc) for every row of every step in the chunk, and
      * about CHUNK_FLOPS of work (a team is formed per chunk); FLOPs saturate (they only choose) */
@@ -239,24 +267,32 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     offs[4] = fc_add(offs[3], fc_mul(2, n_h, &overflow), &overflow);
     const size_t total = fc_add(fc_add(offs[4], n_c, &overflow), fc_add(n_s, n_m, &overflow),
                                 &overflow);
-    const size_t work_bytes = fc_mul(total ? total : 1, es, &overflow);
-    if (overflow) {
-        free(order);
-        free(active);
-        return FC_ERR_SIZE;
-    }
-    unsigned char *work = fc_aligned_alloc(work_bytes);
-    if (!work) {
-        free(order);
-        free(active);
-        return FC_ERR_NOMEM;
-    }
+    /* then the row order [B] and the rows running per step [t_max], size_t aligned */
+    const size_t order_at = fc_round_up_checked(fc_mul(total, es, &overflow), sizeof(size_t),
+                                                &overflow);
+    const size_t active_at = fc_add(order_at, fc_mul(B, sizeof(row_order), &overflow),
+                                    &overflow);
+    const size_t work_bytes = fc_add(active_at, fc_mul(t_max, sizeof(size_t), &overflow),
+                                     &overflow);
+    if (overflow) return FC_ERR_SIZE;
+    unsigned char *work = fc_aligned_alloc(work_bytes ? work_bytes : 1);
+    if (!work) return FC_ERR_NOMEM;
     unsigned char *xs = AT(work, offs[0], es), *zx = AT(work, offs[1], es);
     unsigned char *zc = AT(work, offs[2], es);
     unsigned char *hbuf[2] = {AT(work, offs[3], es), AT(work, offs[3] + n_h, es)};
     unsigned char *c = AT(work, offs[4], es), *s0 = c + n_c * es, *s1 = s0 + B * lds * es;
     unsigned char *m = s0 + n_s * es;
+    row_order *order = (row_order *)(work + order_at);
+    size_t *active = (size_t *)(work + active_at);         /* rows running at step t */
     if (n_s) memset(s0, 0, n_s * es);   /* padding lanes of u are read as whole vectors */
+
+    for (size_t b = 0; b < B; b++)
+        order[b] = (row_order){.len = io->lengths ? (size_t)io->lengths[b] : T, .index = b};
+    if (io->lengths && B > 1) qsort(order, B, sizeof *order, longest_first);   /* else in order */
+    for (size_t t = 0, i = B; t < t_max; t++) {
+        while (i > 0 && order[i - 1].len <= t) i--;
+        active[t] = i;
+    }
 
     /* initial state, in row order */
     for (size_t i = 0; i < B; i++) {
@@ -275,7 +311,8 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
 
     layer_loop loop = {.io = io, .order = order, .active = active, .I = I, .P = P, .es = es,
                        .xs = xs,
-                       .hbuf = {hbuf[0], hbuf[1]}, .gru = gru, .proj = proj};
+                       .hbuf = {hbuf[0], hbuf[1]}, .gru = gru, .proj = proj,
+                       .direct_out = B == 1 && (t_max <= 1 || io->out_stride_t >= P)};
     /* the input projection: zx (and for gru zc) rows = xs rows @ Wx + bias, panel layout */
     loop.project = (fc_blocks_job){.kernel = kern->block[ra ? FC_OP_LINEAR3 : FC_OP_LINEAR],
                                    .packed = mp,
@@ -331,12 +368,8 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     loop.zx = zx;
     loop.zc = zc;
 
-    /* Threads: as many as one step's products repay (the longest step: all B rows). */
-    fc_blocks_job widest = step;
-    widest.args.rows = B;
+    loop.members = fc_min(layer_members(cell, B), max_members);
     const fc_tuning *tuning = &fc_tuning_now;
-    loop.members = fc_blocks_threads(&widest, tuning->min_flops ? tuning->min_flops
-                                                                : MIN_FLOPS_PER_MEMBER);
     loop.retry_steps = tuning->retry_steps ? tuning->retry_steps
                        : flops_per_step ? fc_max(1, RETRY_FLOPS / flops_per_step) : t_max;
     const long join_wait_ns = tuning->join_wait_ns > 0 ? tuning->join_wait_ns
@@ -345,21 +378,21 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         loop.t1 = loop.t0 + fc_min(chunk, t_max - loop.t0);
         fc_count(FC_COUNT_SEQ_CHUNKS);
         for (loop.t_begin = loop.t0; loop.t_begin < loop.t1; loop.t_begin = loop.t_done)
-            fc_team_run((int)loop.members, join_wait_ns, time_loop, &loop);
+            if (loop.members > 1) fc_team_run((int)loop.members, join_wait_ns, time_loop, &loop);
+            else time_loop(&loop, NULL);
     }
 
-    /* final state: a row's h after its last step sits in hbuf[len % 2] */
+    /* final state: a row's h after its last step sits in hbuf[len % 2], or with direct_out in
+     * its last output row (h_final may overlap it: memmove); with no step it is h0 (hbuf[0]) */
     for (size_t i = 0; i < B; i++) {
-        const size_t b = order[i].index;
-        if (io->h_final)
-            memcpy(AT(io->h_final, b * io->ldhf, es), AT(hbuf[order[i].len % 2], i * P, es),
-                   P * es);
+        const size_t b = order[i].index, len = order[i].len;
+        const unsigned char *h = loop.direct_out && len ? step_output(&loop, len - 1)
+                                                        : AT(hbuf[len % 2], i * P, es);
+        if (io->h_final) memmove(AT(io->h_final, b * io->ldhf, es), h, P * es);
         if (lstm && io->c_final)
             memcpy(AT(io->c_final, b * io->ldcf, es), AT(c, i * U, es), U * es);
     }
     fc_aligned_free(work);
-    free(order);
-    free(active);
     return FC_OK;
 }
 
@@ -367,6 +400,7 @@ typedef struct stacks_job {
     size_t T, B;
     const fc_seq_layer *layers[2];
     size_t nlayers[2];
+    size_t max_members;             /* threads a layer may use: 1 when two stacks run at once */
     fc_status status[2];
 } stacks_job;
 
@@ -377,7 +411,7 @@ static void run_stack(void *ctx, size_t begin, size_t end)
         job->status[s] = FC_OK;
         for (size_t k = 0; k < job->nlayers[s] && job->status[s] == FC_OK; k++)
             job->status[s] = run_layer(job->layers[s][k].cell, job->T, job->B,
-                                       &job->layers[s][k].io);
+                                       &job->layers[s][k].io, job->max_members);
     }
 }
 
@@ -385,15 +419,24 @@ fc_status fc_run_sequences(size_t T, size_t B, size_t nstacks, fc_seq_layer *con
                            const size_t *nlayers)
 {
     if (nstacks < 1 || nstacks > 2) return FC_ERR_ARG;
-    stacks_job job = {.T = T, .B = B};
-    fc_pool_hold();                 /* keep the workers awake from team to team */
+    /* Two stacks: one per core, each single-threaded inside (nested regions would run
+     * serially). One stack: its layers' teams. */
+    const int threads = fc_get_num_threads();
+    stacks_job job = {.T = T, .B = B, .max_members = nstacks == 2 ? 1 : (size_t)threads};
+    int pooled = nstacks == 2 && threads > 1;       /* any worker needed in this call */
     for (size_t s = 0; s < nstacks; s++) {
         job.layers[s] = layers[s];
         job.nlayers[s] = nlayers[s];
+        for (size_t k = 0; k < nlayers[s] && !pooled; k++)
+            pooled = fc_min(layer_members(layers[s][k].cell, B), job.max_members) > 1;
     }
-    /* Two stacks: one per core, each single-threaded inside (nested regions run serially). */
-    fc_parallel_for(nstacks, nstacks == 2 ? fc_get_num_threads() : 1, run_stack, &job);
-    fc_pool_release();
+    if (!pooled) {                  /* no worker to keep awake, no region to open */
+        run_stack(&job, 0, nstacks);
+    } else {
+        fc_pool_hold();             /* keep the workers awake from team to team */
+        fc_parallel_for(nstacks, nstacks == 2 ? threads : 1, run_stack, &job);
+        fc_pool_release();
+    }
     for (size_t s = 0; s < nstacks; s++)
         if (job.status[s] != FC_OK) return job.status[s];
     return FC_OK;

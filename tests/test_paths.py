@@ -149,6 +149,42 @@ def test_bidirectional_stacks_in_many_chunks_match_reference(dtype, threads):
         assert_bit_equal(got, default, f"chunk {chunk} threads {threads}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("config", PATH_CONFIGS)
+def test_one_row_sequences_match_reference(config, dtype):
+    """B = 1: each step's h is written straight into its output row and read back from there by
+    the next step; with one thread the layer runs with no team, with min_flops=1 on 2 and 3
+    threads as a team. Both directions, a row shorter than T and one of length 0 (final state
+    h0), time- and batch-major."""
+    rng = np.random.default_rng(27)
+    T, I = 9, 3
+    cell_fw, cell_bw = make(config, 33, dtype, I, 1), make(config, 20, dtype, I, 2)
+    for length, time_major in [(None, False), (5, True), (0, False)]:
+        x = rng.uniform(-1, 1, (T, 1, I) if time_major else (1, T, I)).astype(dtype)
+        lengths = None if length is None else np.array([length])
+        init_fw, init_bw = random_state(cell_fw, 1, rng), random_state(cell_bw, 1, rng)
+        runs = {
+            "uni": lambda: nn.dynamic_rnn(cell_fw, x, lengths, init_fw,  # noqa: E731
+                                          time_major=time_major),
+            "bi": lambda: nn.bidirectional_dynamic_rnn(cell_fw, cell_bw, x, lengths,  # noqa
+                                                       init_fw, init_bw,
+                                                       time_major=time_major)}
+        wants = {
+            "uni": reference.dynamic_rnn(ref_step(cell_fw), f64(x), f64(init_fw), lengths,
+                                         time_major),
+            "bi": reference.bidirectional_dynamic_rnn(ref_step(cell_fw), ref_step(cell_bw),
+                                                      f64(x), f64(init_fw), f64(init_bw),
+                                                      lengths, time_major)}
+        for name, run in runs.items():
+            default = run()
+            what = f"{config} {name} length {length} time_major {time_major}"
+            assert_close(default, wants[name], dtype, what)
+            for threads in (1, 2, 3):
+                with tuned(threads, min_flops=1):
+                    got = run()
+                assert_bit_equal(got, default, f"{what} threads {threads}")
+
+
 # ---------------------------------------------------------------------------------------------
 # the retry path (late joins, short teams) and the take-over path of sequences
 # ---------------------------------------------------------------------------------------------
