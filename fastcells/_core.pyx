@@ -613,6 +613,143 @@ cdef object _seq_array(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols,
     return arr
 
 
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    bint PyDict_CheckExact(object o)
+    PyObject *PyDict_GetItem(object d, object key)      # borrowed; NULL if missing
+
+
+cdef object _layer_get(object spec, str key):
+    """spec.get(key): a plain dict is read directly (no method call), anything else by .get."""
+    cdef PyObject *item
+    if PyDict_CheckExact(spec):
+        item = PyDict_GetItem(spec, key)
+        return <object>item if item != NULL else None
+    return spec.get(key)
+
+
+cdef object _layer_item(object spec, str key):
+    """spec[key] (KeyError if missing), a plain dict read directly."""
+    cdef PyObject *item
+    if PyDict_CheckExact(spec):
+        item = PyDict_GetItem(spec, key)
+        if item == NULL:
+            raise KeyError(key)
+        return <object>item
+    return spec[key]
+
+
+cdef bint _seq_ready(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols, bint time_major,
+                     int typenum, bint writable, char **ptr, size_t *st, size_t *sb):
+    """The common case of _seq_array without building anything: True (data pointer and time and
+    batch strides in elements set) if `a` passes _seq_array's checks as it is, in native byte
+    order; False leaves `a` to _seq_array (which converts it or raises the message)."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_NDIM(arr) != 3 or cnp.PyArray_TYPE(arr) != typenum:
+        return False
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
+    if (dims[0] != (T if time_major else B) or dims[1] != (B if time_major else T)
+            or dims[2] != cols):
+        return False
+    if not cnp.PyArray_ISNOTSWAPPED(arr) or not cnp.PyArray_ISALIGNED(arr):
+        return False
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        return False
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
+    cdef Py_ssize_t s_t = cnp.PyArray_STRIDE(arr, 0 if time_major else 1)
+    cdef Py_ssize_t s_b = cnp.PyArray_STRIDE(arr, 1 if time_major else 0)
+    if cnp.PyArray_SIZE(arr) > 0:
+        if cols > 1 and cnp.PyArray_STRIDE(arr, 2) != item:
+            return False
+        if s_t < 0 or s_b < 0 or s_t % item or s_b % item:
+            return False
+    ptr[0] = <char *>cnp.PyArray_DATA(arr)
+    st[0] = <size_t>(s_t // item)
+    sb[0] = <size_t>(s_b // item)
+    return True
+
+
+cdef bint _matrix_ready(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum,
+                        bint writable, char **ptr, size_t *ld):
+    """The common case of _matrix (rows >= 0) without building anything: True (pointer and
+    leading dimension set) if `a` passes _matrix's checks as it is, in native byte order; False
+    leaves `a` to _matrix (which converts it or raises the message)."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_TYPE(arr) != typenum:
+        return False
+    cdef Py_ssize_t r = cnp.PyArray_DIM(arr, 0), c = cnp.PyArray_DIM(arr, 1)
+    if r != rows or c != cols:
+        return False
+    if not cnp.PyArray_ISNOTSWAPPED(arr) or not cnp.PyArray_ISALIGNED(arr):
+        return False
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        return False
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
+    cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
+    if r > 0 and c > 1 and s1 != item:
+        return False
+    if r > 1 and (s0 < 0 or s0 % item != 0):
+        return False
+    ptr[0] = <char *>cnp.PyArray_DATA(arr)
+    ld[0] = <size_t>(s0 // item) if r > 1 else <size_t>c
+    return True
+
+
+cdef void _extent(cnp.ndarray arr, size_t *start, size_t *end):
+    """The bytes [start, end) that `arr` may touch, as numpy's get_array_memory_extents (what
+    np.may_share_memory compares): empty for an array with no elements."""
+    cdef Py_ssize_t low = 0, upper = 0, offset
+    cdef int j
+    cdef size_t data = <size_t>cnp.PyArray_DATA(arr)
+    for j in range(cnp.PyArray_NDIM(arr)):
+        if cnp.PyArray_DIM(arr, j) == 0:
+            start[0] = end[0] = data
+            return
+        offset = cnp.PyArray_STRIDE(arr, j) * (cnp.PyArray_DIM(arr, j) - 1)
+        if offset > 0:
+            upper += offset
+        else:
+            low += offset
+    upper += cnp.PyArray_ITEMSIZE(arr)
+    start[0] = data + <size_t>low
+    end[0] = data + <size_t>upper
+
+
+cdef bint _may_overlap(cnp.ndarray a, cnp.ndarray b):
+    """np.may_share_memory(a, b): do the memory extents of a and b intersect?"""
+    cdef size_t a0, a1, b0, b1
+    _extent(a, &a0, &a1)
+    _extent(b, &b0, &b1)
+    return a0 < b1 and b0 < a1 and a0 < a1 and b0 < b1
+
+
+cdef bint _lengths_ready(object a, Py_ssize_t T, Py_ssize_t B):
+    """True if `a` is already what run_sequences makes of `lengths`: a native, aligned,
+    C-contiguous int64 ndarray of shape (B,), every value in [0, T]."""
+    if type(a) is not np.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if (cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_TYPE(arr) != cnp.NPY_INT64
+            or cnp.PyArray_DIM(arr, 0) != B or not cnp.PyArray_ISCARRAY_RO(arr)
+            or not cnp.PyArray_ISNOTSWAPPED(arr)):
+        return False
+    cdef const int64_t *v = <const int64_t *>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t b
+    for b in range(B):
+        if v[b] < 0 or v[b] > T:
+            return False
+    return True
+
+
+cdef str _where(Py_ssize_t s, Py_ssize_t k):
+    """The name of layer k of stack s in messages."""
+    return f"stacks[{s}][{k}]"
+
+
 def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False):
     """Runs 1 or 2 independent stacks of layers over whole sequences in one native call.
 
@@ -622,6 +759,10 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
       h_final, c_final ([B,P], [B,U] or None, written), reverse (bool).
     Layer k of a stack reads what layer k-1 wrote (pass its `out` as `x`). Outputs must not
     overlap inputs. Two stacks run on two cores when threads allow.
+
+    Each operand is first checked in place (_seq_ready, _matrix_ready, _lengths_ready: no
+    Python objects built); one that is not ready as it is goes through _seq_array / _matrix /
+    the lengths conversion, which convert it or raise the message naming it.
     """
     if not 1 <= len(stacks) <= 2:
         raise ValueError(f"stacks: expected 1 or 2 stacks, got {len(stacks)}")
@@ -630,7 +771,7 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
     cdef size_t nlayers[2]
     cdef fc_seq_layer *layers[2]
     layers[0] = layers[1] = NULL
-    cdef Py_ssize_t s, k, n
+    cdef Py_ssize_t s, k, n, j
     cdef fc_seq_layer *layer
     cdef PackedCell cell
     cdef char *p = NULL
@@ -638,6 +779,9 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
     cdef cnp.ndarray lengths
     cdef fc_status st
     cdef size_t nstacks
+    cdef Py_ssize_t rows_cols
+    cdef bint written
+    cdef const char *key_text
     keep = []                          # arrays referenced by pointers until the call returns
     try:
         for s in range(len(stacks)):
@@ -649,54 +793,72 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
             for k in range(n):
                 spec = stacks[s][k]
                 layer = &layers[s][k]
-                where = f"stacks[{s}][{k}]"
-                if not isinstance(spec.get("cell"), PackedCell):
-                    raise TypeError(f"{where}.cell: expected a PackedCell, got "
-                                    f"{type(spec.get('cell')).__name__}")
-                cell = spec["cell"]
+                cell_obj = _layer_get(spec, "cell")
+                if not isinstance(cell_obj, PackedCell):
+                    raise TypeError(f"{_where(s, k)}.cell: expected a PackedCell, got "
+                                    f"{type(cell_obj).__name__}")
+                cell = <PackedCell>cell_obj
                 if cell.cell == NULL:
-                    raise ValueError(f"{where}.cell: the PackedCell is not initialised")
+                    raise ValueError(f"{_where(s, k)}.cell: the PackedCell is not initialised")
                 layer.cell = cell.cell
-                keep.append(_seq_array(spec["x"], T, B, cell.input_size, time_major,
-                                       cell.typenum, False, where + ".x",
-                                       <char **>&layer.io.x, &layer.io.x_stride_t,
-                                       &layer.io.x_stride_b))
-                _seq_array(spec["out"], T, B, cell.output_size, time_major, cell.typenum, True,
-                           where + ".out", <char **>&layer.io.out, &layer.io.out_stride_t,
-                           &layer.io.out_stride_b)
-                if np.may_share_memory(spec["x"], spec["out"]):
-                    raise ValueError(f"{where}: out must not overlap x")
-                if spec.get("lengths") is not None:
-                    lengths_obj = np.ascontiguousarray(spec["lengths"], dtype=np.int64)
-                    if lengths_obj.shape != (B,):
-                        raise ValueError(f"{where}.lengths: expected shape ({B},), "
-                                         f"got {lengths_obj.shape}")
-                    if B and (lengths_obj.min() < 0 or lengths_obj.max() > T):
-                        raise ValueError(f"{where}.lengths: expected values in [0, {T}], got "
-                                         f"min {lengths_obj.min()}, max {lengths_obj.max()}")
+                x = _layer_item(spec, "x")
+                if _seq_ready(x, T, B, cell.input_size, time_major, cell.typenum, False,
+                              <char **>&layer.io.x, &layer.io.x_stride_t, &layer.io.x_stride_b):
+                    keep.append(x)
+                else:
+                    keep.append(_seq_array(x, T, B, cell.input_size, time_major,
+                                           cell.typenum, False, _where(s, k) + ".x",
+                                           <char **>&layer.io.x, &layer.io.x_stride_t,
+                                           &layer.io.x_stride_b))
+                out = _layer_item(spec, "out")
+                if _seq_ready(out, T, B, cell.output_size, time_major, cell.typenum, True,
+                              <char **>&layer.io.out, &layer.io.out_stride_t,
+                              &layer.io.out_stride_b):
+                    keep.append(out)
+                else:
+                    keep.append(_seq_array(out, T, B, cell.output_size, time_major,
+                                           cell.typenum, True, _where(s, k) + ".out",
+                                           <char **>&layer.io.out, &layer.io.out_stride_t,
+                                           &layer.io.out_stride_b))
+                if _may_overlap(<cnp.ndarray>x, <cnp.ndarray>out):
+                    raise ValueError(f"{_where(s, k)}: out must not overlap x")
+                lengths_obj = _layer_get(spec, "lengths")
+                if lengths_obj is not None:
+                    if not _lengths_ready(lengths_obj, T, B):
+                        lengths_obj = np.ascontiguousarray(lengths_obj, dtype=np.int64)
+                        if lengths_obj.shape != (B,):
+                            raise ValueError(f"{_where(s, k)}.lengths: expected shape ({B},), "
+                                             f"got {lengths_obj.shape}")
+                        if B and (lengths_obj.min() < 0 or lengths_obj.max() > T):
+                            raise ValueError(f"{_where(s, k)}.lengths: expected values in "
+                                             f"[0, {T}], got min {lengths_obj.min()}, max "
+                                             f"{lengths_obj.max()}")
                     keep.append(lengths_obj)
                     lengths = lengths_obj
                     layer.io.lengths = <const int64_t *>cnp.PyArray_DATA(lengths)
-                for key, rows_cols, out in (("h0", cell.output_size, False),
-                                            ("c0", cell.num_units, False),
-                                            ("h_final", cell.output_size, True),
-                                            ("c_final", cell.num_units, True)):
-                    a = spec.get(key)
+                for j in range(4):             # h0, c0, h_final, c_final
+                    key = ("h0", "c0", "h_final", "c_final")[j]
+                    a = _layer_get(spec, key)
                     if a is None:
                         continue
-                    if key[0] == "c" and not cell.lstm:
-                        raise ValueError(f"{where}.{key}: only an LSTM has a cell state")
-                    keep.append(_matrix(a, B, rows_cols, cell.typenum, out, where + "." + key,
-                                        &p, &ld))
-                    if key == "h0":
+                    if j % 2 and not cell.lstm:
+                        raise ValueError(f"{_where(s, k)}.{key}: only an LSTM has a cell state")
+                    rows_cols = cell.num_units if j % 2 else cell.output_size
+                    written = j >= 2
+                    if _matrix_ready(a, B, rows_cols, cell.typenum, written, &p, &ld):
+                        keep.append(a)
+                    else:
+                        keep.append(_matrix(a, B, rows_cols, cell.typenum, written,
+                                            _where(s, k) + "." + key, &p, &ld))
+                    if j == 0:
                         layer.io.h0, layer.io.ldh0 = p, ld
-                    elif key == "c0":
+                    elif j == 1:
                         layer.io.c0, layer.io.ldc0 = p, ld
-                    elif key == "h_final":
+                    elif j == 2:
                         layer.io.h_final, layer.io.ldhf = p, ld
                     else:
                         layer.io.c_final, layer.io.ldcf = p, ld
-                layer.io.reverse = bool(spec.get("reverse", False))
+                layer.io.reverse = bool(_layer_get(spec, "reverse"))
         st = FC_OK
         nstacks = len(stacks)
         with nogil:

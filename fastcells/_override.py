@@ -17,7 +17,16 @@ runs, wherever the cell is stepped:
   calls the cell, hence the override, at every step).
 
 A class is "fastcells'" if its module is fastcells or inside it; everything else is the user's.
+
+The runners ask on every call, so the answer is cached per class (``overrides_call``): a class
+gets its overrides when it is created (its namespace, and init_subclass), so one walk of its MRO
+answers for its lifetime. What could change it later, assigning ``call`` or ``__call__`` on the
+class or on a base, changes what ``cls.call`` / ``cls.__call__`` resolve to: the entry keeps
+(weak references to) those and is recomputed when they differ. fastcells' own classes never
+override (every class of their MRO is fastcells'), which ``is_own_class`` answers from a set.
 """
+import weakref
+
 import numpy as np
 
 
@@ -35,11 +44,50 @@ def _first_definer(cls, *names):
     return None
 
 
+# fastcells' own classes met so far (a handful, alive as long as the package)
+_OWN_CLASSES = set()
+# a user class -> (weakref to cls.call, weakref to cls.__call__, overrides_call(cls)); weak keys,
+# so a class that is collected takes its entry with it
+_OVERRIDES = weakref.WeakKeyDictionary()
+
+
+def is_own_class(cls):
+    """True if `cls` is one of fastcells' classes (cached: a class's module is fixed)."""
+    if cls in _OWN_CLASSES:
+        return True
+    if _is_fastcells(cls):
+        _OWN_CLASSES.add(cls)
+        return True
+    return False
+
+
+def _resolves_to(ref, value):
+    return ref is not None and ref() is value
+
+
+def _weak(value):
+    try:
+        return weakref.ref(value)
+    except TypeError:                 # an object without weak references: never matches
+        return None
+
+
 def overrides_call(cls):
     """True if a user class, ahead of fastcells' classes in cls's MRO, defines ``call`` or
-    ``__call__``."""
+    ``__call__`` (cached per class, see the module docstring)."""
+    if is_own_class(cls):
+        return False                  # every class of its MRO is fastcells' (or object)
+    call, dunder = getattr(cls, "call", None), getattr(cls, "__call__", None)
+    entry = _OVERRIDES.get(cls)
+    if entry is not None and _resolves_to(entry[0], call) and _resolves_to(entry[1], dunder):
+        return entry[2]
     klass = _first_definer(cls, "call", "__call__")
-    return klass is not None and not _is_fastcells(klass)
+    result = klass is not None and not _is_fastcells(klass)
+    try:
+        _OVERRIDES[cls] = (_weak(call), _weak(dunder), result)
+    except TypeError:                 # a class without weak references: not cached
+        pass
+    return result
 
 
 def runs_native(cell, base):

@@ -18,6 +18,13 @@ Python runs per step. The slow path (a Python time loop with TF's masking) serve
 a custom-callable activation, a user RNNCell subclass, a MultiRNNCell containing one, or a
 fastcells cell subclass that overrides ``call`` or ``__call__`` (its override is honoured).
 
+What a call costs in Python is kept small for fastcells' own cells: each cell object's layers
+(their PackedCells, sizes and kinds, and the maker of the final state) are cached in a _Stack,
+valid while the cell's class, a MultiRNNCell's cells and every leaf's PackedCell are the ones
+it was made from (new weights are always a new PackedCell, so stale weights never run); with
+such a stack, arguments that need no conversion pass quick checks (_quick_inputs), and anything
+else goes through the careful checks, which word every error.
+
 Decisions where TF leaves room (or cannot apply to NumPy):
 - ``parallel_iterations``, ``swap_memory`` and ``scope`` are accepted and ignored (graph-mode
   and variable-scope options; weights live on the cells here).
@@ -36,11 +43,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
+import weakref
+
 import numpy as np
 
 from fastcells import _core, _override, _serialize, reference
-from fastcells._nest import LSTMStateTuple, arrays_for_size, flatten, map_structure, pack_as
-from fastcells._validate import as_array, bridge_ready, check_dtype, describe
+from fastcells._nest import LSTMStateTuple, flatten, map_structure, pack_as
+from fastcells._validate import F32, F64, as_array, bridge_ready, check_dtype, describe
 from fastcells.cells import MultiRNNCell
 from fastcells.cells._fused import FusedCell
 from fastcells.cells._kinds import LSTMBase
@@ -51,6 +60,9 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
 
 _INT64 = np.dtype(np.int64)
+_ndarray = np.ndarray
+_empty = np.empty
+_tuple_new = tuple.__new__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,12 +117,18 @@ def dynamic_rnn(cell: Any, inputs: ArrayLike, sequence_length: Optional[ArrayLik
     (0.0, True)
     """
     time_major = bool(time_major)
-    dt = _runner_dtype(cell, "cell", dtype, initial_state is None, "initial_state")
-    x = _check_sequence(inputs, dt, time_major, cells=(cell,))
+    stack = _cached_stack(cell)
+    x = _quick_inputs(stack, dtype, initial_state is None, inputs, time_major)
+    if x is None:
+        dt = _runner_dtype(cell, "cell", dtype, initial_state is None, "initial_state")
+        x = _check_sequence(inputs, dt, time_major, cells=(cell,))
+    else:
+        dt = stack.dtype
     T, B = _time_batch(x, time_major)
-    lengths = _check_lengths(sequence_length, B, T)
-    init = _check_initial_state(cell, initial_state, B, dt, "initial_state")
-    run = _NativeRun.plan(cell, x, dt, time_major, lengths, init, reverse=False)
+    lengths = None if sequence_length is None else _check_lengths(sequence_length, B, T)
+    init = (None if initial_state is None else
+            _check_initial_state(cell, initial_state, B, dt, "initial_state"))
+    run = _NativeRun.plan(cell, x, dt, time_major, lengths, init, False, stack)
     if run is not None:
         _core.run_sequences(T, B, [run.layers], time_major)
         return run.outputs, run.final_state
@@ -151,7 +169,10 @@ def static_rnn(cell: Any, inputs: Sequence[ArrayLike], initial_state: Any = None
     >>> len(outs), outs[0].shape, state.shape
     (5, (2, 4), (2, 4))
     """
-    dt = _runner_dtype(cell, "cell", dtype, initial_state is None, "initial_state")
+    stack = _cached_stack(cell)
+    dt = _quick_dtype(stack, dtype, initial_state is None)
+    if dt is None:
+        dt = _runner_dtype(cell, "cell", dtype, initial_state is None, "initial_state")
     if not isinstance(inputs, (list, tuple)):
         raise TypeError(f"inputs: expected a list of [batch, depth] arrays (one per time step), "
                         f"got {describe(inputs)}")
@@ -160,7 +181,7 @@ def static_rnn(cell: Any, inputs: Sequence[ArrayLike], initial_state: Any = None
                          "empty list")
     xs = []
     for t, v in enumerate(inputs):
-        a = as_array(v, f"inputs[{t}]", dt)
+        a = v if type(v) is _ndarray and v.dtype is dt else as_array(v, f"inputs[{t}]", dt)
         if a.ndim != 2:
             raise ValueError(f"inputs[{t}]: expected a 2-D array [batch, depth], got shape "
                              f"{a.shape}")
@@ -173,7 +194,7 @@ def static_rnn(cell: Any, inputs: Sequence[ArrayLike], initial_state: Any = None
     _check_depth(cell, x.shape[2])
     lengths = _check_lengths(sequence_length, B, T)
     init = _check_initial_state(cell, initial_state, B, dt, "initial_state")
-    run = _NativeRun.plan(cell, x, dt, True, lengths, init, reverse=False)
+    run = _NativeRun.plan(cell, x, dt, True, lengths, init, False, stack)
     if run is not None:
         _core.run_sequences(T, B, [run.layers], True)
         outputs, state = run.outputs, run.final_state
@@ -229,18 +250,26 @@ def bidirectional_dynamic_rnn(cell_fw: Any, cell_bw: Any, inputs: ArrayLike,
     True
     """
     time_major = bool(time_major)
-    dt = _runner_dtype(cell_fw, "cell_fw", dtype, initial_state_fw is None, "initial_state_fw")
-    dt_bw = _runner_dtype(cell_bw, "cell_bw", dtype, initial_state_bw is None,
-                          "initial_state_bw")
-    if dt_bw != dt:
-        raise TypeError(f"cell_bw: expected the dtype of cell_fw ({dt}), got {dt_bw}")
-    x = _check_sequence(inputs, dt, time_major, cells=(cell_fw, cell_bw))
+    stack_fw, stack_bw = _cached_stack(cell_fw), _cached_stack(cell_bw)
+    x = _quick_inputs(stack_fw, dtype, initial_state_fw is None, inputs, time_major)
+    if x is not None:
+        dt = stack_fw.dtype
+        if _quick_inputs(stack_bw, dtype, initial_state_bw is None, x, time_major) is None:
+            x = None
+    if x is None:
+        dt = _runner_dtype(cell_fw, "cell_fw", dtype, initial_state_fw is None,
+                           "initial_state_fw")
+        dt_bw = _runner_dtype(cell_bw, "cell_bw", dtype, initial_state_bw is None,
+                              "initial_state_bw")
+        if dt_bw != dt:
+            raise TypeError(f"cell_bw: expected the dtype of cell_fw ({dt}), got {dt_bw}")
+        x = _check_sequence(inputs, dt, time_major, cells=(cell_fw, cell_bw))
     T, B = _time_batch(x, time_major)
     lengths = _check_lengths(sequence_length, B, T)
     init_fw = _check_initial_state(cell_fw, initial_state_fw, B, dt, "initial_state_fw")
     init_bw = _check_initial_state(cell_bw, initial_state_bw, B, dt, "initial_state_bw")
-    fw = _NativeRun.plan(cell_fw, x, dt, time_major, lengths, init_fw, reverse=False)
-    bw = _NativeRun.plan(cell_bw, x, dt, time_major, lengths, init_bw, reverse=True)
+    fw = _NativeRun.plan(cell_fw, x, dt, time_major, lengths, init_fw, False, stack_fw)
+    bw = _NativeRun.plan(cell_bw, x, dt, time_major, lengths, init_bw, True, stack_bw)
     stacks = [run.layers for run in (fw, bw) if run is not None]
     if stacks:
         _core.run_sequences(T, B, stacks, time_major)
@@ -261,6 +290,35 @@ def bidirectional_dynamic_rnn(cell_fw: Any, cell_bw: Any, inputs: ArrayLike,
 # ---------------------------------------------------------------------------------------------
 # Argument checking (the boundary: every message names the argument, the expected, the got)
 # ---------------------------------------------------------------------------------------------
+
+# The quick checks: what the careful ones below return, for the common call (a cell with a valid
+# cached _Stack, dtype given as the cell's, an ndarray of that dtype the bridge reads as is), found
+# without building messages or converting anything; None sends the call to the careful checks,
+# which accept the same arguments with the same result and word every error.
+
+def _quick_dtype(stack, dtype, no_state):
+    """_runner_dtype's result for the cell of `stack` (a cached _Stack, or None) when `dtype` is
+    its dtype (the np.dtype or the scalar type), or None with an initial state; else None."""
+    if stack is None:
+        return None
+    dt = stack.dtype
+    if dtype is None:
+        return None if no_state else dt
+    return dt if dtype is dt or dtype is dt.type else None
+
+
+def _quick_inputs(stack, dtype, no_state, inputs, time_major):
+    """_check_sequence's result (`inputs` itself) when _quick_dtype answers and `inputs` is an
+    ndarray of that dtype (exactly, not a subclass), 3-D with T >= 1 and the depth the stack's
+    first layer is built for, that the bridge reads as is; else None."""
+    dt = _quick_dtype(stack, dtype, no_state)
+    if dt is None or type(inputs) is not _ndarray or inputs.dtype is not dt or inputs.ndim != 3:
+        return None
+    shape = inputs.shape
+    if shape[0 if time_major else 1] == 0 or shape[2] != stack.input_size:
+        return None
+    return inputs if _seq_ready(inputs) else None
+
 
 def _runner_dtype(cell, cellname, dtype, no_state, statename):
     """The dtype of the run: the cell's; `dtype` must be None or equal to it, and is required
@@ -459,19 +517,95 @@ def _leaf_states(cell, state):
     return [(None, state)]
 
 
-class _NativeRun:
-    """One stack of layers for run_sequences, with its fresh output and final-state arrays."""
-    __slots__ = ("layers", "outputs", "final_state")
+def _state_maker(cell):
+    """A function (cell, B, dt) -> (state, [(c, h)] per leaf) making uninitialised arrays for a
+    state of `cell` (a C-computed cell or a MultiRNNCell of them) in the structure of its
+    state_size, with each leaf cell's (c, h) as _leaf_states gives them (views into those
+    arrays). It keeps sizes only, never the cell (a cached _Stack must not keep its cell alive)."""
+    if isinstance(cell, MultiRNNCell) and cell.state_is_tuple:
+        makers = [_state_maker(sub) for sub in cell.cells]
+
+        def make(cell, B, dt):
+            parts = [m(sub, B, dt) for m, sub in zip(makers, cell.cells)]
+            return tuple(state for state, _ in parts), [p for _, pairs in parts for p in pairs]
+    elif isinstance(cell, LSTMBase) and cell.state_is_tuple:
+        U, P = cell.num_units, cell.output_size
+
+        def make(cell, B, dt):
+            c, h = _empty((B, U), dt), _empty((B, P), dt)
+            return _tuple_new(LSTMStateTuple, (c, h)), [(c, h)]    # LSTMStateTuple(c, h)
+    else:                                       # one array: [B, U] or the states concatenated
+        width = int(cell.state_size)
+        split = isinstance(cell, (MultiRNNCell, LSTMBase))
+
+        def make(cell, B, dt):
+            state = _empty((B, width), dt)
+            return state, _leaf_states(cell, state) if split else [(None, state)]
+    return make
+
+
+# id(cell) -> its _Stack, for cells whose stack may be cached (_Stack.plan); an entry goes when
+# its cell is collected (the weak reference's callback) and is used only while _cached_stack
+# finds it valid
+_STACKS = {}
+
+
+def _own_tree(cell):
+    """True if `cell` is one of fastcells' own C cells (not a subclass of the user's), or
+    fastcells' MultiRNNCell of such cells or such MultiRNNCells: their state_size, output_size
+    and __call__ are fastcells', so the careful checks' hasattr tests pass, and no override."""
+    if not _override.is_own_class(type(cell)):
+        return False
+    if isinstance(cell, MultiRNNCell):
+        return all(_own_tree(sub) for sub in cell._cells)
+    return isinstance(cell, FusedCell)
+
+
+def _stack_checks(cell, node=None):
+    """What a cached _Stack of `cell` keys on, as (node, attribute, value): every cell's class;
+    every MultiRNNCell's cells and state_is_tuple; every leaf's packed weights (a new PackedCell
+    whenever the cell is built, given weights or unpickled into). node None stands for the cell
+    the stack is looked up with (never held by the stack); the others are its sub-cells."""
+    checks = [(node, "__class__", type(cell))]
+    if isinstance(cell, MultiRNNCell):
+        checks += [(node, "_cells", cell._cells), (node, "_state_is_tuple", cell._state_is_tuple)]
+        for sub in cell._cells:
+            checks += _stack_checks(sub, sub)
+    else:
+        checks.append((node, "_packed", cell._packed))
+    return checks
+
+
+def _cached_stack(cell):
+    """The cached _Stack of `cell` if every fact it keys on (_stack_checks) still holds, else
+    None."""
+    stack = _STACKS.get(id(cell))
+    if stack is None or stack.ref() is not cell:
+        return None
+    for node, attr, value in stack.checks:
+        if getattr(cell if node is None else node, attr) is not value:
+            return None
+    return stack
+
+
+class _Stack:
+    """The layers one cell runs as in run_sequences: the packed weights, output size and kind of
+    each C-computed cell it stacks, the input size of the first, the dtype, and the maker of its
+    final state (_state_maker). Holds no reference to the cell itself, and no weights but the
+    PackedCells, which a cached stack is valid only while the cells still hold (see
+    _stack_checks): a changed weight is a new PackedCell, so a stale one is never run."""
+    __slots__ = ("dtype", "input_size", "layers", "new_state", "checks", "ref")
 
     @classmethod
-    def plan(cls, cell, x, dt, time_major, lengths, init, reverse):
-        """The stack for `cell` over `x`, or None if a cell in it has no C kernel (then the
-        slow path runs it). Builds unbuilt cells from the input depth, as a first call would."""
+    def plan(cls, cell, I, dt):
+        """The stack of `cell` for inputs of depth I, or None if a cell in it has no C kernel
+        (then the slow path runs it). Builds unbuilt cells from the input depth, as a first call
+        would. Cached for fastcells' own cells (_own_tree) of that dtype."""
         leaves = _native_leaves(cell)
         if leaves is None:
             return None
-        T, B = _time_batch(x, time_major)
-        I = x.shape[2]
+        stack = cls()
+        stack.dtype, stack.input_size, stack.layers = dt, I, []
         for k, leaf in enumerate(leaves):
             if not leaf.built:
                 leaf.build(I)
@@ -481,19 +615,50 @@ class _NativeRun:
                 raise ValueError(f"{where}: expected input size {leaf.input_size} for layer {k} "
                                  f"({leaf.name!r}, built for it), got {got}")
             I = leaf.output_size
-        final = arrays_for_size(cell.state_size, B, dt, np.empty)
+            stack.layers.append((_serialize.packed_cell(leaf), I, isinstance(leaf, LSTMBase)))
+        stack.new_state = _state_maker(cell)
+        if dt is getattr(cell, "_dtype", None) and (dt is F32 or dt is F64) and _own_tree(cell):
+            stack.checks = _stack_checks(cell)
+            key = id(cell)
+
+            def forget(ref, key=key):
+                if key in _STACKS and _STACKS[key].ref is ref:
+                    del _STACKS[key]
+            stack.ref = weakref.ref(cell, forget)
+            _STACKS[key] = stack
+        return stack
+
+
+class _NativeRun:
+    """One stack of layers for run_sequences, with its fresh output and final-state arrays."""
+    __slots__ = ("layers", "outputs", "final_state")
+
+    @classmethod
+    def plan(cls, cell, x, dt, time_major, lengths, init, reverse, stack=None):
+        """The layers for `cell` over `x` (`stack`: its _cached_stack, if known), or None if a
+        cell in it has no C kernel (then the slow path runs it). Builds unbuilt cells from the
+        input depth, as a first call would."""
+        shape = x.shape
+        T, B = (shape[0], shape[1]) if time_major else (shape[1], shape[0])
+        if stack is None:
+            stack = _cached_stack(cell)
+        if stack is None or stack.input_size != x.shape[2] or stack.dtype is not dt:
+            stack = _Stack.plan(cell, x.shape[2], dt)
+            if stack is None:
+                return None
         run = cls()
-        run.final_state = final
+        run.final_state, finals = stack.new_state(cell, B, dt)
+        starts = None if init is None else _leaf_states(cell, init)
         run.layers = []
         inp = x
-        for leaf, (c0, h0), (cf, hf) in zip(leaves, _leaf_states(cell, init),
-                                            _leaf_states(cell, final)):
-            P = leaf.output_size
-            out = np.empty((T, B, P) if time_major else (B, T, P), dtype=dt)
-            layer = {"cell": _serialize.packed_cell(leaf), "x": inp, "out": out,
-                     "lengths": lengths, "h0": h0, "h_final": hf, "reverse": reverse}
-            if isinstance(leaf, LSTMBase):
-                layer["c0"], layer["c_final"] = c0, cf
+        for k, (packed, P, lstm) in enumerate(stack.layers):
+            cf, hf = finals[k]
+            out = _empty((T, B, P) if time_major else (B, T, P), dt)
+            layer = {"cell": packed, "x": inp, "out": out, "lengths": lengths,
+                     "h0": None if starts is None else starts[k][1], "h_final": hf,
+                     "reverse": reverse}
+            if lstm:
+                layer["c0"], layer["c_final"] = None if starts is None else starts[k][0], cf
             run.layers.append(layer)
             inp = out
         run.outputs = inp
