@@ -639,6 +639,14 @@ cdef object _layer_item(object spec, str key):
     return spec[key]
 
 
+cdef inline bint _usable_as_is(cnp.ndarray arr, bint writable):
+    """True if C can take `arr`'s data pointer as it is: native byte order, aligned to its dtype,
+    and writeable if C writes it (what _native and _check_access would otherwise convert or
+    refuse)."""
+    return (cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_ISALIGNED(arr)
+            and (not writable or cnp.PyArray_ISWRITEABLE(arr)))
+
+
 cdef bint _seq_ready(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols, bint time_major,
                      int typenum, bint writable, char **ptr, size_t *st, size_t *sb):
     """The common case of _seq_array without building anything: True (data pointer and time and
@@ -653,9 +661,7 @@ cdef bint _seq_ready(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols, bint
     if (dims[0] != (T if time_major else B) or dims[1] != (B if time_major else T)
             or dims[2] != cols):
         return False
-    if not cnp.PyArray_ISNOTSWAPPED(arr) or not cnp.PyArray_ISALIGNED(arr):
-        return False
-    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+    if not _usable_as_is(arr, writable):
         return False
     cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
     cdef Py_ssize_t s_t = cnp.PyArray_STRIDE(arr, 0 if time_major else 1)
@@ -684,9 +690,7 @@ cdef bint _matrix_ready(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum,
     cdef Py_ssize_t r = cnp.PyArray_DIM(arr, 0), c = cnp.PyArray_DIM(arr, 1)
     if r != rows or c != cols:
         return False
-    if not cnp.PyArray_ISNOTSWAPPED(arr) or not cnp.PyArray_ISALIGNED(arr):
-        return False
-    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+    if not _usable_as_is(arr, writable):
         return False
     cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
     cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
