@@ -39,15 +39,16 @@ KEEP_SYMBOLS = (os.environ.get("FASTCELLS_DEBUG_BUILD") == "1"
 
 # one registry entry per line (kernels.def states the fields)
 _ISA = re.compile(r"^FC_ISA\(\s*(\w+)\s*,\s*(\w+)\s*,\s*(ANY|X86|ARM64)\s*\)", re.M)
-_FAMILY = re.compile(r'^FC_FAMILY\(\s*(\w+)\s*,\s*(\w+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\w+)\s*,'
-                     r'\s*"([^"]+)"\s*\)', re.M)
+_FAMILY = re.compile(r'^FC_FAMILY\(\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,'
+                     r'\s*(\w+)\s*,\s*"([^"]+)"\s*\)', re.M)
 _KERNEL = re.compile(r'^FC_KERNEL\(\s*(\w+)\s*,\s*"([^"]+)"\s*,\s*(\w+)\s*,\s*(\w+)\s*,'
-                     r'\s*(DISPATCH|TEST)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*"([^"]*)"\s*,'
+                     r'\s*(DISPATCH|UPGRADE|TEST)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*"([^"]*)"\s*,'
                      r'\s*"([^"]*)"\s*\)', re.M)
 _I8GEMM = re.compile(r'^FC_I8GEMM\(\s*(\w+)\s*,\s*"([^"]+)"\s*,\s*(\w+)\s*,\s*(\d+)\s*,'
                      r'\s*"([^"]*)"\s*,\s*"([^"]*)"\s*\)', re.M)
 # the int8 units: their fp32 epilogue must not be contracted into FMAs (reference_quant.py)
 NO_CONTRACT = ["-ffp-contract=off"]
+INT8_FAMILIES = {"i8"}          # FC_FAMILY lines whose kernels build with NO_CONTRACT
 
 
 def read_registry(path=REGISTRY):
@@ -59,7 +60,7 @@ def read_registry(path=REGISTRY):
             bad = [ln for ln in lines if not pattern.match(ln)]
             raise ValueError(f"{path}: malformed {macro} line(s): {bad}")
     isa_arch = {isa: arch for isa, _name, arch in _ISA.findall(text)}
-    families = {m[0]: m[5] for m in _FAMILY.findall(text)}
+    families = {m[0]: m[6] for m in _FAMILY.findall(text)}
     kernels = []
     for symbol, name, family, isa, role, mr, vw, features, cflags in _KERNEL.findall(text):
         if isa not in isa_arch or family not in families:
@@ -70,7 +71,8 @@ def read_registry(path=REGISTRY):
             continue
         kernels.append({"symbol": symbol, "name": name, "isa": isa, "mr": int(mr),
                         "vw": int(vw), "template": families[family],
-                        "cflags": shlex.split(cflags)})
+                        "cflags": shlex.split(cflags)
+                        + (NO_CONTRACT if family in INT8_FAMILIES else [])})
     return kernels
 
 

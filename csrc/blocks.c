@@ -18,7 +18,7 @@ static void run_panels(const fc_blocks_job *job, fc_block_args *a, size_t j0, si
 {
     const fc_packed *p = job->packed;
     const size_t es = job->es, pw = p->pw, nru = p->nru, units = p->units;
-    const size_t panel_bytes = (1 + p->k) * pw * es, init_bytes = pw * es;
+    const size_t panel_bytes = p->panel_bytes, init_bytes = pw * es;
     const size_t width = job->whole_panels ? pw : nru;      /* units (columns) per block */
     const int whole_panels = job->whole_panels;
     const fc_block_kernel kernel = job->kernel;
@@ -76,6 +76,7 @@ void fc_run_blocks_share(const fc_blocks_job *job, size_t part, size_t parts)
     a.rows = r1 - r0;
     a.a0 = ROW_OFFSET(a.a0, a.lda0, r0, es);
     a.a1 = ROW_OFFSET(a.a1, a.lda1, r0, es);
+    if (a.a0_scale) a.a0_scale += r0;
     a.init = ROW_OFFSET(a.init, a.ld_init, r0, es);
     a.c_in = ROW_OFFSET(a.c_in, a.ldc_in, r0, es);
     a.c_out = ROW_OFFSET(a.c_out, a.ldc_out, r0, es);

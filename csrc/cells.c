@@ -26,11 +26,15 @@ void fc_cell_destroy(fc_cell *cell)
     fc_packed_free(&cell->main);
     fc_packed_free(&cell->cand);
     fc_packed_free(&cell->proj);
+    fc_packed_free(&cell->main_x);
+    fc_packed_free(&cell->cand_x);
     fc_aligned_free(cell->peepholes);
     free(cell);
 }
 
 fc_isa fc_cell_isa(const fc_cell *cell) { return cell->kernels->isa; }
+
+int fc_cell_h_fixed(const fc_cell *cell) { return fc_cell_dims_of(cell).h_fixed; }
 
 fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_isa isa,
                          fc_cell **out)
@@ -38,6 +42,8 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     *out = NULL;
     const size_t U = desc->num_units, I = desc->input_size, P = desc->rec_size;
     if (U == 0 || (unsigned)desc->kind > FC_CELL_GRU_RA || (unsigned)desc->dtype > FC_F64 ||
+        (unsigned)desc->precision > FC_PRECISION_INT8 ||
+        (desc->precision == FC_PRECISION_INT8 && desc->dtype != FC_F32) ||
         (unsigned)desc->activation.kind >= FC_ACT_COUNT ||
         (unsigned)desc->gate_activation.kind >= FC_ACT_COUNT ||
         (unsigned)desc->output_activation.kind >= FC_ACT_COUNT || !w->kernel || !w->bias)
@@ -48,11 +54,12 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     if (desc->kind == FC_CELL_GRU && (!w->cand_kernel || !w->cand_bias)) return FC_ERR_ARG;
     if (desc->has_peepholes && (!w->w_i_diag || !w->w_f_diag || !w->w_o_diag)) return FC_ERR_ARG;
     int overflow = 0;
-    const size_t x_and_h_rows = fc_add(I, U, &overflow), x_and_m_rows = fc_add(I, P, &overflow);
+    const size_t x_and_h_rows = fc_add(I, P, &overflow);     /* P = U but for the projection */
     if (overflow) return FC_ERR_SIZE;
     if (!fc_isa_available(isa)) return FC_ERR_ISA;
-    const fc_kernels *kernels = fc_kernels_for(isa, desc->dtype);
+    const fc_kernels *kernels = fc_kernels_for(isa, desc->dtype, desc->precision);
     if (!kernels) return FC_ERR_ISA;
+    const int i8 = desc->precision == FC_PRECISION_INT8;
 
     fc_cell *cell = calloc(1, sizeof *cell);
     if (!cell) return FC_ERR_NOMEM;
@@ -62,13 +69,38 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     const size_t es = cell->elem, pw = 4 * kernels->vw;
     const fc_pack_fn pack = kernels->family->pack;
     fc_status st = FC_OK;
-    switch (desc->kind) {
+    /* the main product (rnn, lstm, gru gates) and the gru candidate: [x, h] rows in one panel,
+     * or for i8 the x rows (with the bias) and the h rows as two products (main_x, main) */
+    const size_t G = desc->kind == FC_CELL_LSTM ? 4 : desc->kind == FC_CELL_GRU ? 2 : 1;
+    const float *h_rows = NULL, *cand_h_rows = NULL;    /* i8: row I of kernel, cand_kernel */
+    if (i8 && desc->kind != FC_CELL_GRU_RA) {
+        const size_t h_at = fc_mul3(I, G, U, &overflow), cand_h_at = fc_mul(I, U, &overflow);
+        if (overflow) st = FC_ERR_SIZE;                 /* (inside the caller's arrays) */
+        h_rows = (const float *)w->kernel + h_at;
+        if (w->cand_kernel) cand_h_rows = (const float *)w->cand_kernel + cand_h_at;
+    }
+    if (st == FC_OK && desc->kind != FC_CELL_GRU_RA) {
+        if (i8) {
+            st = pack(&cell->main_x, w->kernel, w->bias, I, G, U, es, pw);
+            if (st == FC_OK) st = pack(&cell->main, h_rows, NULL, P, G, U, es, pw);
+        } else {
+            st = pack(&cell->main, w->kernel, w->bias, x_and_h_rows, G, U, es, pw);
+        }
+    }
+    if (st == FC_OK && desc->kind == FC_CELL_GRU) {
+        if (i8) {
+            st = pack(&cell->cand_x, w->cand_kernel, w->cand_bias, I, 1, U, es, pw);
+            if (st == FC_OK) st = pack(&cell->cand, cand_h_rows, NULL, U, 1, U, es, pw);
+        } else {
+            st = pack(&cell->cand, w->cand_kernel, w->cand_bias, x_and_h_rows, 1, U, es, pw);
+        }
+    }
+    if (st == FC_OK) switch (desc->kind) {
     case FC_CELL_RNN:
-        st = pack(&cell->main, w->kernel, w->bias, x_and_h_rows, 1, U, es, pw);
+    case FC_CELL_GRU:
         break;
     case FC_CELL_LSTM:
-        st = pack(&cell->main, w->kernel, w->bias, x_and_m_rows, 4, U, es, pw);
-        if (st == FC_OK && desc->has_projection)
+        if (desc->has_projection)
             st = pack(&cell->proj, w->proj_kernel, NULL, U, 1, P, es, pw);
         if (st == FC_OK && desc->has_peepholes) {
             /* [3][nblocks*nru]: i, f, o, zero past U so the kernels load whole vectors */
@@ -83,11 +115,6 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
             memcpy(peep + 2 * n * es, w->w_o_diag, U * es);
             cell->peepholes = peep;
         }
-        break;
-    case FC_CELL_GRU:
-        st = pack(&cell->main, w->kernel, w->bias, x_and_h_rows, 2, U, es, pw);
-        if (st == FC_OK)
-            st = pack(&cell->cand, w->cand_kernel, w->cand_bias, x_and_h_rows, 1, U, es, pw);
         break;
     case FC_CELL_GRU_RA:                              /* 3-vector panels: r, u, n */
         if (!w->cand_kernel || !w->cand_bias) { st = FC_ERR_ARG; break; }
@@ -221,6 +248,24 @@ static void run_blocks(fc_block_kernel kernel, const fc_packed *packed, const fc
     fc_run_blocks(&job);
 }
 
+/* The i8 family's step: a sequence of one step (sequence.c), whose x projection and
+ * quantization passes are the ones a step needs. One step reads all its inputs (x gathered and
+ * quantized, h and c copied in) before it writes any output, so any overlap between them is
+ * safe here. */
+static fc_status step_as_sequence(const fc_cell *cell, size_t B, const void *x, size_t ldx,
+                                  const void *c_in, size_t ldc_in, const void *h_in,
+                                  size_t ldh_in, void *c_out, size_t ldc_out, void *h_out,
+                                  size_t ldh_out)
+{
+    fc_seq_layer layer = {.cell = cell, .io = {
+        .x = x, .x_stride_b = ldx, .out = h_out, .out_stride_b = ldh_out,
+        .h0 = h_in, .ldh0 = ldh_in, .c0 = c_in, .ldc0 = ldc_in, .c_final = c_out,
+        .ldcf = ldc_out}};
+    fc_seq_layer *stack = &layer;
+    const size_t nlayers = 1;
+    return fc_run_sequences(1, B, 1, &stack, &nlayers);
+}
+
 fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
                        const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
                        void *c_out, size_t ldc_out, void *h_out, size_t ldh_out)
@@ -231,6 +276,8 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
     const size_t es = dims.es, I = dims.I, U = dims.U, P = dims.P;
     const int lstm = dims.lstm, gru = dims.gru;
     if (B == 0) return FC_OK;
+    if (dims.i8) return step_as_sequence(cell, B, x, ldx, c_in, ldc_in, h_in, ldh_in, c_out,
+                                         ldc_out, h_out, ldh_out);
 
     /* Inputs that overlap an output are copied first, except the aliases the kernels allow:
      * c_in == c_out (elementwise), and h_in == h_out where h_in is fully read by one product
@@ -356,7 +403,7 @@ fc_status fc_matrix_create(fc_dtype dtype, size_t k, size_t n, const void *b, co
     *out = NULL;
     if ((unsigned)dtype > FC_F64 || n == 0 || !b) return FC_ERR_ARG;
     if (!fc_isa_available(isa)) return FC_ERR_ISA;
-    const fc_kernels *kernels = fc_kernels_for(isa, dtype);
+    const fc_kernels *kernels = fc_kernels_for(isa, dtype, FC_PRECISION_NATIVE);
     if (!kernels) return FC_ERR_ISA;
     fc_matrix *mat = calloc(1, sizeof *mat);
     if (!mat) return FC_ERR_NOMEM;

@@ -21,14 +21,14 @@
     extern const fc_kernels fc_kernels_##symbol __attribute__((weak));
 #include "kernels/kernels.def"
 
-enum { ROLE_DISPATCH = 1, ROLE_TEST = 0 };
+enum { ROLE_TEST = 0, ROLE_DISPATCH = 1, ROLE_UPGRADE = 2 };
 
 typedef struct registry_entry {
     const fc_kernels *kernels;  /* NULL: not compiled into this binary */
     const char *name;
     const fc_family *family;
     fc_isa isa;
-    int dispatch;               /* ROLE_DISPATCH or ROLE_TEST */
+    int role;                   /* ROLE_DISPATCH, ROLE_UPGRADE or ROLE_TEST */
     size_t mr, vw;
     const char *features;       /* words of kernels/features.def */
     const char *cflags;
@@ -154,8 +154,9 @@ const char *fc_isa_name(fc_isa isa)
     return "?";
 }
 
-/* An ISA is compiled when it has a dispatched kernel in the binary, available when every one
- * of its compiled dispatched kernels runs here. A registry selector: that entry. */
+/* An ISA is compiled when it has a DISPATCH kernel in the binary, available when every one
+ * of its compiled DISPATCH kernels runs here (UPGRADE lines only replace them where they run).
+ * A registry selector: that entry. */
 static int isa_check(fc_isa isa, int need_runnable)
 {
     if (isa >= FC_ISA_KERNEL_BASE) {
@@ -164,7 +165,8 @@ static int isa_check(fc_isa isa, int need_runnable)
     }
     int any = 0;
     for (size_t i = 0; i < NKERNELS; i++) {
-        if (registry[i].isa != isa || !registry[i].dispatch || !registry[i].kernels) continue;
+        if (registry[i].isa != isa || registry[i].role != ROLE_DISPATCH || !registry[i].kernels)
+            continue;
         if (need_runnable && !runnable[i]) return 0;
         any = 1;
     }
@@ -210,27 +212,37 @@ int fc_cpu_has_features(const char *words) { return has_features(words); }
 
 fc_isa fc_default_isa(void) { return default_isa; }
 
-const fc_kernels *fc_kernels_for(fc_isa isa, fc_dtype dtype)
+static int family_is(const fc_family *f, fc_dtype dtype, fc_precision precision)
+{
+    return f->dtype == dtype && f->precision == precision;
+}
+
+const fc_kernels *fc_kernels_for(fc_isa isa, fc_dtype dtype, fc_precision precision)
 {
     if (isa >= FC_ISA_KERNEL_BASE) {
         const size_t i = (size_t)isa - FC_ISA_KERNEL_BASE;
-        return i < NKERNELS && registry[i].family->dtype == dtype ? registry[i].kernels : NULL;
+        return i < NKERNELS && family_is(registry[i].family, dtype, precision)
+                   ? registry[i].kernels : NULL;
     }
-    for (size_t i = 0; i < NKERNELS; i++)
-        if (registry[i].isa == isa && registry[i].dispatch && registry[i].family->dtype == dtype)
-            return registry[i].kernels;
-    return NULL;
+    const fc_kernels *found = NULL;
+    for (size_t i = 0; i < NKERNELS; i++) {
+        const registry_entry *e = &registry[i];
+        if (e->isa != isa || !family_is(e->family, dtype, precision)) continue;
+        if (e->role == ROLE_DISPATCH && !found) found = e->kernels;
+        if (e->role == ROLE_UPGRADE && runnable[i]) found = e->kernels;
+    }
+    return found;
 }
 
 size_t fc_tile_rows(fc_isa isa, fc_dtype dtype)
 {
-    const fc_kernels *k = fc_kernels_for(isa, dtype);
+    const fc_kernels *k = fc_kernels_for(isa, dtype, FC_PRECISION_NATIVE);
     return k ? k->mr : 0;
 }
 
 size_t fc_tile_cols(fc_isa isa, fc_dtype dtype)
 {
-    const fc_kernels *k = fc_kernels_for(isa, dtype);
+    const fc_kernels *k = fc_kernels_for(isa, dtype, FC_PRECISION_NATIVE);
     return k ? 4 * k->vw : 0;
 }
 
@@ -242,7 +254,8 @@ fc_status fc_kernel_info_at(size_t index, fc_kernel_info *out)
     const registry_entry *e = &registry[index];
     *out = (fc_kernel_info){
         .name = e->name, .family = e->family->name, .isa = e->isa, .dtype = e->family->dtype,
-        .mr = e->mr, .nr = 4 * e->vw, .dispatch = e->dispatch, .compiled = e->kernels != NULL,
+        .precision = e->family->precision,
+        .mr = e->mr, .nr = 4 * e->vw, .dispatch = e->role, .compiled = e->kernels != NULL,
         .available = runnable[index], .features = e->features, .cflags = e->cflags,
     };
     return FC_OK;

@@ -30,6 +30,13 @@ typedef enum fc_status {
 
 typedef enum fc_dtype { FC_F32 = 0, FC_F64 = 1 } fc_dtype;
 
+/* How a cell stores its packed weights (its kernel family, kernels/kernels.def). NATIVE: in
+ * its dtype. INT8 (float32 cells only): symmetric int8 with one fp32 scale per output column
+ * of each product segment, activations quantized to int8 per row (or with the fixed scale
+ * 1/127 where the cell bounds them by 1), exact int32 products, bias, gates and states in
+ * fp32: the scheme fastcells/reference_quant.py defines. */
+typedef enum fc_precision { FC_PRECISION_NATIVE = 0, FC_PRECISION_INT8 = 1 } fc_precision;
+
 /* Instruction-set paths, from the FC_ISA lines of kernels/kernels.def in their order
  * (FC_ISA_SCALAR = 0, FC_ISA_AVX2 = 1, FC_ISA_AVX512 = 2, ...). Where an fc_isa is taken,
  * FC_ISA_KERNEL_BASE + i selects entry i of the kernel registry instead (fc_kernel_info). */
@@ -90,6 +97,7 @@ typedef struct fc_cell_desc {
     double proj_clip;
     int has_peepholes;          /* LSTM: w_i_diag, w_f_diag, w_o_diag given */
     int has_projection;         /* LSTM: projection/kernel given (rec_size = num_proj) */
+    fc_precision precision;     /* the packed weights' format (NATIVE: dtype) */
 } fc_cell_desc;
 
 /* TF-layout weights, C-contiguous, of the cell's dtype. Unused pointers may be NULL. */
@@ -143,8 +151,11 @@ typedef struct fc_kernel_info {
     const char *family;         /* "f32" */
     fc_isa isa;                 /* the path it belongs to (a ref build: FC_ISA_SCALAR) */
     fc_dtype dtype;             /* of the activations, states and bias it takes */
+    fc_precision precision;     /* of the packed weights it reads */
     size_t mr, nr;              /* register tile: batch rows x panel columns (NR = 4*VW) */
-    int dispatch;               /* what FASTCELLS_ISA=<isa> runs for dtype (else a test kernel) */
+    int dispatch;               /* what FASTCELLS_ISA=<isa> runs for its family (else a test
+                                   kernel): 1 for a DISPATCH line, 2 for an UPGRADE line, which
+                                   runs instead of it where the CPU has its features */
     int compiled;               /* linked into this binary */
     int available;              /* compiled and this CPU has every required feature */
     const char *features;       /* required features, space separated fc_cpu_features fields */
@@ -162,6 +173,10 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *weight
                          fc_cell **out);
 void fc_cell_destroy(fc_cell *cell);
 fc_isa fc_cell_isa(const fc_cell *cell);
+/* INT8 cells: 1 if h (and the GRU's r*h) is quantized with the fixed scale 1/127, as the cell
+ * bounds it by 1 (an initial h must then lie in [-1, 1]; larger values are clipped), 0 if
+ * per row; 0 for other precisions. */
+int fc_cell_h_fixed(const fc_cell *cell);
 
 /* One time step for `batch` rows.
  *   x:     [B,I]  input

@@ -45,19 +45,46 @@ size_t fc_i8_default_kernel(void)
     return best;
 }
 
+/* clip(rint(x), -Q, Q) as int8: x + 1.5*2^23 - 1.5*2^23 rounds half to even (the default
+ * mode) for |x| < 2^22, and any larger |x| clips to Q either way, so this is rint's result
+ * without a libm call (baseline SSE2 has no round instruction); NaN gives -Q (never UB). */
+static inline int8_t quantized(float x)
+{
+    const float shifter = 0x1.8p23f;
+    float r = (x + shifter) - shifter;
+    r = r >= -(float)FC_I8_Q ? r : -(float)FC_I8_Q;
+    r = r <= (float)FC_I8_Q ? r : (float)FC_I8_Q;
+    return (int8_t)r;
+}
+
 float fc_i8_quantize(const float *v, size_t len, size_t stride, int8_t *q, size_t qstride)
 {
     float amax = 0.0f;
-    for (size_t i = 0; i < len; i++) amax = fmaxf(amax, fabsf(v[i * stride]));
+    for (size_t i = 0; i < len; i++) {
+        const float a = fabsf(v[i * stride]);
+        amax = a > amax ? a : amax;
+    }
     const int zero = amax < 0x1p-100f;
     const float scale = zero ? 1.0f : amax / (float)FC_I8_Q;
     const float inv = zero ? 0.0f : (float)FC_I8_Q / amax;
-    for (size_t i = 0; i < len; i++) {
-        float r = rintf(v[i * stride] * inv);       /* round half to even (default mode) */
-        r = r > FC_I8_Q ? FC_I8_Q : r < -FC_I8_Q ? -FC_I8_Q : r;
-        q[i * qstride] = (int8_t)r;
-    }
+    for (size_t i = 0; i < len; i++) q[i * qstride] = quantized(v[i * stride] * inv);
     return scale;
+}
+
+void fc_i8_quantize_rows(const float *a, size_t lda, size_t rows, size_t k, int fixed,
+                         int8_t *q, size_t ldq, float *scales)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *v = a + r * lda;
+        int8_t *qr = q + r * ldq;
+        if (fixed) {                                /* amax = 1: scale 1/Q, inv Q exactly */
+            for (size_t i = 0; i < k; i++) qr[i] = quantized(v[i] * (float)FC_I8_Q);
+            scales[r] = 1.0f / (float)FC_I8_Q;
+        } else {
+            scales[r] = fc_i8_quantize(v, k, 1, qr, 1);
+        }
+        memset(qr + k, 0, ldq - k);
+    }
 }
 
 struct fc_i8_matrix {

@@ -13,8 +13,9 @@
  *   chunk   a static contiguous range [begin, end) of a region; in sequence.c also the run of
  *           time steps whose input projection is computed in one product
  *   team    threads running a sequence of phases together (fc_team_run), the caller rank 0
- *   family  a weight/activation format (f32, f64; later e.g. int8 weights with fp32 scales):
- *           its packing and its kernels, one per (ISA, tile) (kernels/kernels.def)
+ *   family  a weight/activation format (f32, f64, i8: int8 weights with fp32 scales): its
+ *           packing and its kernels, one per (ISA, tile) (kernels/kernels.def)
+ *   segment the rows of a product that meet one operand: the x rows, or the h rows
  *
  * Packed layout (pack.c). A product with G gates over U units uses panels of PW = 4*VW columns
  * (four vectors of the ISA; 3*VW for the 3-gate reset-after GRU), each panel holding
@@ -24,6 +25,17 @@
  *     column g*NRU + u of a row = gate g of unit j*NRU + u (zero past U).
  * So one register tile of MR batch rows x 4 vectors holds every gate of NRU units, and the
  * cell update runs on it before anything is stored. Panels are contiguous, 64-byte aligned.
+ *
+ * The i8 family (pack.c fc_pack_i8) packs one segment per fc_packed (so a cell has its x and
+ * its h rows in two), with the same columns and G = ceil(K/4) groups of 4 k:
+ *     panel j: col_scale  [PW] f32    the column's weight scale (1 past U)
+ *              bias       [PW] f32    (-0.0 where there is none: p + -0.0 is p, bit for bit)
+ *              shift_fix  [PW] int32  -128 * sum_k q[k][col], wrapped to int32 (VNNI's u8
+ *                                     shift undone: kernels/i8-product.h)
+ *              groups     [G][PW][4] int8   byte (g, col, b) = q[4g + b][col] (0 past K)
+ * and its kernels read a0 as int8 rows of 4G bytes (zero past k0), addressed in int32 dwords
+ * (lda0 counts dwords, so row offsets in blocks.c stay element offsets), with a0_scale [rows]
+ * the rows' scales. Its products have one segment (k1 = 0); panel_row0 is always 0.
  */
 #ifndef FASTCELLS_INTERNAL_H
 #define FASTCELLS_INTERNAL_H
@@ -42,6 +54,7 @@ typedef struct fc_block_args {
     size_t lda0, k0;
     const void *a1;             /* [rows,k1] second operand segment (h, or r*h); NULL if k1 == 0 */
     size_t lda1, k1;
+    const float *a0_scale;      /* i8 family: [rows] the scale of each row of a0 */
     size_t unit0;               /* first unit (column within a gate) this block covers */
     size_t nu;                  /* valid units in this block, 1..NRU */
     /* epilogue operands, [rows, *] with their leading dimensions */
@@ -95,12 +108,13 @@ typedef fc_status (*fc_pack_fn)(struct fc_packed *out, const void *kernel, const
 typedef struct fc_family {
     const char *name;           /* "f32": the first word of its kernels' names */
     fc_dtype dtype;             /* of the caller's weights, activations, states and bias */
+    fc_precision precision;     /* what a cell asks for to get this family */
     size_t weight_bytes;        /* one packed weight element */
     size_t act_bytes;           /* one activation / state / bias element (= fc_elem_size) */
     fc_pack_fn pack;
 } fc_family;
 
-#define FC_FAMILY(name, dtype, weight_bytes, act_bytes, pack, template) \
+#define FC_FAMILY(name, dtype, precision, weight_bytes, act_bytes, pack, template) \
     extern const fc_family fc_family_##name;
 #include "kernels/kernels.def"
 
@@ -120,14 +134,16 @@ typedef struct fc_kernels {
 #define FC_X86 0
 #endif
 
-/* The kernels for (isa, dtype) (dispatch.c), or for registry entry isa - FC_ISA_KERNEL_BASE if
- * its dtype is dtype; NULL if not compiled in. Availability on this CPU: fc_isa_available. */
-const fc_kernels *fc_kernels_for(fc_isa isa, fc_dtype dtype);
+/* The kernels for (isa, dtype, precision) (dispatch.c): the family's DISPATCH line of isa, or
+ * the last of its UPGRADE lines this CPU runs; or registry entry isa - FC_ISA_KERNEL_BASE if
+ * its family matches; NULL if not compiled in. Availability on this CPU: fc_isa_available. */
+const fc_kernels *fc_kernels_for(fc_isa isa, fc_dtype dtype, fc_precision precision);
 
 /* One packed product: panels for G gates over `units` units and K = k0 + k1 rows. */
 typedef struct fc_packed {
-    void *panels;               /* [nblocks][1+K][pw], 64-byte aligned */
+    void *panels;               /* [nblocks][panel_bytes], 64-byte aligned */
     size_t gates, units, k, pw, nru, nblocks;
+    size_t panel_bytes;         /* one panel: (1+K)*pw*elem, or the i8 layout's */
 } fc_packed;
 
 struct fc_matrix {
@@ -141,8 +157,11 @@ struct fc_cell {
     fc_cell_desc desc;
     const fc_kernels *kernels;
     size_t elem;                /* sizeof the dtype */
-    fc_packed main;             /* rnn kernel / lstm kernel / gru gates / gru_ra x part */
-    fc_packed cand;             /* gru candidate / gru_ra h part */
+    fc_packed main;             /* rnn kernel / lstm kernel / gru gates / gru_ra x part;
+                                   i8 family: the h rows only (gru_ra: as the others) */
+    fc_packed cand;             /* gru candidate / gru_ra h part; i8: the candidate's h rows */
+    fc_packed main_x, cand_x;   /* i8 family: the x rows (and bias) of main / cand (gru), one
+                                   segment each, as their column scales differ; else empty */
     fc_packed proj;             /* lstm projection (no bias) */
     void *peepholes;            /* [3][main.nblocks*main.nru] i, f, o, zero padded; or NULL */
 };
@@ -219,6 +238,10 @@ void fc_pool_release(void);
 /* pack.c */
 fc_status fc_pack(fc_packed *out, const void *kernel, const void *bias, size_t k, size_t gates,
                   size_t units, size_t elem, size_t pw);
+/* The i8 family's packing (layout above): kernel f32 [k, gates*units] quantized per column;
+ * FC_ERR_ARG if k > FC_I8_K_MAX (kernels/i8-gemm.h) or elem is not 4. */
+fc_status fc_pack_i8(fc_packed *out, const void *kernel, const void *bias, size_t k,
+                     size_t gates, size_t units, size_t elem, size_t pw);
 void fc_packed_free(fc_packed *p);
 void *fc_aligned_alloc(size_t bytes);
 void fc_aligned_free(void *p);

@@ -21,6 +21,10 @@
  *      initial state when its length is 0), as TF.
  * Arithmetic per element is the same as fc_cell_step's, so a sequence equals the same steps
  * taken one by one.
+ * int8 weights (the i8 family): the gathered inputs are quantized per (step, row) as they are
+ * gathered, and each product's operand (h, the gru's r*h, the lstm's m) is quantized by every
+ * member into its own buffer just before the phase that reads it (all rows: a member may run
+ * any part), so no phase is added; the x rows of the panels are a product apart (main_x).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +33,7 @@
 #include "checked.h"
 #include "driver.h"
 #include "internal.h"
+#include "kernels/i8-gemm.h"
 #include "tuning.h"
 
 enum { CHUNK_BYTES = 4 << 20 };         /* gathered inputs + projections per chunk of steps */
@@ -84,6 +89,14 @@ typedef struct layer_loop {
     size_t t_done;                  /* written by rank 0: the step the team stopped before */
     unsigned char *xs, *zx, *zc, *hbuf[2];
     int gru, proj;
+    /* i8: xs holds the gathered rows quantized, [rows][ldq_x] int8 with scales xs_scale; each
+     * member m quantizes a product's operand into q_rows + m*q_member_bytes ([B][ldq] int8),
+     * its scales at q_scales + m*B; h_fixed: h and r*h with the fixed scale */
+    int i8, h_fixed;
+    size_t ldq_x, ldq, B;
+    float *xs_scale, *q_scales;
+    int8_t *q_rows;
+    size_t q_member_bytes;
     /* B = 1 and the output rows of two steps never overlap: step t writes its h into its output
      * row (step_output) and step t+1 reads it there; hbuf[0] holds only h0 */
     int direct_out;
@@ -96,6 +109,8 @@ typedef struct member {
     const layer_loop *L;
     size_t t, rows;                 /* rows: gathered rows of the chunk */
     fc_blocks_job project, project_cand, step, cand, projection;
+    int8_t *q;                      /* i8: this member's quantized operand [B][ldq], scales */
+    float *q_scale;
 } member;
 
 /* Output row [P] of step t of row 0 (direct_out: B = 1), reversed within its length for a
@@ -127,8 +142,12 @@ static void gather_part(void *ctx, size_t part, size_t parts)
             if (row < mine0 || row >= mine1) continue;
             const size_t b = L->order[i].index;
             const size_t src_t = io->reverse ? L->order[i].len - 1 - t : t;
-            memcpy(AT(L->xs, row * L->I, L->es),
-                   AT(io->x, src_t * io->x_stride_t + b * io->x_stride_b, L->es), L->I * L->es);
+            const void *x = AT(io->x, src_t * io->x_stride_t + b * io->x_stride_b, L->es);
+            if (L->i8)
+                fc_i8_quantize_rows(x, L->I, 1, L->I, 0, (int8_t *)L->xs + row * L->ldq_x,
+                                    L->ldq_x, L->xs_scale + row);
+            else
+                memcpy(AT(L->xs, row * L->I, L->es), x, L->I * L->es);
         }
 }
 
@@ -166,12 +185,27 @@ static void output_part(void *ctx, size_t part, size_t parts)
     }
 }
 
+/* i8: rows [rows, k] of a product's operand (ld floats) into this member's buffer, which its
+ * job already reads. */
+static void quantize_operand(const member *m, const void *a, size_t ld, size_t rows, size_t k,
+                             int fixed)
+{
+    fc_i8_quantize_rows(a, ld, rows, k, fixed, m->q, m->L->ldq, m->q_scale);
+}
+
 static void time_loop(void *ctx, fc_team *team)   /* team NULL: one member, no team */
 {
     const layer_loop *L = ctx;
     const size_t es = L->es;
     member m = {.L = L, .project = L->project, .project_cand = L->project_cand,
                 .step = L->step, .cand = L->cand, .projection = L->projection};
+    if (L->i8) {                    /* every product over h reads this member's copy */
+        const size_t rank = team ? (size_t)team->rank : 0;
+        m.q = L->q_rows + rank * L->q_member_bytes;
+        m.q_scale = L->q_scales + rank * L->B;
+        m.step.args.a0 = m.cand.args.a0 = m.projection.args.a0 = m.q;
+        m.step.args.a0_scale = m.cand.args.a0_scale = m.projection.args.a0_scale = m.q_scale;
+    }
     const size_t t0 = L->t0, t1 = L->t1;
     for (size_t t = t0; t < t1; t++) m.rows += L->active[t];
     if (L->t_begin == t0) {
@@ -193,12 +227,19 @@ static void time_loop(void *ctx, fc_team *team)   /* team NULL: one member, no t
         m.t = t;
         m.step.args.rows = m.cand.args.rows = m.projection.args.rows = bt;
         m.step.args.init = AT(L->zx, row0 * m.step.args.ld_init, es);
-        m.step.args.a0 = m.step.args.h_in = h_prev;
+        m.step.args.h_in = h_prev;
+        if (L->i8) quantize_operand(&m, h_prev, L->P, bt, L->P, L->h_fixed);
+        else m.step.args.a0 = h_prev;
         if (!L->proj && !L->gru) m.step.args.h_out = h_next;
         m.cand.args.init = AT(L->zc, row0 * m.cand.args.ld_init, es);
         m.cand.args.h_in = h_prev;
         m.cand.args.h_out = m.projection.args.h_out = h_next;
         if (L->gru || L->proj) phase(team, gates_part, &m);
+        if (L->i8 && L->gru)        /* the candidate's operand r*h: s0, rows lds apart */
+            quantize_operand(&m, L->step.args.s0, L->step.args.lds, bt, L->P, L->h_fixed);
+        if (L->i8 && L->proj)       /* the projection's operand m, per row */
+            quantize_operand(&m, L->step.args.h_out, L->step.args.ldh_out, bt,
+                             L->projection.args.k0, 0);
         phase(team, output_part, &m);
     }
     if (!team || team->rank == 0) ((layer_loop *)ctx)->t_done = t_stop;
@@ -258,7 +299,8 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     if (fc_tuning_now.chunk_steps) chunk = fc_tuning_now.chunk_steps;
     chunk = chunk < 1 ? 1 : chunk > t_max ? t_max : chunk;
     const size_t chunk_rows = fc_mul(chunk, B, &overflow);
-    const size_t n_xs = fc_mul(chunk_rows, I, &overflow);
+    const int i8 = dims.i8;
+    const size_t n_xs = i8 ? 0 : fc_mul(chunk_rows, I, &overflow);     /* i8: bytes, below */
     const size_t n_zx = fc_mul(chunk_rows, row_main, &overflow);
     const size_t n_zc = fc_mul(chunk_rows, row_cand, &overflow);
     size_t offs[5] = {0, n_xs};
@@ -272,8 +314,21 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
                                                 &overflow);
     const size_t active_at = fc_add(order_at, fc_mul(B, sizeof(row_order), &overflow),
                                     &overflow);
-    const size_t work_bytes = fc_add(active_at, fc_mul(t_max, sizeof(size_t), &overflow),
-                                     &overflow);
+    size_t work_bytes = fc_add(active_at, fc_mul(t_max, sizeof(size_t), &overflow), &overflow);
+    /* i8, then (64-byte aligned): the quantized gathered rows [chunk_rows][ldq_x] and their
+     * scales; per member, an operand [B][ldq] and its scales (ldq: the widest operand, P or U) */
+    const size_t members = fc_min(layer_members(cell, B), max_members);
+    const size_t ldq_x = i8 ? fc_round_up_checked(I, FC_I8_KG, &overflow) : 0;
+    const size_t ldq = i8 ? fc_round_up_checked(fc_max(P, U), FC_I8_KG, &overflow) : 0;
+    const size_t q_member_bytes = fc_mul(B, ldq, &overflow);
+    size_t i8_at[4] = {0};
+    const size_t i8_bytes[4] = {
+        fc_mul(chunk_rows, ldq_x, &overflow), fc_mul(chunk_rows, sizeof(float), &overflow),
+        fc_mul(members, q_member_bytes, &overflow), fc_mul3(members, B, sizeof(float), &overflow)};
+    for (int i = 0; i < 4 && i8; i++) {
+        i8_at[i] = fc_round_up_checked(work_bytes, 64, &overflow);
+        work_bytes = fc_add(i8_at[i], i8_bytes[i], &overflow);
+    }
     if (overflow) return FC_ERR_SIZE;
     unsigned char *work = fc_aligned_alloc(work_bytes ? work_bytes : 1);
     if (!work) return FC_ERR_NOMEM;
@@ -310,23 +365,30 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
             memset(AT(io->out, t * io->out_stride_t + b * io->out_stride_b, es), 0, P * es);
 
     layer_loop loop = {.io = io, .order = order, .active = active, .I = I, .P = P, .es = es,
-                       .xs = xs,
+                       .xs = i8 ? work + i8_at[0] : xs,
+                       .i8 = i8, .h_fixed = dims.h_fixed, .ldq_x = ldq_x, .ldq = ldq, .B = B,
+                       .xs_scale = (float *)(work + i8_at[1]),
+                       .q_rows = (int8_t *)(work + i8_at[2]),
+                       .q_scales = (float *)(work + i8_at[3]), .q_member_bytes = q_member_bytes,
                        .hbuf = {hbuf[0], hbuf[1]}, .gru = gru, .proj = proj,
                        .direct_out = B == 1 && (t_max <= 1 || io->out_stride_t >= P)};
     /* the input projection: zx (and for gru zc) rows = xs rows @ Wx + bias, panel layout */
     loop.project = (fc_blocks_job){.kernel = kern->block[ra ? FC_OP_LINEAR3 : FC_OP_LINEAR],
-                                   .packed = mp,
+                                   .packed = i8 && !ra ? &cell->main_x : mp,
                                    .whole_panels = 1, .es = es, .tile_rows = kern->mr};
-    loop.project.args = (fc_block_args){.a0 = xs, .lda0 = I, .k0 = I, .h_out = zx,
-                                        .ldh_out = row_main};
+    loop.project.args = (fc_block_args){.a0 = loop.xs, .lda0 = i8 ? ldq_x / FC_I8_KG : I,
+                                        .k0 = I, .h_out = zx, .ldh_out = row_main,
+                                        .a0_scale = i8 ? loop.xs_scale : NULL};
     loop.project_cand = loop.project;
-    loop.project_cand.packed = cp;
+    loop.project_cand.packed = i8 ? &cell->cand_x : cp;
     loop.project_cand.args.h_out = zc;
     loop.project_cand.args.ldh_out = row_cand;
 
     /* the recurrence: h rows of the panels, starting from zx; init is set per step */
-    fc_blocks_job step = {.packed = mp, .panel_row0 = 1 + I, .es = es, .tile_rows = kern->mr};
-    step.args = (fc_block_args){.ld_init = row_main, .lda0 = P, .k0 = P,
+    /* (i8: h rows apart, operands quantized per member, lda0 in dwords: internal.h) */
+    fc_blocks_job step = {.packed = mp, .panel_row0 = i8 ? 0 : 1 + I, .es = es,
+                          .tile_rows = kern->mr};
+    step.args = (fc_block_args){.ld_init = row_main, .lda0 = i8 ? ldq / FC_I8_KG : P, .k0 = P,
                                 .ldh_in = P, .ldh_out = P};
     fc_step_epilogue(cell, &step.args);
     fc_blocks_job cand = step;
@@ -340,7 +402,8 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
             loop.projection = (fc_blocks_job){.kernel = kern->block[FC_OP_LINEAR],
                                               .packed = &cell->proj,
                                               .es = es, .tile_rows = kern->mr};
-            loop.projection.args = (fc_block_args){.a0 = m, .lda0 = U, .k0 = U, .ldh_out = P,
+            loop.projection.args = (fc_block_args){.a0 = m, .lda0 = i8 ? ldq / FC_I8_KG : U,
+                                                   .k0 = U, .ldh_out = P,
                                                    .has_clip = d->has_proj_clip,
                                                    .clip = d->proj_clip};
         }
@@ -352,8 +415,8 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         cand.kernel = kern->block[FC_OP_GRU_CAND];
         cand.packed = cp;
         cand.args.ld_init = row_cand;
-        cand.args.a0 = s0;
-        cand.args.lda0 = lds;
+        cand.args.a0 = s0;          /* i8: its quantized copy, per member */
+        cand.args.lda0 = i8 ? ldq / FC_I8_KG : lds;
         cand.args.s1 = s1;
         cand.args.lds = lds;
     } else if (ra) {
@@ -368,7 +431,7 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     loop.zx = zx;
     loop.zc = zc;
 
-    loop.members = fc_min(layer_members(cell, B), max_members);
+    loop.members = members;
     const fc_tuning *tuning = &fc_tuning_now;
     loop.retry_steps = tuning->retry_steps ? tuning->retry_steps
                        : flops_per_step ? fc_max(1, RETRY_FLOPS / flops_per_step) : t_max;

@@ -7,6 +7,8 @@ cdef extern from "fastcells.h" nogil:
         FC_OK, FC_ERR_NOMEM, FC_ERR_ARG, FC_ERR_ISA
     ctypedef enum fc_dtype:
         FC_F32, FC_F64
+    ctypedef enum fc_precision:
+        FC_PRECISION_NATIVE, FC_PRECISION_INT8
     ctypedef enum fc_isa:
         FC_ISA_COUNT, FC_ISA_KERNEL_BASE
     ctypedef enum fc_cell_kind:
@@ -34,6 +36,7 @@ cdef extern from "fastcells.h" nogil:
         int has_proj_clip
         double proj_clip
         int has_peepholes, has_projection
+        fc_precision precision
     ctypedef struct fc_cell_weights:
         const void *kernel
         const void *bias
@@ -52,6 +55,7 @@ cdef extern from "fastcells.h" nogil:
         const char *family
         fc_isa isa
         fc_dtype dtype
+        fc_precision precision
         size_t mr, nr
         int dispatch, compiled, available
         const char *features
@@ -74,6 +78,7 @@ cdef extern from "fastcells.h" nogil:
     fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *weights,
                              fc_isa isa, fc_cell **out)
     void fc_cell_destroy(fc_cell *cell)
+    int fc_cell_h_fixed(const fc_cell *cell)
     ctypedef struct fc_seq_io:
         const void *x
         size_t x_stride_t, x_stride_b

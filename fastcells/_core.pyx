@@ -109,11 +109,16 @@ cdef int _check(fc_status st, str call) except -1:
     raise ValueError(f"fastcells: {call}: invalid arguments (status {st})")
 
 
+PRECISIONS = (None, "int8")     # PackedCell(precision=): the packed weights' format
+
+
 def registered_kernels():
     """Every kernel of the registry (csrc/kernels/kernels.def), in its order, as dicts: name,
-    family, isa, dtype, mr, nr (the register tile), features (required CPU features), cflags,
-    dispatch (what FASTCELLS_ISA=<isa> runs for dtype; else a test kernel, reachable by name
-    through isa=), compiled (in this binary), available (compiled and runnable here)."""
+    family, isa, dtype, precision (of the packed weights: None = dtype's, or "int8"), mr, nr
+    (the register tile), features (required CPU features), cflags, dispatch (what
+    FASTCELLS_ISA=<isa> runs for its family; else a test kernel, reachable by name through
+    isa=), upgrade (a dispatch kernel that replaces its family's plain one where the CPU has its
+    features), compiled (in this binary), available (compiled and runnable here)."""
     cdef fc_kernel_info info
     kernels = []
     for i in range(fc_kernel_count()):
@@ -122,8 +127,10 @@ def registered_kernels():
             "name": info.name.decode(), "family": info.family.decode(),
             "isa": ISA_NAMES[<int>info.isa],
             "dtype": "float64" if info.dtype == FC_F64 else "float32",
+            "precision": PRECISIONS[<int>info.precision],
             "mr": int(info.mr), "nr": int(info.nr), "features": info.features.decode().split(),
             "cflags": info.cflags.decode(), "dispatch": bool(info.dispatch),
+            "upgrade": info.dispatch == 2,
             "compiled": bool(info.compiled), "available": bool(info.available)})
     return kernels
 
@@ -131,9 +138,9 @@ def registered_kernels():
 KERNEL_NAMES = tuple(k["name"] for k in registered_kernels())
 
 
-cdef fc_isa _isa_id(object name, object dtype) except *:
+cdef fc_isa _isa_id(object name, object dtype, object precision=None) except *:
     """isa= of PackedCell, PackedMatrix, kernel_tile: None (the default path), an ISA name, or
-    a registered kernel's name (its dtype must be dtype's) -> the C selector."""
+    a registered kernel's name (its dtype and precision must be these) -> the C selector."""
     if name is None:
         return fc_default_isa()
     cdef fc_isa isa
@@ -155,6 +162,9 @@ cdef fc_isa _isa_id(object name, object dtype) except *:
     if kernel["dtype"] != np.dtype(dtype).name:
         raise ValueError(f"isa: kernel {name!r} computes {kernel['dtype']}, got dtype "
                          f"{np.dtype(dtype).name}")
+    if kernel["precision"] != precision:
+        raise ValueError(f"isa: kernel {name!r} reads weights of precision "
+                         f"{kernel['precision']!r}, got precision {precision!r}")
     return isa
 
 
@@ -286,7 +296,10 @@ cdef class PackedCell:
     PackedCell(kind, dtype, input_size, num_units, weights, activation="tanh",
                forget_bias=1.0, cell_clip=None, proj_clip=None, isa=None,
                gate_activation="sigmoid", output_activation=None, preact_clip=None,
-               input_forget=False)
+               input_forget=False, precision=None)
+    precision: None (weights packed in dtype) or "int8" (float32 only: int8 weights, the scheme of
+    fastcells.reference_quant; inputs and states must be finite, and an initial h of a cell
+    that bounds h by 1 must lie in [-1, 1]: checked by the Python layer).
     Activations: a name of ACTIVATIONS or (name, alpha, beta), None = ONNX's default parameter.
     output_activation (lstm, on c'): None = activation. preact_clip: clip every activation's
     input except the lstm output's (ONNX `clip`). input_forget (lstm): f = 1 - i.
@@ -306,18 +319,23 @@ cdef class PackedCell:
     cdef readonly object dtype
     cdef readonly Py_ssize_t input_size, num_units, output_size
     cdef readonly str isa
+    cdef readonly object precision
     cdef int typenum
     cdef bint lstm
 
     def __init__(self, str kind, dtype, Py_ssize_t input_size, Py_ssize_t num_units,
                  dict weights, activation="tanh", forget_bias=1.0, cell_clip=None,
                  proj_clip=None, isa=None, gate_activation="sigmoid", output_activation=None,
-                 preact_clip=None, input_forget=False):
+                 preact_clip=None, input_forget=False, precision=None):
         if kind not in _KINDS:
             raise ValueError(f"kind: expected one of {tuple(_KINDS)}, got {kind!r}")
         dtype = np.dtype(dtype)
         if dtype != _F32 and dtype != _F64:
             raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+        if precision == "int8" and dtype != _F32:
+            raise TypeError(f"dtype: precision 'int8' computes in float32, got {dtype}")
         if input_size < 0:
             raise ValueError(f"input_size: expected >= 0, got {input_size}")
         if num_units < 1:
@@ -326,7 +344,7 @@ cdef class PackedCell:
         cdef fc_act gate_act = _act(gate_activation, "gate_activation")
         cdef fc_act out_act = act if output_activation is None else _act(output_activation,
                                                                             "output_activation")
-        cdef fc_isa isa_id = _isa_id(isa, dtype)
+        cdef fc_isa isa_id = _isa_id(isa, dtype, precision)
         U, I = num_units, input_size
         P = U
         peepholes = kind == "lstm" and "w_i_diag" in weights
@@ -386,6 +404,7 @@ cdef class PackedCell:
         desc.proj_clip = proj_clip if proj_clip is not None else 0.0
         desc.has_peepholes = peepholes
         desc.has_projection = projection
+        desc.precision = FC_PRECISION_INT8 if precision == "int8" else FC_PRECISION_NATIVE
 
         cdef fc_cell_weights w
         main = "gates/" if kind == "gru" else ""
@@ -407,7 +426,7 @@ cdef class PackedCell:
         if self.cell != NULL:
             fc_cell_destroy(self.cell)
         self.cell = created
-        self.kind, self.dtype = kind, dtype
+        self.kind, self.dtype, self.precision = kind, dtype, precision
         self.input_size, self.num_units, self.output_size = I, U, P
         self.isa = fc_isa_name(isa_id).decode()
         self.typenum = cnp.NPY_FLOAT64 if dtype == _F64 else cnp.NPY_FLOAT32

@@ -1,9 +1,10 @@
-/* cells_template.h — the register-tile cell kernels of the f32 and f64 families, written once
- * with GCC/Clang vector extensions. setup.py compiles it once per FC_KERNEL line of
- * kernels.def, each time with that line's compiler flags, through a generated unit that defines
- * the line's parameters and includes the family file (f32-cells.h, f64-cells.h):
+/* cells_template.h — the register-tile cell kernels of every family, written once with
+ * GCC/Clang vector extensions. setup.py compiles it once per FC_KERNEL line of kernels.def,
+ * each time with that line's compiler flags, through a generated unit that defines the line's
+ * parameters and includes the family file (f32-cells.h, f64-cells.h, i8-cells.h):
  *     FC_T        float or double (family file); FC_DTYPE_ID 0 or 1 (the fc_dtype value)
- *     FC_FAMILY_NAME   f32 or f64: the family table fc_family_<name> (families.c)
+ *     FC_I8       1 for the i8 family: its product is i8-product.h's (the epilogues are these)
+ *     FC_FAMILY_NAME   f32, f64 or i8: the family table fc_family_<name> (families.c)
  *     FC_VW       lanes per vector (16-byte vectors: 4/2, AVX2: 8/4, AVX-512: 16/8)
  *     FC_MR       batch rows per register tile (1..6)
  *     FC_ISA_ID   the fc_isa enum value
@@ -225,6 +226,9 @@ INLINE vec vact_clipped(const fc_block_args *a, const fc_act *act, vec x)
 }
 
 /* ---- the product: acc[m][v] = bias + a0 @ W0 + a1 @ W1 for mr rows ----------------------- */
+#if FC_I8
+#include "i8-product.h"     /* the i8 family's: int8 panels, one segment, scaled into fp32 */
+#else
 /* Every element is the same chain of FMAs in k order whatever the tile height, so results do
  * not depend on how the batch is cut into tiles or split across threads. (At one row the chain
  * is latency-bound in registers but the step is bound by streaming the weights anyway.) */
@@ -263,6 +267,8 @@ INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
         tile_segment(mr, nv, acc, w + a->k0 * nv * FC_VW,
                      (const FC_T *)a->a1 + row * a->lda1, a->lda1, a->k1);
 }
+
+#endif /* FC_I8 */
 
 INLINE void tile_product(const int mr, vec acc[FC_MR][4], const fc_block_args *a, size_t row)
 {

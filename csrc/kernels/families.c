@@ -2,8 +2,9 @@
  * packing function of each weight/activation format. Built with baseline flags. */
 #include "internal.h"
 
-#define FC_FAMILY(name_, dtype_, weight_bytes_, act_bytes_, pack_, template_)                 \
+#define FC_FAMILY(name_, dtype_, precision_, weight_bytes_, act_bytes_, pack_, template_)     \
     const fc_family fc_family_##name_ = {.name = #name_, .dtype = dtype_,                     \
+                                         .precision = FC_PRECISION_##precision_,              \
                                          .weight_bytes = weight_bytes_,                       \
                                          .act_bytes = act_bytes_, .pack = pack_};
 #include "kernels.def"

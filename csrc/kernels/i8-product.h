@@ -1,0 +1,133 @@
+/* i8-product.h — the i8 family's product, included by cells_template.h (FC_I8) in place of the
+ * floating-point one; the cell epilogues that follow are the template's. Operands and packed
+ * layout: internal.h; the arithmetic: fastcells/reference_quant.py.
+ *
+ * One segment: for each row m of the tile and each column c of the panel,
+ *     acc_i[m][c] = sum over k < k0 of qa[m][k] * q[k][c]                 exact int32
+ *     acc[m][c]   = start + fp32(acc_i[m][c]) * (a0_scale[m] * col_scale[c])
+ * start = the init row (the hoisted x projection) or the panel's bias row; each operation
+ * rounded once (the unit is built with -ffp-contract=off). The int32 sum is the same on every
+ * path below, whatever its order (|q| <= 127 on both sides and K <= FC_I8_K_MAX keep every
+ * partial sum inside int32: kernels/i8-gemm.h):
+ *   portable   int32 multiply-adds, 4 k of a group per column
+ *   AVX2, AVX-512BW (no VNNI)   the sign moves onto the weight: u = |a| (vpabsb), s = sign(a)*w
+ *              (vpsignb; AVX-512BW: vpmovb2m + masked vpsubb), vpmaddubsw (a pair is at most
+ *              2*127*127: no saturation), vpmaddwd by 1, vpaddd
+ *   VNNI (AVX-VNNI, AVX512-VNNI)   vpdpbusd on u = a + 128 (a xor 0x80 as u8) and w, from
+ *              the panel's shift_fix = -128 * sum_k w: the int32 arithmetic wraps, and the
+ *              true sum is inside int32, so the wraps cancel exactly
+ */
+#include "i8-gemm.h"
+
+#if FC_VW == 16 && defined(__AVX512BW__)
+#include <immintrin.h>
+#define I8_BITS 512
+#elif FC_VW == 8 && defined(__AVX2__)
+#include <immintrin.h>
+#define I8_BITS 256
+#else
+#define I8_BITS 0                   /* the portable product */
+#endif
+#if (I8_BITS == 512 && defined(__AVX512VNNI__)) || (I8_BITS == 256 && defined(__AVXVNNI__))
+#define I8_VNNI 1
+#else
+#define I8_VNNI 0
+#endif
+
+/* The 4 int8 of group g of an activation row, as one dword (any alignment). */
+INLINE int32_t i8_group(const int8_t *row, size_t g) { return fc_i8_dword(row + 4 * g); }
+
+/* iacc[m][v] = the exact int32 products of rows a + m*lda_bytes (4*groups int8 each) with the
+ * panel's groups w ([groups][nv*VW][4]); shift_fix: the panel's correction row. */
+INLINE void i8_segment(const int mr, const int nv, ivec iacc[FC_MR][4], const int8_t *w,
+                       const int8_t *a, size_t lda_bytes, size_t groups,
+                       const int32_t *shift_fix)
+{
+    const int pwn = nv * FC_VW;
+    for (int m = 0; m < mr; m++)
+        for (int v = 0; v < nv; v++) {
+#if I8_VNNI
+            memcpy(&iacc[m][v], shift_fix + v * FC_VW, sizeof(ivec));
+#else
+            iacc[m][v] = (ivec){0};
+#endif
+        }
+    for (size_t g = 0; g < groups; g++, w += pwn * FC_I8_KG) {
+#if I8_BITS == 512
+        __m512i wv[4];
+        for (int v = 0; v < nv; v++) wv[v] = _mm512_loadu_si512((const void *)(w + v * 64));
+        for (int m = 0; m < mr; m++) {
+            const __m512i am = _mm512_set1_epi32(i8_group(a + m * lda_bytes, g));
+#if I8_VNNI
+            const __m512i u = _mm512_xor_si512(am, _mm512_set1_epi8((char)0x80));
+            for (int v = 0; v < nv; v++)
+                iacc[m][v] = (ivec)_mm512_dpbusd_epi32((__m512i)iacc[m][v], u, wv[v]);
+#else
+            const __m512i u = _mm512_abs_epi8(am), zero = _mm512_setzero_si512();
+            const __mmask64 negative = _mm512_movepi8_mask(am);
+            for (int v = 0; v < nv; v++) {
+                const __m512i s = _mm512_mask_sub_epi8(wv[v], negative, zero, wv[v]);
+                const __m512i pairs = _mm512_maddubs_epi16(u, s);
+                iacc[m][v] += (ivec)_mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+            }
+#endif
+        }
+#elif I8_BITS == 256
+        __m256i wv[4];
+        for (int v = 0; v < nv; v++) wv[v] = _mm256_loadu_si256((const __m256i *)(w + v * 32));
+        for (int m = 0; m < mr; m++) {
+            const __m256i am = _mm256_set1_epi32(i8_group(a + m * lda_bytes, g));
+#if I8_VNNI
+            const __m256i u = _mm256_xor_si256(am, _mm256_set1_epi8((char)0x80));
+            for (int v = 0; v < nv; v++)
+                iacc[m][v] = (ivec)_mm256_dpbusd_avx_epi32((__m256i)iacc[m][v], u, wv[v]);
+#else
+            const __m256i u = _mm256_abs_epi8(am);
+            for (int v = 0; v < nv; v++) {
+                const __m256i pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8(wv[v], am));
+                iacc[m][v] += (ivec)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+            }
+#endif
+        }
+#else
+        for (int m = 0; m < mr; m++) {
+            const int8_t *am = a + m * lda_bytes + 4 * g;
+            const int32_t a0 = am[0], a1 = am[1], a2 = am[2], a3 = am[3];
+            for (int v = 0; v < nv; v++)
+                for (int l = 0; l < FC_VW; l++) {
+                    const int8_t *wc = w + (v * FC_VW + l) * FC_I8_KG;
+                    iacc[m][v][l] += a0 * wc[0] + a1 * wc[1] + a2 * wc[2] + a3 * wc[3];
+                }
+        }
+#endif
+    }
+}
+
+/* acc = (init rows, or the panel's bias row when init_rows is NULL) + the scaled product of a0
+ * (k0 = the segment's depth; k1 must be 0) with a panel of nv vectors per row */
+INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
+                            const fc_block_args *a, size_t row, const void *init_rows)
+{
+    const int pwn = nv * FC_VW;
+    const float *col_scale = (const float *)a->panel, *bias = col_scale + pwn;
+    const int32_t *shift_fix = (const int32_t *)(bias + pwn);
+    const int8_t *w = (const int8_t *)(shift_fix + pwn);
+    const size_t lda_bytes = a->lda0 * sizeof(int32_t);
+    ivec iacc[FC_MR][4];
+    i8_segment(mr, nv, iacc, w, (const int8_t *)a->a0 + row * lda_bytes, lda_bytes,
+               a->k0 / FC_I8_KG + (a->k0 % FC_I8_KG != 0), shift_fix);
+    const float *init = init_rows ? (const float *)init_rows + row * a->ld_init : NULL;
+    for (int m = 0; m < mr; m++) {
+        const vec row_scale = vsplat(a->a0_scale[row + m]);
+        for (int v = 0; v < nv; v++) {
+            const vec scale = row_scale * vload(col_scale + v * FC_VW);
+            const vec p = __builtin_convertvector(iacc[m][v], vec) * scale;
+            const vec start = init ? vload(init + m * a->ld_init + v * FC_VW)
+                                   : vload(bias + v * FC_VW);
+            acc[m][v] = start + p;
+        }
+    }
+}
+
+#undef I8_BITS
+#undef I8_VNNI
