@@ -26,6 +26,8 @@ typedef enum fc_status {
     FC_ERR_ARG = 2,         /* an argument is out of range (the message says which) */
     FC_ERR_ISA = 3,         /* the instruction set is not compiled in or the CPU lacks it */
     FC_ERR_SIZE = 4,        /* a size (scratch, workspace, packed weights) overflows size_t */
+    FC_ERR_RANGE = 5,       /* an INT8 cell's initial h is outside [-1, 1], the range of its
+                               fixed scale (fc_cell_h_fixed) */
 } fc_status;
 
 typedef enum fc_dtype { FC_F32 = 0, FC_F64 = 1 } fc_dtype;

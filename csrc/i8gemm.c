@@ -57,15 +57,19 @@ static inline int8_t quantized(float x)
     return (int8_t)r;
 }
 
+/* v * 0 is 0 for finite v, NaN for NaN and +-inf: the sum tells whether any value is not
+ * finite. A vector that is not gets the scale NaN, so what is computed from it is NaN, as in
+ * float arithmetic (its int8 values are defined but meaningless). */
 float fc_i8_quantize(const float *v, size_t len, size_t stride, int8_t *q, size_t qstride)
 {
-    float amax = 0.0f;
+    float amax = 0.0f, not_finite = 0.0f;
     for (size_t i = 0; i < len; i++) {
         const float a = fabsf(v[i * stride]);
         amax = a > amax ? a : amax;
+        not_finite += v[i * stride] * 0.0f;
     }
     const int zero = amax < 0x1p-100f;
-    const float scale = zero ? 1.0f : amax / (float)FC_I8_Q;
+    const float scale = not_finite != 0.0f ? NAN : zero ? 1.0f : amax / (float)FC_I8_Q;
     const float inv = zero ? 0.0f : (float)FC_I8_Q / amax;
     for (size_t i = 0; i < len; i++) q[i * qstride] = quantized(v[i * stride] * inv);
     return scale;
@@ -78,8 +82,12 @@ void fc_i8_quantize_rows(const float *a, size_t lda, size_t rows, size_t k, int 
         const float *v = a + r * lda;
         int8_t *qr = q + r * ldq;
         if (fixed) {                                /* amax = 1: scale 1/Q, inv Q exactly */
-            for (size_t i = 0; i < k; i++) qr[i] = quantized(v[i] * (float)FC_I8_Q);
-            scales[r] = 1.0f / (float)FC_I8_Q;
+            float not_finite = 0.0f;
+            for (size_t i = 0; i < k; i++) {
+                qr[i] = quantized(v[i] * (float)FC_I8_Q);
+                not_finite += v[i] * 0.0f;
+            }
+            scales[r] = not_finite != 0.0f ? NAN : 1.0f / (float)FC_I8_Q;
         } else {
             scales[r] = fc_i8_quantize(v, k, 1, qr, 1);
         }

@@ -26,6 +26,7 @@
  * member into its own buffer just before the phase that reads it (all rows: a member may run
  * any part), so no phase is added; the x rows of the panels are a product apart (main_x).
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +272,12 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     const int ra = dims.gru_ra;                    /* its x part: 3-vector panels of main */
     const fc_packed *mp = &cell->main, *cp = &cell->cand;
     const size_t row_main = mp->nblocks * mp->pw, row_cand = gru ? cp->nblocks * cp->pw : 0;
+
+    /* i8 with the fixed scale: h0 must lie in [-1, 1], as the reference requires (a NaN goes
+     * through, as NaN) */
+    for (size_t b = 0; dims.h_fixed && io->h0 && b < B; b++)
+        for (size_t i = 0; i < P; i++)
+            if (fabsf(((const float *)io->h0)[b * io->ldh0 + i]) > 1.0f) return FC_ERR_RANGE;
 
     /* steps: the longest row's length (lengths are B real values; B alone may be any size) */
     size_t t_max = B && !io->lengths ? T : 0;

@@ -17,4 +17,5 @@ __all__ = ["BasicLSTMCell", "BasicRNNCell", "CudnnCompatibleGRUCell", "GRUCell",
 
 from fastcells._version import __version__  # noqa: E402,F401
 from fastcells._threads import threads  # noqa: E402,F401  (env thread default, threadpoolctl)
-__all__.append("threads")
+from fastcells._quantize import quantize  # noqa: E402,F401
+__all__ += ["threads", "quantize"]

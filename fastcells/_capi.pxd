@@ -4,7 +4,7 @@ from libc.stdint cimport int64_t
 
 cdef extern from "fastcells.h" nogil:
     ctypedef enum fc_status:
-        FC_OK, FC_ERR_NOMEM, FC_ERR_ARG, FC_ERR_ISA
+        FC_OK, FC_ERR_NOMEM, FC_ERR_ARG, FC_ERR_ISA, FC_ERR_RANGE
     ctypedef enum fc_dtype:
         FC_F32, FC_F64
     ctypedef enum fc_precision:

@@ -103,6 +103,9 @@ cdef int _check(fc_status st, str call) except -1:
         raise MemoryError(f"fastcells: {call}: out of memory")
     if st == FC_ERR_ISA:
         raise ValueError(f"fastcells: {call}: instruction set not available")
+    if st == FC_ERR_RANGE:
+        raise ValueError(f"fastcells: {call}: h: an int8 cell whose h has the fixed scale 1/127 "
+                         f"(it bounds h by 1) needs an initial h in [-1, 1], got values outside")
     if st == FC_ERR_SIZE:
         raise ValueError(f"fastcells: {call}: the sizes are too large: a scratch, workspace or "
                          f"packed size (elements x item size) overflows size_t")

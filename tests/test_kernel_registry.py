@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from fastcells import _config, _core
+from test_int8_cells import int8_oracle
 from test_kernels import assert_close, make_weights, oracle, state_shapes
 
 KERNELS = _core.registered_kernels()
@@ -49,26 +50,35 @@ def test_registry_lists_every_line_of_kernels_def():
 
 def test_kernel_names_state_family_tile_and_isa():
     for k in KERNELS:
-        tag = "ref" if not k["dispatch"] and k["isa"] == "scalar" else k["isa"]
-        assert k["name"] == f"{k['family']}-cells-{k['mr']}x{k['nr']}-{tag}", k
+        name = f"{k['family']}-cells-{k['mr']}x{k['nr']}-"
+        assert k["name"].startswith(name), k
+        tag = k["name"][len(name):]
+        if not k["dispatch"] and k["isa"] == "scalar":
+            assert tag == "ref", k
+        else:                                       # the ISA, or the feature it adds to it
+            assert tag == k["isa"] or tag in k["features"], k
         if k["family"] in ("f32", "f64"):          # weights and math of the API dtype
             assert k["dtype"] == {"f32": "float32", "f64": "float64"}[k["family"]], k
         assert 1 <= k["mr"] <= 6 and k["nr"] % 4 == 0, k
 
 
-def test_one_dispatched_kernel_per_isa_and_dtype():
+def test_one_dispatched_kernel_per_isa_and_family():
+    """One plain DISPATCH line per (ISA, family); UPGRADE lines only add to it."""
     for isa in _core.ISA_NAMES:
-        for dtype in ("float32", "float64"):
-            found = [k for k in KERNELS if k["dispatch"] and k["isa"] == isa
-                     and k["dtype"] == dtype]
-            assert len(found) == 1, f"{isa} {dtype}: {kernel_ids(found)}"
+        for family in sorted({k["family"] for k in KERNELS}):
+            found = [k for k in KERNELS if k["dispatch"] and not k["upgrade"]
+                     and k["isa"] == isa and k["family"] == family]
+            assert len(found) == 1, f"{isa} {family}: {kernel_ids(found)}"
+            upgrades = [k for k in KERNELS if k["upgrade"] and k["isa"] == isa
+                        and k["family"] == family]
+            assert all(k["dispatch"] for k in upgrades)
 
 
 def test_isa_lists_derive_from_the_registry():
-    compiled = [i for i in _core.ISA_NAMES
-                if any(k["compiled"] for k in KERNELS if k["dispatch"] and k["isa"] == i)]
+    plain = [k for k in KERNELS if k["dispatch"] and not k["upgrade"]]
+    compiled = [i for i in _core.ISA_NAMES if any(k["compiled"] for k in plain if k["isa"] == i)]
     available = [i for i in compiled
-                 if all(k["available"] for k in KERNELS if k["dispatch"] and k["isa"] == i)]
+                 if all(k["available"] for k in plain if k["isa"] == i)]
     assert _core.compiled_isas() == compiled
     assert _core.available_isas() == available
     assert _core.best_isa() == available[-1]
@@ -89,7 +99,7 @@ def test_requirements_name_known_features_and_decide_availability():
 
 def test_tiles_of_dispatched_kernels():
     for k in KERNELS:
-        if k["available"]:
+        if k["available"] and k["precision"] is None:      # kernel_tile: the dtype's family
             assert _core.kernel_tile(k["name"], k["dtype"]) == (k["mr"], k["nr"])
             if k["dispatch"]:
                 assert _core.kernel_tile(k["isa"], k["dtype"]) == (k["mr"], k["nr"])
@@ -156,6 +166,7 @@ class KernelTester:
         P = self._proj or U
         what = (f"{self.kernel['name']} {self._kind} {self._options} B={B} I={I} U={U} P={P} "
                 f"peepholes={self._peepholes}")
+        precision = self.kernel["precision"]
         if self._kind == "matmul":
             b = rng.standard_normal((I, U)).astype(self.dtype)
             bias = rng.standard_normal(U).astype(self.dtype)
@@ -168,14 +179,19 @@ class KernelTester:
         w = {n: v.astype(self.dtype)
              for n, v in make_weights(rng, self._kind, I, U, P, self._peepholes).items()}
         cell = _core.PackedCell(self._kind, self.dtype, I, U, w, isa=self.kernel["name"],
-                                **self._options)
+                                precision=precision, **self._options)
         assert cell.isa == self.kernel["name"]
         x = rng.standard_normal((B, I)).astype(self.dtype)
         state = tuple(rng.standard_normal(s).astype(self.dtype)
                       for s in state_shapes(self._kind, B, U, P))
+        if precision == "int8":     # h with the fixed scale must lie in [-1, 1]
+            state = state[:-1] + (np.tanh(state[-1]),)
         out = tuple(np.full_like(s, np.nan) for s in state)
         cell.step(x, state, out)
-        want = oracle(self._kind, x, state, w, **self._options)
+        # int8: the exact scheme's reference (the kernels' tanh/sigmoid are within f32
+        # tolerance of NumPy's, and every product and scaling is exact)
+        want = (int8_oracle if precision == "int8" else oracle)(self._kind, x, state, w,
+                                                                 **self._options)
         for name, got, expected in zip(("c", "h") if self._kind == "lstm" else ("h",), out, want):
             assert_close(got, expected, self.dtype.type, f"{what}: {name}")
 
@@ -203,6 +219,8 @@ OPS = [  # (kind, options): every op of the kernel table
 @pytest.mark.parametrize("kind,options", OPS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(OPS)])
 @pytest.mark.parametrize("kernel", RUNNABLE, ids=kernel_ids(RUNNABLE))
 def test_kernel_matches_reference_at_its_tile_edges(kernel, kind, options):
+    if kind == "matmul" and kernel["precision"] is not None:
+        pytest.skip("PackedMatrix packs in its dtype (int8 GEMM: tests/test_int8_gemm.py)")
     rng = np.random.default_rng(4321)
     opts = dict(options)
     proj, peepholes = opts.pop("proj", None), opts.pop("peepholes", False)
@@ -221,7 +239,7 @@ def test_kernel_matches_reference_at_its_tile_edges(kernel, kind, options):
 def test_ref_build_agrees_with_the_dispatched_kernel_of_its_tile(kernel):
     """A ref build and the ISA kernel of the same tile run the same template: same results up
     to rounding (the ISA build fuses multiply-adds)."""
-    twin = [k for k in RUNNABLE if k["dispatch"] and k["dtype"] == kernel["dtype"]
+    twin = [k for k in RUNNABLE if k["dispatch"] and k["family"] == kernel["family"]
             and (k["mr"], k["nr"]) == (kernel["mr"], kernel["nr"])]
     if not twin:
         pytest.skip(f"no runnable dispatched kernel with the tile of {kernel['name']}")
@@ -231,7 +249,9 @@ def test_ref_build_agrees_with_the_dispatched_kernel_of_its_tile(kernel):
     w = {n: v.astype(dtype) for n, v in make_weights(rng, "lstm", I, U).items()}
     x = rng.standard_normal((B, I)).astype(dtype)
     state = tuple(rng.standard_normal((B, U)).astype(dtype) for _ in range(2))
-    got = [_core.PackedCell("lstm", dtype, I, U, w, isa=k["name"]).call(x, state)
+    state = state[:-1] + (np.tanh(state[-1]),)     # (int8: h of the fixed scale in [-1, 1])
+    got = [_core.PackedCell("lstm", dtype, I, U, w, isa=k["name"],
+                            precision=kernel["precision"]).call(x, state)
            for k in (kernel, twin[0])]
     for a, b in zip(*got):
         assert_close(a, np.asarray(b, np.float64), dtype.type, f"{kernel['name']} vs twin")

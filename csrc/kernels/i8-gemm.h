@@ -50,11 +50,12 @@ fc_status fc_i8_kernel_info_at(size_t index, fc_i8_kernel_info *out);
 size_t fc_i8_default_kernel(void);
 
 /* The quantizer of reference_quant (Q = 127; amax < 2**-100: scale 1, inv 0): v[i*stride],
- * i < len, finite -> q[i*qstride], returns the scale. */
+ * i < len, finite -> q[i*qstride], returns the scale (NaN if a value is NaN or +-inf). */
 float fc_i8_quantize(const float *v, size_t len, size_t stride, int8_t *q, size_t qstride);
-/* Rows a [rows, k] (lda floats, finite) -> q [rows, ldq] int8 (ldq >= k, zero past k) and
- * scales [rows]: each row its own scale, or with `fixed` the fixed amax 1 (scale 1/Q, values
- * clipped to [-Q, Q]) of an operand the cell bounds by 1. */
+/* Rows a [rows, k] (lda floats) -> q [rows, ldq] int8 (ldq >= k, zero past k) and scales
+ * [rows]: each row its own scale, or with `fixed` the fixed amax 1 (scale 1/Q, values clipped
+ * to [-Q, Q]) of an operand the cell bounds by 1. A row with a NaN or an inf gets the scale
+ * NaN (as fc_i8_quantize). */
 void fc_i8_quantize_rows(const float *a, size_t lda, size_t rows, size_t k, int fixed,
                          int8_t *q, size_t ldq, float *scales);
 

@@ -45,6 +45,9 @@ class FusedCell(RNNCell):
 
     _SPEC = None                # a fastcells.cells._spec.CellSpec
     __getstate__, __setstate__ = _serialize.getstate, _serialize.setstate
+    # the packed weights' format: None (the dtype), or "int8" (fastcells.quantize); a class
+    # default, so that a cell pickled before this attribute existed loads as None
+    _precision = None
 
     @property
     def _KIND(self):
@@ -204,11 +207,25 @@ class FusedCell(RNNCell):
         packed = None
         if self._fusable:
             packed = _core.PackedCell(self._KIND, self._dtype, I, self._num_units, stored,
-                                      activation=self._fused, **self._packed_options())
+                                      activation=self._fused, precision=self._precision,
+                                      **self._packed_options())
         self._weights = stored
         self._packed = packed
         self._input_size = I
         self._built = True
+
+    @property
+    def precision(self):
+        """The packed weights' format: None (the cell's dtype) or "int8" (a copy made by
+        fastcells.quantize). get_weights() always returns the float weights."""
+        return self._precision
+
+    def _set_precision(self, precision):
+        """Packs the weights again in `precision` (fastcells.quantize, on its private copy)."""
+        with self._lock:
+            self._precision = precision
+            if self._built:
+                self._install(self._input_size, self._weights)
 
     def get_weights(self):
         """dict TF variable name (inside the cell's scope) -> a copy of the array, in TF's
