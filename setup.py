@@ -46,9 +46,9 @@ _KERNEL = re.compile(r'^FC_KERNEL\(\s*(\w+)\s*,\s*"([^"]+)"\s*,\s*(\w+)\s*,\s*(\
                      r'\s*"([^"]*)"\s*\)', re.M)
 _I8GEMM = re.compile(r'^FC_I8GEMM\(\s*(\w+)\s*,\s*"([^"]+)"\s*,\s*(\w+)\s*,\s*(\d+)\s*,'
                      r'\s*"([^"]*)"\s*,\s*"([^"]*)"\s*\)', re.M)
-# the int8 units: their fp32 epilogue must not be contracted into FMAs (reference_quant.py)
+# the reduced-precision units (an FC_FAMILY line whose precision is not NATIVE: int8, bf16):
+# their fp32 epilogue must not be contracted into FMAs (fastcells/reference_quant.py)
 NO_CONTRACT = ["-ffp-contract=off"]
-INT8_FAMILIES = {"i8"}          # FC_FAMILY lines whose kernels build with NO_CONTRACT
 
 
 def read_registry(path=REGISTRY):
@@ -61,6 +61,7 @@ def read_registry(path=REGISTRY):
             raise ValueError(f"{path}: malformed {macro} line(s): {bad}")
     isa_arch = {isa: arch for isa, _name, arch in _ISA.findall(text)}
     families = {m[0]: m[6] for m in _FAMILY.findall(text)}
+    reduced = {m[0] for m in _FAMILY.findall(text) if m[2] != "NATIVE"}
     kernels = []
     for symbol, name, family, isa, role, mr, vw, features, cflags in _KERNEL.findall(text):
         if isa not in isa_arch or family not in families:
@@ -72,7 +73,7 @@ def read_registry(path=REGISTRY):
         kernels.append({"symbol": symbol, "name": name, "isa": isa, "mr": int(mr),
                         "vw": int(vw), "template": families[family],
                         "cflags": shlex.split(cflags)
-                        + (NO_CONTRACT if family in INT8_FAMILIES else [])})
+                        + (NO_CONTRACT if family in reduced else [])})
     return kernels
 
 
@@ -150,7 +151,7 @@ extension = Extension(
     "fastcells._core",
     sources=["fastcells/_core.pyx"] + [str(CSRC / name) for name in (
         "dispatch.c", "pack.c", "cells.c", "blocks.c", "sequence.c", "threads.c",
-        "kernels/families.c", "i8gemm.c",
+        "kernels/families.c", "i8gemm.c", "bf16.c",
         "probes/probes.c")],          # the benchmarks' machine-limit probes (_core._probe_*)
     include_dirs=[str(CSRC), np.get_include()],
     # headers, templates and the registry: a change to any of them rebuilds the extension

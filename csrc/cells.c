@@ -42,8 +42,8 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     *out = NULL;
     const size_t U = desc->num_units, I = desc->input_size, P = desc->rec_size;
     if (U == 0 || (unsigned)desc->kind > FC_CELL_GRU_RA || (unsigned)desc->dtype > FC_F64 ||
-        (unsigned)desc->precision > FC_PRECISION_INT8 ||
-        (desc->precision == FC_PRECISION_INT8 && desc->dtype != FC_F32) ||
+        (unsigned)desc->precision > FC_PRECISION_BF16 ||
+        (desc->precision != FC_PRECISION_NATIVE && desc->dtype != FC_F32) ||
         (unsigned)desc->activation.kind >= FC_ACT_COUNT ||
         (unsigned)desc->gate_activation.kind >= FC_ACT_COUNT ||
         (unsigned)desc->output_activation.kind >= FC_ACT_COUNT || !w->kernel || !w->bias)
@@ -59,7 +59,7 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     if (!fc_isa_available(isa)) return FC_ERR_ISA;
     const fc_kernels *kernels = fc_kernels_for(isa, desc->dtype, desc->precision);
     if (!kernels) return FC_ERR_ISA;
-    const int i8 = desc->precision == FC_PRECISION_INT8;
+    const int split = kernels->family->operands->group != 0;  /* x, h rows apart (internal.h) */
 
     fc_cell *cell = calloc(1, sizeof *cell);
     if (!cell) return FC_ERR_NOMEM;
@@ -70,17 +70,18 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
     const fc_pack_fn pack = kernels->family->pack;
     fc_status st = FC_OK;
     /* the main product (rnn, lstm, gru gates) and the gru candidate: [x, h] rows in one panel,
-     * or for i8 the x rows (with the bias) and the h rows as two products (main_x, main) */
+     * or for a converted-operand family (i8, bf16) the x rows (with the bias) and the h rows
+     * as two products (main_x, main) */
     const size_t G = desc->kind == FC_CELL_LSTM ? 4 : desc->kind == FC_CELL_GRU ? 2 : 1;
-    const float *h_rows = NULL, *cand_h_rows = NULL;    /* i8: row I of kernel, cand_kernel */
-    if (i8 && desc->kind != FC_CELL_GRU_RA) {
+    const float *h_rows = NULL, *cand_h_rows = NULL;    /* split: row I of kernel, cand_kernel */
+    if (split && desc->kind != FC_CELL_GRU_RA) {
         const size_t h_at = fc_mul3(I, G, U, &overflow), cand_h_at = fc_mul(I, U, &overflow);
         if (overflow) st = FC_ERR_SIZE;                 /* (inside the caller's arrays) */
         h_rows = (const float *)w->kernel + h_at;
         if (w->cand_kernel) cand_h_rows = (const float *)w->cand_kernel + cand_h_at;
     }
     if (st == FC_OK && desc->kind != FC_CELL_GRU_RA) {
-        if (i8) {
+        if (split) {
             st = pack(&cell->main_x, w->kernel, w->bias, I, G, U, es, pw);
             if (st == FC_OK) st = pack(&cell->main, h_rows, NULL, P, G, U, es, pw);
         } else {
@@ -88,7 +89,7 @@ fc_status fc_cell_create(const fc_cell_desc *desc, const fc_cell_weights *w, fc_
         }
     }
     if (st == FC_OK && desc->kind == FC_CELL_GRU) {
-        if (i8) {
+        if (split) {
             st = pack(&cell->cand_x, w->cand_kernel, w->cand_bias, I, 1, U, es, pw);
             if (st == FC_OK) st = pack(&cell->cand, cand_h_rows, NULL, U, 1, U, es, pw);
         } else {
@@ -248,8 +249,8 @@ static void run_blocks(fc_block_kernel kernel, const fc_packed *packed, const fc
     fc_run_blocks(&job);
 }
 
-/* The i8 family's step: a sequence of one step (sequence.c), whose x projection and
- * quantization passes are the ones a step needs. One step reads all its inputs (x gathered and
+/* The step of a converted-operand family (i8, bf16): a sequence of one step (sequence.c),
+ * whose x projection and operand conversions are the ones a step needs. One step reads all its inputs (x gathered and
  * quantized, h and c copied in) before it writes any output, so any overlap between them is
  * safe here. */
 static fc_status step_as_sequence(const fc_cell *cell, size_t B, const void *x, size_t ldx,
@@ -276,7 +277,7 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
     const size_t es = dims.es, I = dims.I, U = dims.U, P = dims.P;
     const int lstm = dims.lstm, gru = dims.gru;
     if (B == 0) return FC_OK;
-    if (dims.i8) return step_as_sequence(cell, B, x, ldx, c_in, ldc_in, h_in, ldh_in, c_out,
+    if (dims.converted) return step_as_sequence(cell, B, x, ldx, c_in, ldc_in, h_in, ldh_in, c_out,
                                          ldc_out, h_out, ldh_out);
 
     /* Inputs that overlap an output are copied first, except the aliases the kernels allow:

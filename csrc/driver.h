@@ -11,8 +11,10 @@ typedef struct fc_cell_dims {
     size_t es, I, U, P;         /* element size; input size, units, recurrent width */
     int lstm, gru, gru_ra;      /* gru: reset before (TF GRUCell); gru_ra: reset after */
     int proj;                   /* lstm with projection: m @ projection is a second product */
-    int i8;                     /* int8 weights: x rows apart (main_x, cand_x), one segment per
-                                   product, activations quantized before each product */
+    /* a reduced-precision family (i8, bf16: its operand format's group is not 0): x rows
+     * apart (main_x, cand_x), one segment per product, each operand converted before it */
+    int converted;
+    const fc_operand_format *operands;  /* the family's (internal.h) */
     int h_fixed;                /* i8: h (and the gru's r*h) quantized with the fixed amax 1,
                                    as the cell bounds it by 1; else per row */
 } fc_cell_dims;
@@ -47,11 +49,13 @@ static inline fc_cell_dims fc_cell_dims_of(const fc_cell *cell)
 {
     const fc_cell_desc *d = &cell->desc;
     const int lstm = d->kind == FC_CELL_LSTM, i8 = d->precision == FC_PRECISION_INT8;
+    const fc_operand_format *operands = cell->kernels->family->operands;
     return (fc_cell_dims){.es = cell->elem, .I = d->input_size, .U = d->num_units,
                           .P = d->rec_size, .lstm = lstm, .gru = d->kind == FC_CELL_GRU,
                           .gru_ra = d->kind == FC_CELL_GRU_RA,
                           .proj = lstm && d->has_projection,
-                          .i8 = i8, .h_fixed = i8 && fc_h_bounded(d)};
+                          .converted = operands->group != 0, .operands = operands,
+                          .h_fixed = i8 && fc_h_bounded(d)};
 }
 
 /* The epilogue operands of the cell's step product (the one that reads h): activations and

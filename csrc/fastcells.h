@@ -36,8 +36,13 @@ typedef enum fc_dtype { FC_F32 = 0, FC_F64 = 1 } fc_dtype;
  * its dtype. INT8 (float32 cells only): symmetric int8 with one fp32 scale per output column
  * of each product segment, activations quantized to int8 per row (or with the fixed scale
  * 1/127 where the cell bounds them by 1), exact int32 products, bias, gates and states in
- * fp32: the scheme fastcells/reference_quant.py defines. */
-typedef enum fc_precision { FC_PRECISION_NATIVE = 0, FC_PRECISION_INT8 = 1 } fc_precision;
+ * fp32. BF16 (float32 cells only): weights rounded to bf16 (nearest even), the activations of
+ * every product (x, h, the GRU's r*h, the LSTM's m) rounded likewise, products summed in fp32
+ * pair by pair, bias, gates and states in fp32. Both are the schemes
+ * fastcells/reference_quant.py defines. */
+typedef enum fc_precision {
+    FC_PRECISION_NATIVE = 0, FC_PRECISION_INT8 = 1, FC_PRECISION_BF16 = 2
+} fc_precision;
 
 /* Instruction-set paths, from the FC_ISA lines of kernels/kernels.def in their order
  * (FC_ISA_SCALAR = 0, FC_ISA_AVX2 = 1, FC_ISA_AVX512 = 2, ...). Where an fc_isa is taken,

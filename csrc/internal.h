@@ -13,8 +13,11 @@
  *   chunk   a static contiguous range [begin, end) of a region; in sequence.c also the run of
  *           time steps whose input projection is computed in one product
  *   team    threads running a sequence of phases together (fc_team_run), the caller rank 0
- *   family  a weight/activation format (f32, f64, i8: int8 weights with fp32 scales): its
- *           packing and its kernels, one per (ISA, tile) (kernels/kernels.def)
+ *   family  a weight/activation format (f32, f64, i8: int8 weights with fp32 scales, bf16):
+ *           its packing, its operand format and its kernels, one per (ISA, tile)
+ *           (kernels/kernels.def)
+ *   operand what a product reads as its left side (x, h, r*h, m): in place in the caller's
+ *           dtype, or for a reduced-precision family converted first into its own rows
  *   segment the rows of a product that meet one operand: the x rows, or the h rows
  *
  * Packed layout (pack.c). A product with G gates over U units uses panels of PW = 4*VW columns
@@ -36,6 +39,13 @@
  * and its kernels read a0 as int8 rows of 4G bytes (zero past k0), addressed in int32 dwords
  * (lda0 counts dwords, so row offsets in blocks.c stay element offsets), with a0_scale [rows]
  * the rows' scales. Its products have one segment (k1 = 0); panel_row0 is always 0.
+ *
+ * The bf16 family (bf16.c fc_pack_bf16) packs one segment per fc_packed too, in pairs of k:
+ *     panel j: bias       [PW] f32    (+0.0 where there is none)
+ *              pairs      [ceil(K/2)][PW] uint32: dword (i, col) = bf16 q[2i][col] in its low
+ *                                     half, q[2i+1][col] in its high half (0 past K)
+ * and its kernels read a0 as rows of bf16 pairs, K padded with +0.0 to even, addressed in
+ * dwords (lda0 counts dwords) in the same order; a0_scale is unused.
  */
 #ifndef FASTCELLS_INTERNAL_H
 #define FASTCELLS_INTERNAL_H
@@ -102,9 +112,27 @@ struct fc_packed;
 typedef fc_status (*fc_pack_fn)(struct fc_packed *out, const void *kernel, const void *bias,
                                 size_t k, size_t gates, size_t units, size_t elem, size_t pw);
 
+/* Converts operand rows a [rows, k] (lda floats) into a family's operand rows q [rows, ldq]
+ * (ldq elements of the format, a whole number of dwords, zero past k) and, for a format with
+ * row scales, scales [rows] (ignored otherwise; `fixed`: the int8 fixed scale of an operand the
+ * cell bounds by 1). */
+typedef void (*fc_convert_fn)(const float *a, size_t lda, size_t rows, size_t k, int fixed,
+                              void *q, size_t ldq, float *scales);
+
+/* What a family's products read as their left operand (families.c, one per precision):
+ * NATIVE reads the caller's dtype in place (group 0); a reduced-precision format is converted
+ * by the drivers, before each product, into rows of `group` elements per dword. */
+typedef struct fc_operand_format {
+    size_t group;               /* elements per dword: int8 4, bf16 2; 0: read in place */
+    size_t bytes;               /* one element; group * bytes = 4 */
+    fc_convert_fn convert;      /* NULL for NATIVE */
+} fc_operand_format;
+
 /* A weight/activation format (FC_FAMILY lines of kernels/kernels.def; tables in families.c).
- * The drivers reach weights only through pack and the kernels, so a format with other weight
- * elements (int8 + per-column fp32 scales, bf16) is a new family, template and registry lines. */
+ * The drivers reach weights only through pack, the operand format and the kernels, so a
+ * format with other weight elements (int8 + per-column fp32 scales, bf16) is a new family,
+ * template and registry lines. A family with a converted operand format packs the x rows and
+ * the h rows of a cell as two products (fc_cell main_x and main), one segment each. */
 typedef struct fc_family {
     const char *name;           /* "f32": the first word of its kernels' names */
     fc_dtype dtype;             /* of the caller's weights, activations, states and bias */
@@ -112,6 +140,7 @@ typedef struct fc_family {
     size_t weight_bytes;        /* one packed weight element */
     size_t act_bytes;           /* one activation / state / bias element (= fc_elem_size) */
     fc_pack_fn pack;
+    const fc_operand_format *operands;
 } fc_family;
 
 #define FC_FAMILY(name, dtype, precision, weight_bytes, act_bytes, pack, template) \
@@ -158,10 +187,11 @@ struct fc_cell {
     const fc_kernels *kernels;
     size_t elem;                /* sizeof the dtype */
     fc_packed main;             /* rnn kernel / lstm kernel / gru gates / gru_ra x part;
-                                   i8 family: the h rows only (gru_ra: as the others) */
-    fc_packed cand;             /* gru candidate / gru_ra h part; i8: the candidate's h rows */
-    fc_packed main_x, cand_x;   /* i8 family: the x rows (and bias) of main / cand (gru), one
-                                   segment each, as their column scales differ; else empty */
+                                   i8, bf16: the h rows only (gru_ra: as the others) */
+    fc_packed cand;             /* gru candidate / gru_ra h part; i8, bf16: its h rows */
+    fc_packed main_x, cand_x;   /* converted-operand families (i8, bf16): the x rows (and
+                                   bias) of main / cand (gru), one segment each (i8: their
+                                   column scales differ); else empty */
     fc_packed proj;             /* lstm projection (no bias) */
     void *peepholes;            /* [3][main.nblocks*main.nru] i, f, o, zero padded; or NULL */
 };
@@ -242,6 +272,14 @@ fc_status fc_pack(fc_packed *out, const void *kernel, const void *bias, size_t k
  * FC_ERR_ARG if k > FC_I8_K_MAX (kernels/i8-gemm.h) or elem is not 4. */
 fc_status fc_pack_i8(fc_packed *out, const void *kernel, const void *bias, size_t k,
                      size_t gates, size_t units, size_t elem, size_t pw);
+/* bf16.c: the bf16 family's packing (layout above), kernel f32 [k, gates*units] rounded to
+ * bf16; FC_ERR_ARG if elem is not 4. */
+fc_status fc_pack_bf16(fc_packed *out, const void *kernel, const void *bias, size_t k,
+                       size_t gates, size_t units, size_t elem, size_t pw);
+/* The bf16 operand format's conversion (fc_convert_fn): rows rounded to bf16 (nearest even,
+ * NaN kept quiet NaN), q uint16 [rows, ldq], ldq even, +0.0 past k; fixed, scales unused. */
+void fc_bf16_round_rows(const float *a, size_t lda, size_t rows, size_t k, int fixed, void *q,
+                        size_t ldq, float *scales);
 void fc_packed_free(fc_packed *p);
 void *fc_aligned_alloc(size_t bytes);
 void fc_aligned_free(void *p);

@@ -21,10 +21,11 @@
  *      initial state when its length is 0), as TF.
  * Arithmetic per element is the same as fc_cell_step's, so a sequence equals the same steps
  * taken one by one.
- * int8 weights (the i8 family): the gathered inputs are quantized per (step, row) as they are
- * gathered, and each product's operand (h, the gru's r*h, the lstm's m) is quantized by every
- * member into its own buffer just before the phase that reads it (all rows: a member may run
- * any part), so no phase is added; the x rows of the panels are a product apart (main_x).
+ * Reduced-precision families (i8, bf16: a converted operand format, internal.h): the gathered
+ * inputs are converted (int8: quantized per (step, row); bf16: rounded) as they are gathered,
+ * and each product's operand (h, the gru's r*h, the lstm's m) is converted by every member
+ * into its own buffer just before the phase that reads it (all rows: a member may run any
+ * part), so no phase is added; the x rows of the panels are a product apart (main_x).
  */
 #include <math.h>
 #include <stdint.h>
@@ -34,7 +35,6 @@
 #include "checked.h"
 #include "driver.h"
 #include "internal.h"
-#include "kernels/i8-gemm.h"
 #include "tuning.h"
 
 enum { CHUNK_BYTES = 4 << 20 };         /* gathered inputs + projections per chunk of steps */
@@ -90,13 +90,15 @@ typedef struct layer_loop {
     size_t t_done;                  /* written by rank 0: the step the team stopped before */
     unsigned char *xs, *zx, *zc, *hbuf[2];
     int gru, proj;
-    /* i8: xs holds the gathered rows quantized, [rows][ldq_x] int8 with scales xs_scale; each
-     * member m quantizes a product's operand into q_rows + m*q_member_bytes ([B][ldq] int8),
-     * its scales at q_scales + m*B; h_fixed: h and r*h with the fixed scale */
-    int i8, h_fixed;
+    /* converted: xs holds the gathered rows converted, [rows][ldq_x] elements of the operand
+     * format (int8 with scales xs_scale; bf16); each member m converts a product's operand into
+     * q_rows + m*q_member_bytes ([B][ldq] elements), its scales at q_scales + m*B; h_fixed
+     * (i8): h and r*h with the fixed scale */
+    int converted, h_fixed;
+    const fc_operand_format *operands;
     size_t ldq_x, ldq, B;
     float *xs_scale, *q_scales;
-    int8_t *q_rows;
+    unsigned char *q_rows;
     size_t q_member_bytes;
     /* B = 1 and the output rows of two steps never overlap: step t writes its h into its output
      * row (step_output) and step t+1 reads it there; hbuf[0] holds only h0 */
@@ -110,7 +112,7 @@ typedef struct member {
     const layer_loop *L;
     size_t t, rows;                 /* rows: gathered rows of the chunk */
     fc_blocks_job project, project_cand, step, cand, projection;
-    int8_t *q;                      /* i8: this member's quantized operand [B][ldq], scales */
+    unsigned char *q;               /* converted: this member's operand [B][ldq], scales */
     float *q_scale;
 } member;
 
@@ -144,9 +146,10 @@ static void gather_part(void *ctx, size_t part, size_t parts)
             const size_t b = L->order[i].index;
             const size_t src_t = io->reverse ? L->order[i].len - 1 - t : t;
             const void *x = AT(io->x, src_t * io->x_stride_t + b * io->x_stride_b, L->es);
-            if (L->i8)
-                fc_i8_quantize_rows(x, L->I, 1, L->I, 0, (int8_t *)L->xs + row * L->ldq_x,
-                                    L->ldq_x, L->xs_scale + row);
+            if (L->converted)
+                L->operands->convert(x, L->I, 1, L->I, 0,
+                                     L->xs + row * L->ldq_x * L->operands->bytes, L->ldq_x,
+                                     L->xs_scale + row);
             else
                 memcpy(AT(L->xs, row * L->I, L->es), x, L->I * L->es);
         }
@@ -186,12 +189,12 @@ static void output_part(void *ctx, size_t part, size_t parts)
     }
 }
 
-/* i8: rows [rows, k] of a product's operand (ld floats) into this member's buffer, which its
- * job already reads. */
-static void quantize_operand(const member *m, const void *a, size_t ld, size_t rows, size_t k,
-                             int fixed)
+/* converted: rows [rows, k] of a product's operand (ld floats) into this member's buffer,
+ * which its job already reads. */
+static void convert_operand(const member *m, const void *a, size_t ld, size_t rows, size_t k,
+                            int fixed)
 {
-    fc_i8_quantize_rows(a, ld, rows, k, fixed, m->q, m->L->ldq, m->q_scale);
+    m->L->operands->convert(a, ld, rows, k, fixed, m->q, m->L->ldq, m->q_scale);
 }
 
 static void time_loop(void *ctx, fc_team *team)   /* team NULL: one member, no team */
@@ -200,7 +203,7 @@ static void time_loop(void *ctx, fc_team *team)   /* team NULL: one member, no t
     const size_t es = L->es;
     member m = {.L = L, .project = L->project, .project_cand = L->project_cand,
                 .step = L->step, .cand = L->cand, .projection = L->projection};
-    if (L->i8) {                    /* every product over h reads this member's copy */
+    if (L->converted) {             /* every product over h reads this member's copy */
         const size_t rank = team ? (size_t)team->rank : 0;
         m.q = L->q_rows + rank * L->q_member_bytes;
         m.q_scale = L->q_scales + rank * L->B;
@@ -229,17 +232,17 @@ static void time_loop(void *ctx, fc_team *team)   /* team NULL: one member, no t
         m.step.args.rows = m.cand.args.rows = m.projection.args.rows = bt;
         m.step.args.init = AT(L->zx, row0 * m.step.args.ld_init, es);
         m.step.args.h_in = h_prev;
-        if (L->i8) quantize_operand(&m, h_prev, L->P, bt, L->P, L->h_fixed);
+        if (L->converted) convert_operand(&m, h_prev, L->P, bt, L->P, L->h_fixed);
         else m.step.args.a0 = h_prev;
         if (!L->proj && !L->gru) m.step.args.h_out = h_next;
         m.cand.args.init = AT(L->zc, row0 * m.cand.args.ld_init, es);
         m.cand.args.h_in = h_prev;
         m.cand.args.h_out = m.projection.args.h_out = h_next;
         if (L->gru || L->proj) phase(team, gates_part, &m);
-        if (L->i8 && L->gru)        /* the candidate's operand r*h: s0, rows lds apart */
-            quantize_operand(&m, L->step.args.s0, L->step.args.lds, bt, L->P, L->h_fixed);
-        if (L->i8 && L->proj)       /* the projection's operand m, per row */
-            quantize_operand(&m, L->step.args.h_out, L->step.args.ldh_out, bt,
+        if (L->converted && L->gru)     /* the candidate's operand r*h: s0, rows lds apart */
+            convert_operand(&m, L->step.args.s0, L->step.args.lds, bt, L->P, L->h_fixed);
+        if (L->converted && L->proj)    /* the projection's operand m (i8: per row) */
+            convert_operand(&m, L->step.args.h_out, L->step.args.ldh_out, bt,
                              L->projection.args.k0, 0);
         phase(team, output_part, &m);
     }
@@ -306,8 +309,8 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     if (fc_tuning_now.chunk_steps) chunk = fc_tuning_now.chunk_steps;
     chunk = chunk < 1 ? 1 : chunk > t_max ? t_max : chunk;
     const size_t chunk_rows = fc_mul(chunk, B, &overflow);
-    const int i8 = dims.i8;
-    const size_t n_xs = i8 ? 0 : fc_mul(chunk_rows, I, &overflow);     /* i8: bytes, below */
+    const int conv = dims.converted;
+    const size_t n_xs = conv ? 0 : fc_mul(chunk_rows, I, &overflow);    /* conv: below */
     const size_t n_zx = fc_mul(chunk_rows, row_main, &overflow);
     const size_t n_zc = fc_mul(chunk_rows, row_cand, &overflow);
     size_t offs[5] = {0, n_xs};
@@ -322,20 +325,25 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     const size_t active_at = fc_add(order_at, fc_mul(B, sizeof(row_order), &overflow),
                                     &overflow);
     size_t work_bytes = fc_add(active_at, fc_mul(t_max, sizeof(size_t), &overflow), &overflow);
-    /* i8, then (64-byte aligned): the quantized gathered rows [chunk_rows][ldq_x] and their
-     * scales; per member, an operand [B][ldq] and its scales (ldq: the widest operand, P or U) */
+    /* converted, then (64-byte aligned): the converted gathered rows [chunk_rows][ldq_x] and
+     * their scales; per member, an operand [B][ldq] and its scales (ldq: the widest operand,
+     * P or U; both in elements of the operand format, whole dwords) */
     const size_t members = fc_min(layer_members(cell, B), max_members);
-    const size_t ldq_x = i8 ? fc_round_up_checked(I, FC_I8_KG, &overflow) : 0;
-    const size_t ldq = i8 ? fc_round_up_checked(fc_max(P, U), FC_I8_KG, &overflow) : 0;
-    const size_t q_member_bytes = fc_mul(B, ldq, &overflow);
-    size_t i8_at[4] = {0};
-    const size_t i8_bytes[4] = {
-        fc_mul(chunk_rows, ldq_x, &overflow), fc_mul(chunk_rows, sizeof(float), &overflow),
+    const fc_operand_format *ops = dims.operands;
+    const size_t ldq_x = conv ? fc_round_up_checked(I, ops->group, &overflow) : 0;
+    const size_t ldq = conv ? fc_round_up_checked(fc_max(P, U), ops->group, &overflow) : 0;
+    const size_t q_member_bytes = conv ? fc_mul3(B, ldq, ops->bytes, &overflow) : 0;
+    size_t conv_at[4] = {0};
+    const size_t conv_bytes[4] = {
+        conv ? fc_mul3(chunk_rows, ldq_x, ops->bytes, &overflow) : 0,
+        fc_mul(chunk_rows, sizeof(float), &overflow),
         fc_mul(members, q_member_bytes, &overflow), fc_mul3(members, B, sizeof(float), &overflow)};
-    for (int i = 0; i < 4 && i8; i++) {
-        i8_at[i] = fc_round_up_checked(work_bytes, 64, &overflow);
-        work_bytes = fc_add(i8_at[i], i8_bytes[i], &overflow);
+    for (int i = 0; i < 4 && conv; i++) {
+        conv_at[i] = fc_round_up_checked(work_bytes, 64, &overflow);
+        work_bytes = fc_add(conv_at[i], conv_bytes[i], &overflow);
     }
+    const size_t lda_q_x = conv ? ldq_x / ops->group : I;      /* lda0 of the x operand */
+    const size_t lda_q = conv ? ldq / ops->group : 0;          /* ... of the others (dwords) */
     if (overflow) return FC_ERR_SIZE;
     unsigned char *work = fc_aligned_alloc(work_bytes ? work_bytes : 1);
     if (!work) return FC_ERR_NOMEM;
@@ -372,30 +380,31 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
             memset(AT(io->out, t * io->out_stride_t + b * io->out_stride_b, es), 0, P * es);
 
     layer_loop loop = {.io = io, .order = order, .active = active, .I = I, .P = P, .es = es,
-                       .xs = i8 ? work + i8_at[0] : xs,
-                       .i8 = i8, .h_fixed = dims.h_fixed, .ldq_x = ldq_x, .ldq = ldq, .B = B,
-                       .xs_scale = (float *)(work + i8_at[1]),
-                       .q_rows = (int8_t *)(work + i8_at[2]),
-                       .q_scales = (float *)(work + i8_at[3]), .q_member_bytes = q_member_bytes,
+                       .xs = conv ? work + conv_at[0] : xs,
+                       .converted = conv, .h_fixed = dims.h_fixed, .operands = ops,
+                       .ldq_x = ldq_x, .ldq = ldq, .B = B,
+                       .xs_scale = (float *)(work + conv_at[1]),
+                       .q_rows = work + conv_at[2],
+                       .q_scales = (float *)(work + conv_at[3]), .q_member_bytes = q_member_bytes,
                        .hbuf = {hbuf[0], hbuf[1]}, .gru = gru, .proj = proj,
                        .direct_out = B == 1 && (t_max <= 1 || io->out_stride_t >= P)};
     /* the input projection: zx (and for gru zc) rows = xs rows @ Wx + bias, panel layout */
     loop.project = (fc_blocks_job){.kernel = kern->block[ra ? FC_OP_LINEAR3 : FC_OP_LINEAR],
-                                   .packed = i8 && !ra ? &cell->main_x : mp,
+                                   .packed = conv && !ra ? &cell->main_x : mp,
                                    .whole_panels = 1, .es = es, .tile_rows = kern->mr};
-    loop.project.args = (fc_block_args){.a0 = loop.xs, .lda0 = i8 ? ldq_x / FC_I8_KG : I,
+    loop.project.args = (fc_block_args){.a0 = loop.xs, .lda0 = lda_q_x,
                                         .k0 = I, .h_out = zx, .ldh_out = row_main,
-                                        .a0_scale = i8 ? loop.xs_scale : NULL};
+                                        .a0_scale = conv ? loop.xs_scale : NULL};
     loop.project_cand = loop.project;
-    loop.project_cand.packed = i8 ? &cell->cand_x : cp;
+    loop.project_cand.packed = conv ? &cell->cand_x : cp;
     loop.project_cand.args.h_out = zc;
     loop.project_cand.args.ldh_out = row_cand;
 
     /* the recurrence: h rows of the panels, starting from zx; init is set per step */
-    /* (i8: h rows apart, operands quantized per member, lda0 in dwords: internal.h) */
-    fc_blocks_job step = {.packed = mp, .panel_row0 = i8 ? 0 : 1 + I, .es = es,
+    /* (converted: h rows apart, operands converted per member, lda0 in dwords: internal.h) */
+    fc_blocks_job step = {.packed = mp, .panel_row0 = conv ? 0 : 1 + I, .es = es,
                           .tile_rows = kern->mr};
-    step.args = (fc_block_args){.ld_init = row_main, .lda0 = i8 ? ldq / FC_I8_KG : P, .k0 = P,
+    step.args = (fc_block_args){.ld_init = row_main, .lda0 = conv ? lda_q : P, .k0 = P,
                                 .ldh_in = P, .ldh_out = P};
     fc_step_epilogue(cell, &step.args);
     fc_blocks_job cand = step;
@@ -409,7 +418,7 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
             loop.projection = (fc_blocks_job){.kernel = kern->block[FC_OP_LINEAR],
                                               .packed = &cell->proj,
                                               .es = es, .tile_rows = kern->mr};
-            loop.projection.args = (fc_block_args){.a0 = m, .lda0 = i8 ? ldq / FC_I8_KG : U,
+            loop.projection.args = (fc_block_args){.a0 = m, .lda0 = conv ? lda_q : U,
                                                    .k0 = U, .ldh_out = P,
                                                    .has_clip = d->has_proj_clip,
                                                    .clip = d->proj_clip};
@@ -422,8 +431,8 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
         cand.kernel = kern->block[FC_OP_GRU_CAND];
         cand.packed = cp;
         cand.args.ld_init = row_cand;
-        cand.args.a0 = s0;          /* i8: its quantized copy, per member */
-        cand.args.lda0 = i8 ? ldq / FC_I8_KG : lds;
+        cand.args.a0 = s0;          /* converted: its converted copy, per member */
+        cand.args.lda0 = conv ? lda_q : lds;
         cand.args.s1 = s1;
         cand.args.lds = lds;
     } else if (ra) {

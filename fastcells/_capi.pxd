@@ -8,7 +8,7 @@ cdef extern from "fastcells.h" nogil:
     ctypedef enum fc_dtype:
         FC_F32, FC_F64
     ctypedef enum fc_precision:
-        FC_PRECISION_NATIVE, FC_PRECISION_INT8
+        FC_PRECISION_NATIVE, FC_PRECISION_INT8, FC_PRECISION_BF16
     ctypedef enum fc_isa:
         FC_ISA_COUNT, FC_ISA_KERNEL_BASE
     ctypedef enum fc_cell_kind:

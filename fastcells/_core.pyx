@@ -112,12 +112,12 @@ cdef int _check(fc_status st, str call) except -1:
     raise ValueError(f"fastcells: {call}: invalid arguments (status {st})")
 
 
-PRECISIONS = (None, "int8")     # PackedCell(precision=): the packed weights' format
+PRECISIONS = (None, "int8", "bf16")   # PackedCell(precision=), in fc_precision's order
 
 
 def registered_kernels():
     """Every kernel of the registry (csrc/kernels/kernels.def), in its order, as dicts: name,
-    family, isa, dtype, precision (of the packed weights: None = dtype's, or "int8"), mr, nr
+    family, isa, dtype, precision (of the packed weights: None = dtype's, "int8", "bf16"), mr, nr
     (the register tile), features (required CPU features), cflags, dispatch (what
     FASTCELLS_ISA=<isa> runs for its family; else a test kernel, reachable by name through
     isa=), upgrade (a dispatch kernel that replaces its family's plain one where the CPU has its
@@ -300,9 +300,9 @@ cdef class PackedCell:
                forget_bias=1.0, cell_clip=None, proj_clip=None, isa=None,
                gate_activation="sigmoid", output_activation=None, preact_clip=None,
                input_forget=False, precision=None)
-    precision: None (weights packed in dtype) or "int8" (float32 only: int8 weights, the scheme of
-    fastcells.reference_quant; inputs and states must be finite, and an initial h of a cell
-    that bounds h by 1 must lie in [-1, 1]: checked by the Python layer).
+    precision: None (weights packed in dtype), "int8" or "bf16" (float32 only: the schemes of
+    fastcells.reference_quant; int8: inputs and states must be finite, and an initial h of a
+    cell that bounds h by 1 must lie in [-1, 1]: checked by the Python layer).
     Activations: a name of ACTIVATIONS or (name, alpha, beta), None = ONNX's default parameter.
     output_activation (lstm, on c'): None = activation. preact_clip: clip every activation's
     input except the lstm output's (ONNX `clip`). input_forget (lstm): f = 1 - i.
@@ -337,8 +337,8 @@ cdef class PackedCell:
             raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
-        if precision == "int8" and dtype != _F32:
-            raise TypeError(f"dtype: precision 'int8' computes in float32, got {dtype}")
+        if precision is not None and dtype != _F32:
+            raise TypeError(f"dtype: precision {precision!r} computes in float32, got {dtype}")
         if input_size < 0:
             raise ValueError(f"input_size: expected >= 0, got {input_size}")
         if num_units < 1:
@@ -407,7 +407,7 @@ cdef class PackedCell:
         desc.proj_clip = proj_clip if proj_clip is not None else 0.0
         desc.has_peepholes = peepholes
         desc.has_projection = projection
-        desc.precision = FC_PRECISION_INT8 if precision == "int8" else FC_PRECISION_NATIVE
+        desc.precision = <fc_precision><int>PRECISIONS.index(precision)
 
         cdef fc_cell_weights w
         main = "gates/" if kind == "gru" else ""

@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 
 from fastcells import _config, _core
+from test_bf16_cells import bf16_oracle
 from test_int8_cells import int8_oracle
 from test_kernels import assert_close, make_weights, oracle, state_shapes
+
+QUANT_ORACLES = {"int8": int8_oracle, "bf16": bf16_oracle}   # precision -> exact reference
 
 KERNELS = _core.registered_kernels()
 RUNNABLE = [k for k in KERNELS if k["available"]]
@@ -188,10 +191,9 @@ class KernelTester:
             state = state[:-1] + (np.tanh(state[-1]),)
         out = tuple(np.full_like(s, np.nan) for s in state)
         cell.step(x, state, out)
-        # int8: the exact scheme's reference (the kernels' tanh/sigmoid are within f32
-        # tolerance of NumPy's, and every product and scaling is exact)
-        want = (int8_oracle if precision == "int8" else oracle)(self._kind, x, state, w,
-                                                                 **self._options)
+        # int8, bf16: the exact scheme's reference (the kernels' tanh/sigmoid are within f32
+        # tolerance of NumPy's, and every product, rounding and scaling is exact)
+        want = QUANT_ORACLES.get(precision, oracle)(self._kind, x, state, w, **self._options)
         for name, got, expected in zip(("c", "h") if self._kind == "lstm" else ("h",), out, want):
             assert_close(got, expected, self.dtype.type, f"{what}: {name}")
 

@@ -1,10 +1,11 @@
 /* cells_template.h — the register-tile cell kernels of every family, written once with
  * GCC/Clang vector extensions. setup.py compiles it once per FC_KERNEL line of kernels.def,
  * each time with that line's compiler flags, through a generated unit that defines the line's
- * parameters and includes the family file (f32-cells.h, f64-cells.h, i8-cells.h):
+ * parameters and includes the family file (f32-cells.h, f64-cells.h, i8-cells.h, bf16-cells.h):
  *     FC_T        float or double (family file); FC_DTYPE_ID 0 or 1 (the fc_dtype value)
  *     FC_I8       1 for the i8 family: its product is i8-product.h's (the epilogues are these)
- *     FC_FAMILY_NAME   f32, f64 or i8: the family table fc_family_<name> (families.c)
+ *     FC_BF16     1 for the bf16 family: its product is bf16-product.h's
+ *     FC_FAMILY_NAME   f32, f64, i8 or bf16: the family table fc_family_<name> (families.c)
  *     FC_VW       lanes per vector (16-byte vectors: 4/2, AVX2: 8/4, AVX-512: 16/8)
  *     FC_MR       batch rows per register tile (1..6)
  *     FC_ISA_ID   the fc_isa enum value
@@ -228,6 +229,8 @@ INLINE vec vact_clipped(const fc_block_args *a, const fc_act *act, vec x)
 /* ---- the product: acc[m][v] = bias + a0 @ W0 + a1 @ W1 for mr rows ----------------------- */
 #if FC_I8
 #include "i8-product.h"     /* the i8 family's: int8 panels, one segment, scaled into fp32 */
+#elif FC_BF16
+#include "bf16-product.h"   /* the bf16 family's: pair panels, one segment, fp32 sums */
 #else
 /* Every element is the same chain of FMAs in k order whatever the tile height, so results do
  * not depend on how the batch is cut into tiles or split across threads. (At one row the chain
@@ -268,7 +271,7 @@ INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
                      (const FC_T *)a->a1 + row * a->lda1, a->lda1, a->k1);
 }
 
-#endif /* FC_I8 */
+#endif /* FC_I8, FC_BF16 */
 
 INLINE void tile_product(const int mr, vec acc[FC_MR][4], const fc_block_args *a, size_t row)
 {
@@ -383,17 +386,25 @@ INLINE void gru_cand_tile(const int mr, const fc_block_args *a, size_t row)
  * recurrent product starts from the h panel's bias row (0, 0, bh); init holds the input
  * projection x@[Wr Wu Wi] + [br bu bi] (sequence.c, fc_cell_step):
  *   r = sig(xr + hr), u = sig(xu + hu), h' = u*h + (1-u)*act(xi + r*(h@Wh + bh)) */
+#if FC_BF16
+/* bf16: one chain per gate from its start (bf16-product.h), so r and u already hold x part */
+#define RA_PRODUCT tile_product_gru_ra
+#define RA_GATE_SUM(x_part, acc) (acc)
+#else
+#define RA_PRODUCT(mr, acc, a, row) tile_product_nv(mr, 3, acc, a, row, NULL)
+#define RA_GATE_SUM(x_part, acc) (vload(x_part) + (acc))
+#endif
 INLINE void gru_ra_tile(const int mr, const fc_block_args *a, size_t row)
 {
     vec acc[FC_MR][4];
-    tile_product_nv(mr, 3, acc, a, row, NULL);
+    RA_PRODUCT(mr, acc, a, row);
     const size_t n = a->nu;
     for (int m = 0; m < mr; m++) {
         const size_t r = row + m;
         const FC_T *x_part = (const FC_T *)a->init + r * a->ld_init;
         const vec h_prev = vload_part((const FC_T *)a->h_in + r * a->ldh_in + a->unit0, n);
-        const vec reset = vact_clipped(a, &a->gate_act, vload(x_part) + acc[m][0]);
-        const vec u = vact_clipped(a, &a->gate_act, vload(x_part + FC_VW) + acc[m][1]);
+        const vec reset = vact_clipped(a, &a->gate_act, RA_GATE_SUM(x_part, acc[m][0]));
+        const vec u = vact_clipped(a, &a->gate_act, RA_GATE_SUM(x_part + FC_VW, acc[m][1]));
         const vec c = vact_clipped(a, &a->act, vload(x_part + 2 * FC_VW) + reset * acc[m][2]);
         vstore_part((FC_T *)a->h_out + r * a->ldh_out + a->unit0, u * h_prev + (1 - u) * c, n);
     }

@@ -1,10 +1,26 @@
-/* families.c — the family tables (FC_FAMILY lines of kernels.def): element sizes and the
- * packing function of each weight/activation format. Built with baseline flags. */
+/* families.c — the family tables (FC_FAMILY lines of kernels.def): element sizes, the
+ * packing function and the operand format of each weight/activation format. Built with
+ * baseline flags. */
 #include "internal.h"
+#include "i8-gemm.h"
+
+static void i8_operands(const float *a, size_t lda, size_t rows, size_t k, int fixed, void *q,
+                        size_t ldq, float *scales)
+{
+    fc_i8_quantize_rows(a, lda, rows, k, fixed, q, ldq, scales);
+}
+
+/* one operand format per fc_precision (a family's precision names its format) */
+static const fc_operand_format operand_formats[] = {
+    [FC_PRECISION_NATIVE] = {.group = 0},
+    [FC_PRECISION_INT8] = {.group = FC_I8_KG, .bytes = 1, .convert = i8_operands},
+    [FC_PRECISION_BF16] = {.group = 2, .bytes = 2, .convert = fc_bf16_round_rows},
+};
 
 #define FC_FAMILY(name_, dtype_, precision_, weight_bytes_, act_bytes_, pack_, template_)     \
     const fc_family fc_family_##name_ = {.name = #name_, .dtype = dtype_,                     \
                                          .precision = FC_PRECISION_##precision_,              \
                                          .weight_bytes = weight_bytes_,                       \
-                                         .act_bytes = act_bytes_, .pack = pack_};
+                                         .act_bytes = act_bytes_, .pack = pack_,              \
+                                         .operands = &operand_formats[FC_PRECISION_##precision_]};
 #include "kernels.def"

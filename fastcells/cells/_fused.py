@@ -45,7 +45,7 @@ class FusedCell(RNNCell):
 
     _SPEC = None                # a fastcells.cells._spec.CellSpec
     __getstate__, __setstate__ = _serialize.getstate, _serialize.setstate
-    # the packed weights' format: None (the dtype), or "int8" (fastcells.quantize); a class
+    # the packed weights' format: None (the dtype), "int8" or "bf16" (fastcells.quantize); a class
     # default, so that a cell pickled before this attribute existed loads as None
     _precision = None
 
@@ -216,7 +216,7 @@ class FusedCell(RNNCell):
 
     @property
     def precision(self):
-        """The packed weights' format: None (the cell's dtype) or "int8" (a copy made by
+        """The packed weights' format: None (the cell's dtype), "int8" or "bf16" (a copy made by
         fastcells.quantize). get_weights() always returns the float weights."""
         return self._precision
 
