@@ -278,3 +278,38 @@ def test_torch_float_source_stays_float_unless_asked():
     assert all(c.precision == "int8" for c in from_torch(module, precision="int8").cells)
     with pytest.raises(ValueError, match="precision: expected 'auto', None or one of"):
         from_torch(module, precision="bf16")
+
+
+@needs_torch
+def test_torch_float16_dynamic_layer_is_widened_and_stays_float():
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qmod = quantize_dynamic(torch.nn.Sequential(torch.nn.GRU(I, U)), {torch.nn.GRU},
+                                dtype=torch.float16)[0]
+    model = from_torch(qmod)
+    assert all(c.precision is None and c.dtype == "float32" for c in model.cells)
+    x = np.random.default_rng(3).standard_normal((T, B, I)).astype(np.float32)
+    with torch.no_grad():
+        peer = qmod(torch.from_numpy(x))[0].numpy()
+    assert rel_l2(model(x)[0], peer) < REL_L2_BOUND     # torch runs float16 weights: ~1e-3
+
+
+def test_dequantize_rules():
+    from fastcells.convert._quantized import dequantize
+    q = np.array([[0, 255], [128, 1]], np.uint8)
+    got = dequantize(q, np.float32(0.5), np.uint8(128), None, "w")
+    assert got.dtype == np.float32
+    assert np.array_equal(got, np.array([[-64.0, 63.5], [0.0, -63.5]], np.float32))
+    per_column = dequantize(q, np.array([1, 2], np.float32), np.array([0, 1], np.uint8), 1, "w")
+    assert np.array_equal(per_column, np.array([[0, 508], [128, 0]], np.float32))
+    with pytest.raises(ValueError, match=r"w: expected 2 per-channel scales \(axis 0"):
+        dequantize(q, np.ones(3, np.float32), np.zeros(3, np.uint8), 0, "w")
+    with pytest.raises(ValueError, match="w: expected a scalar scale"):
+        dequantize(q, np.ones((2, 2), np.float32), np.zeros((2, 2), np.uint8), 1, "w")
+    with pytest.raises(ValueError, match="w: expected finite positive scales, got inf"):
+        dequantize(q, np.float32(np.inf), np.uint8(0), None, "w")
+    with pytest.raises(ValueError, match="w: expected int8 or uint8 weights, got int16"):
+        dequantize(q.astype(np.int16), np.float32(1), np.int16(0), None, "w")
