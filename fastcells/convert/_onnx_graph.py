@@ -19,6 +19,8 @@ class NotConstant(Exception):
 # the ops with subgraph attributes (attribute name -> subgraph); the paths name them
 _SUBGRAPH_OPS = {"If": ("then_branch", "else_branch"), "Loop": ("body",), "Scan": ("body",)}
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+# the recurrent ops of other domains: onnxruntime's quantize_dynamic turns an LSTM into this
+QUANTIZED_RECURRENT_OPS = {("com.microsoft", "DynamicQuantizeLSTM")}
 
 # ONNX TensorProto.DataType -> NumPy dtype, and the repeated field that holds the values when
 # raw_data is empty (float16 and bfloat16 are stored as their bit patterns in int32_data)
@@ -91,7 +93,8 @@ def subgraphs(node):
 
 
 def find_recurrent(graph, max_depth=16):
-    """[(path, node, scope)] of every LSTM / GRU / RNN node of the default domain, depth first
+    """[(path, node, scope)] of every LSTM / GRU / RNN node of the default domain (and every
+    com.microsoft DynamicQuantizeLSTM), depth first
     in graph order; path: the names of the enclosing nodes and subgraph attributes and the
     node's own name, joined by '/' (e.g. 'If_0/then_branch/LSTM_3')."""
     found = []
@@ -102,7 +105,8 @@ def find_recurrent(graph, max_depth=16):
         scope = Scope(g, outer, prefix)
         for node in g.node:
             label = node_label(node)
-            if node.op_type in RECURRENT_OPS and node.domain in ("", "ai.onnx"):
+            if (node.op_type in RECURRENT_OPS and node.domain in ("", "ai.onnx")
+                    or (node.domain, node.op_type) in QUANTIZED_RECURRENT_OPS):
                 found.append((f"{prefix}{label}", node, scope))
             for attr, sub in subgraphs(node):
                 walk(sub, scope, f"{prefix}{label}/{attr}/", depth + 1)

@@ -1,5 +1,5 @@
-"""ONNX: from_onnx (one LSTM / GRU / RNN node on fastcells cells). The 'onnx' package is
-imported only to read the model; the model runs with NumPy alone."""
+"""ONNX: from_onnx (one LSTM / GRU / RNN node, or onnxruntime's DynamicQuantizeLSTM, on fastcells
+cells). The 'onnx' package is imported only to read the model; the model runs with NumPy alone."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,8 @@ from fastcells.convert._common import (GATE_ORDER, activation_spec, as_input, ne
                                        tf_gru_weights, tf_lstm_weights, tf_rnn_weights)
 from fastcells.convert._onnx_graph import (Folder, NotConstant, OnnxError, Scope, attribute,
                                            find_recurrent, node_label, total_elements)
+from fastcells.convert._quantized import (PRECISION_AUTO, check_precision, dequantize,
+                                          with_precision)
 from fastcells.reference import reverse_sequence
 from fastcells.rnn import bidirectional_dynamic_rnn, dynamic_rnn
 
@@ -158,16 +160,20 @@ def _pick_node(found, node, graph, source):
         for f in found:
             if f[1] == node:
                 return f
-        if node.op_type not in _ONNX_OPS:
-            raise OnnxError(f"{source}: node: expected an LSTM, GRU or RNN node, got "
-                            f"{node.op_type}")
+        if node.op_type not in _ONNX_OPS and node.op_type != _QUANTIZED_LSTM:
+            raise OnnxError(f"{source}: node: expected an LSTM, GRU, RNN or "
+                            f"{_QUANTIZED_LSTM} node, got {node.op_type}")
         return node_label(node), node, Scope(graph, None, "")
     raise TypeError(f"node: expected None, a path, a name, an index or a NodeProto, got "
                     f"{type(node).__name__}")
 
 
-# the node's inputs by position, as ONNX numbers them (LSTM has initial_c and P too)
-_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
+# the node's inputs by position, as ONNX numbers them (LSTM has initial_c and P too; the
+# com.microsoft DynamicQuantizeLSTM the quantization parameters of its int8 / uint8 W and R)
+_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P",
+           "W_scale", "W_zero_point", "R_scale", "R_zero_point")
+_QUANTIZED_LSTM = "DynamicQuantizeLSTM"
+_MAX_INPUTS = {"LSTM": 8, "GRU": 6, "RNN": 6, _QUANTIZED_LSTM: 12}
 # the attributes read, with their ONNX types (anything else is ignored, as onnxruntime does)
 _ATTRS = {"hidden_size": "INT", "direction": "STRING", "layout": "INT", "clip": "FLOAT",
           "input_forget": "INT", "linear_before_reset": "INT", "activations": "STRINGS",
@@ -175,12 +181,29 @@ _ATTRS = {"hidden_size": "INT", "direction": "STRING", "layout": "INT", "clip": 
 
 
 def from_onnx(model: Union[str, os.PathLike, bytes, Any],
-              node: Union[None, str, int, Any] = None) -> OnnxRNNModel:
-    """A fastcells model computing one ONNX ``LSTM``, ``GRU`` or ``RNN`` node.
+              node: Union[None, str, int, Any] = None,
+              precision: Optional[str] = PRECISION_AUTO) -> OnnxRNNModel:
+    """A fastcells model computing one ONNX ``LSTM``, ``GRU`` or ``RNN`` node, or the
+    ``com.microsoft`` ``DynamicQuantizeLSTM`` that onnxruntime's ``quantize_dynamic`` makes of
+    an LSTM.
 
     model: a path, the serialized bytes, or an ``onnx.ModelProto`` (reading needs the ``onnx``
     package; running does not); node: None (the model's only recurrent node), a path, a node
-    name or output name, an index among the recurrent nodes, or the NodeProto.
+    name or output name, an index among the recurrent nodes, or the NodeProto; precision:
+    "auto" (the source's: "int8" for a DynamicQuantizeLSTM, None for the others), None
+    (float weights) or "int8" (``fastcells.quantize(model, "int8")``).
+
+    DynamicQuantizeLSTM: W [D, input_size, 4*hidden_size] and R [D, hidden_size,
+    4*hidden_size] (int8 or uint8; transposed against LSTM's), with W_scale / R_scale (float32)
+    and W_zero_point / R_zero_point (the weights' dtype) of shape [D] (per tensor) or
+    [D, 4*hidden_size] (per output column), all constant. The weights are dequantized,
+    ``(q - zero_point) * scale`` in float32, and those float32 weights are the model's: the
+    cells are the ones the LSTM gets, and with precision "int8" (the default) they run
+    fastcells' own int8 scheme on them (see fastcells.quantize; the int8 values are
+    fastcells', recomputed per column from the dequantized weights, not the file's). Against
+    onnxruntime's own run of the node (which quantizes x and h per tensor to uint8) the
+    outputs differ by about 1e-2 relative L2 (tests/test_convert_quantized.py states the
+    measured bound); precision=None runs the dequantized weights in float32.
 
     Recurrent nodes are found in subgraphs too (the branches of ``If``, the bodies of ``Loop``
     and ``Scan``, recursively); a node's path is the names of the enclosing nodes and subgraph
@@ -226,6 +249,9 @@ def from_onnx(model: Union[str, os.PathLike, bytes, Any],
     node : None, str, int or onnx.NodeProto, optional
         Which recurrent node (see above).
 
+    precision : "auto", None or "int8", optional
+        The precision the cells run in (see above).
+
     Returns
     -------
     OnnxRNNModel
@@ -260,16 +286,18 @@ def from_onnx(model: Union[str, os.PathLike, bytes, Any],
     >>> Y.shape, Y_h.shape                                           # [T, D, B, U], [D, B, U]
     ((5, 1, 2, 4), (1, 2, 4))
     """
+    check_precision(precision)
     onnx, graph, opset, source = _load_onnx(model)
     found = find_recurrent(graph)
     path, nd, scope = _pick_node(found, node, graph, source)
-    op = nd.op_type
-    where = f"{source}: node {path!r} ({op})"
+    where = f"{source}: node {path!r} ({nd.op_type})"
+    quantized = nd.op_type == _QUANTIZED_LSTM
+    op = "LSTM" if quantized else nd.op_type     # a DynamicQuantizeLSTM computes an LSTM
     folder = Folder(source, opset, max(4 * total_elements(graph), 1 << 16))
     attrs = {k: attribute(nd, k, kind, where) for k, kind in _ATTRS.items()}
     names = list(nd.input) + [""] * (len(_INPUTS) - len(nd.input))
-    if len(nd.input) > (8 if op == "LSTM" else 6):
-        raise OnnxError(f"{where}: {len(nd.input)} inputs, more than {op} has")
+    if len(nd.input) > _MAX_INPUTS[nd.op_type]:
+        raise OnnxError(f"{where}: {len(nd.input)} inputs, more than {nd.op_type} has")
 
     def stored(k, required):
         """Input k as a constant array; None when absent, or computed at run time and not
@@ -293,6 +321,12 @@ def from_onnx(model: Union[str, os.PathLike, bytes, Any],
             return None
 
     W, R = stored(1, True), stored(2, True)
+    if quantized:
+        if attrs["layout"]:
+            raise OnnxError(f"{where}: attribute layout: {nd.op_type} has none (it is layout "
+                            f"0), got {attrs['layout']}")
+        W, R = _dequantized_weights(W, R, [stored(k, True) for k in range(8, 12)],
+                                    attrs["hidden_size"], where)
     Bias = stored(3, names[3] != "")
     Pp = stored(7, names[7] != "") if op == "LSTM" else None
     dt = _weights_dtype(W, where)
@@ -371,7 +405,34 @@ def from_onnx(model: Union[str, os.PathLike, bytes, Any],
             cell = new_cell(kind, U, dt, preact_clip=clip, **kw)
         cell.set_weights(w)
         cells.append(cell)
-    return OnnxRNNModel(op, cells, direction, layout, U, dt, stored=state_inputs)
+    return with_precision(OnnxRNNModel(op, cells, direction, layout, U, dt,
+                                       stored=state_inputs), precision, quantized)
+
+
+def _dequantized_weights(W, R, params, hidden_size, where):
+    """A DynamicQuantizeLSTM's W [D, I, 4U] and R [D, U, 4U] (int8 / uint8) with their scales
+    and zero points ([D] or [D, 4U]) -> float32 W [D, 4U, I], R [D, 4U, U] in LSTM's layout."""
+    W_scale, W_zp, R_scale, R_zp = params
+    if W.ndim != 3 or R.ndim != 3 or R.shape[0] != W.shape[0]:
+        raise OnnxError(f"{where}: W, R: expected [D, input_size, 4*hidden_size] and "
+                        f"[D, hidden_size, 4*hidden_size], got {W.shape} and {R.shape}")
+    D, U = R.shape[0], R.shape[1] if hidden_size is None else hidden_size
+    if W.shape[2] != 4 * U or R.shape[1:] != (U, 4 * U):
+        raise OnnxError(f"{where}: W, R: expected [{D}, input_size, {4 * U}] and "
+                        f"[{D}, {U}, {4 * U}] (hidden_size {U}), got {W.shape} and {R.shape}")
+    out = []
+    for name, q, scale, zp in (("W", W, W_scale, W_zp), ("R", R, R_scale, R_zp)):
+        for pname, a in (("_scale", scale), ("_zero_point", zp)):
+            if a.shape not in ((D,), (D, 4 * U)):
+                raise OnnxError(f"{where}: input {name}{pname}: expected shape ({D},) (per "
+                                f"tensor) or ({D}, {4 * U}) (per channel), got {a.shape}")
+        try:
+            per_direction = [dequantize(q[d], scale[d], zp[d], 1, f"input {name}")
+                             for d in range(D)]
+        except ValueError as e:
+            raise OnnxError(f"{where}: {e}") from None
+        out.append(np.stack([w.T for w in per_direction]))
+    return out[0], out[1]
 
 
 def _weights_dtype(W, where):

@@ -12,13 +12,47 @@ from fastcells.convert._common import (GATE_ORDER, Stack, activation_name, as_in
                                        gru_framework_weights, new_cell, reorder_gates,
                                        split_tf_weights, tf_gru_weights, tf_lstm_weights,
                                        tf_rnn_weights)
+from fastcells.convert._quantized import (PRECISION_AUTO, check_precision, dequantize,
+                                          with_precision)
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 
 def _np(t):
+    if isinstance(t, np.ndarray):
+        return t
     return t.detach().cpu().numpy()
+
+
+def _dequantized_params(module, name):
+    """({parameter name: float32 array}, whether any was quantized) of a
+    torch.ao.nn.quantized.dynamic LSTM / GRU: its qint8 weights dequantized ((q - zero_point)
+    * scale in float32, per tensor or per channel), its float16 ones widened, biases as kept."""
+    import torch
+    packed = module._weight_bias()
+    params, quantized = {}, False
+    for pname, t in list(packed["weight"].items()) + list(packed["bias"].items()):
+        if t is None:
+            continue
+        what = f"module ({name}) {pname}"
+        if not t.is_quantized:
+            params[pname] = _np(t).astype(np.float32)
+            continue
+        quantized = True
+        q = _np(t.int_repr())
+        if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            scale, zp, axis = np.float32(t.q_scale()), np.asarray(t.q_zero_point()), None
+        elif t.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            scale = _np(t.q_per_channel_scales()).astype(np.float32)
+            zp, axis = _np(t.q_per_channel_zero_points()), t.q_per_channel_axis()
+        else:
+            raise ValueError(f"{what}: quantization scheme {t.qscheme()} is not read")
+        info = np.iinfo(q.dtype)
+        if np.any(zp < info.min) or np.any(zp > info.max):
+            raise ValueError(f"{what}: zero point outside {q.dtype}")
+        params[pname] = dequantize(q, scale, zp.astype(q.dtype), axis, what)
+    return params, quantized
 
 
 def _torch_layer_weights(kind, p, suffix, U, dtype, has_bias, proj):
@@ -41,12 +75,23 @@ def _torch_layer_weights(kind, p, suffix, U, dtype, has_bias, proj):
 _TORCH_MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}
 
 
-def from_torch(module: Any) -> Union[TorchRNNModel, TorchCellModel]:
+def from_torch(module: Any, precision: Optional[str] = PRECISION_AUTO
+               ) -> Union[TorchRNNModel, TorchCellModel]:
     """A fastcells model computing what the PyTorch module computes (in eval mode).
 
     module: ``torch.nn.LSTM``, ``GRU``, ``RNN`` (tanh or relu; any num_layers, bidirectional,
     batch_first, bias=False; LSTM proj_size) or ``torch.nn.LSTMCell``, ``GRUCell``,
-    ``RNNCell``; float32 or float64 parameters (giving float32 or float64 cells).
+    ``RNNCell``; float32 or float64 parameters (giving float32 or float64 cells). Also the
+    dynamically quantized ``torch.ao.nn.quantized.dynamic.LSTM`` / ``GRU`` that
+    ``torch.ao.quantization.quantize_dynamic`` makes of them: qint8 weights (per tensor or per
+    channel) are dequantized, ``(q - zero_point) * scale`` in float32, float16 ones widened,
+    and those float32 weights are the model's.
+
+    precision: "auto" (the source's: "int8" for qint8 weights, None otherwise), None (float
+    weights) or "int8" (``fastcells.quantize(model, "int8")``: fastcells' own int8 scheme on
+    the float32 weights, the int8 values recomputed per column, not torch's). Against torch's
+    own quantized run (x and h quantized per tensor to quint8) the outputs differ by about
+    1e-2 relative L2 (tests/test_convert_quantized.py states the measured bound).
 
     Returns a callable with torch's signature and results, as NumPy arrays:
     ``model(input, hx=None)`` -> ``output, (h_n, c_n)`` (LSTM), ``output, h_n`` (GRU, RNN),
@@ -63,6 +108,8 @@ def from_torch(module: Any) -> Union[TorchRNNModel, TorchCellModel]:
     module : torch.nn.Module
         One of the modules above (another is a TypeError; one without parameters a
         ValueError).
+    precision : "auto", None or "int8", optional
+        The precision the cells run in (see above).
 
     Returns
     -------
@@ -82,8 +129,13 @@ def from_torch(module: Any) -> Union[TorchRNNModel, TorchCellModel]:
     ((2, 5, 4), (2, 2, 4), (2, 2, 4))
     """
     import torch  # noqa: F401  (only here: fastcells does not need torch)
+    check_precision(precision)
     name = type(module).__name__
-    params = dict(module.named_parameters())
+    quantized = False
+    if callable(getattr(module, "_weight_bias", None)) and name in ("LSTM", "GRU"):
+        params, quantized = _dequantized_params(module, name)   # torch.ao...dynamic
+    else:
+        params = dict(module.named_parameters())
     if not params:
         raise ValueError(f"module: {name} has no parameters")
     dt = float_dtype(_np(next(iter(params.values()))).dtype, f"module ({name}) parameters")
@@ -93,7 +145,7 @@ def from_torch(module: Any) -> Union[TorchRNNModel, TorchCellModel]:
         cell = new_cell(kind, module.hidden_size, dt, activation=act)
         cell.set_weights(_torch_layer_weights(kind, params, "", module.hidden_size, dt,
                                               module.bias, False))
-        return TorchCellModel(cell, kind)
+        return with_precision(TorchCellModel(cell, kind), precision, False)
     mode = getattr(module, "mode", None)
     if mode not in _TORCH_MODES:
         raise TypeError(f"module: expected torch.nn.LSTM, GRU, RNN, LSTMCell, GRUCell or RNNCell,"
@@ -113,7 +165,8 @@ def from_torch(module: Any) -> Union[TorchRNNModel, TorchCellModel]:
                                                   proj))
             cs.append(cell)
         layers.append(cs)
-    return TorchRNNModel(Stack(layers, dt), kind, module.batch_first, U, proj or U)
+    return with_precision(TorchRNNModel(Stack(layers, dt), kind, module.batch_first, U,
+                                        proj or U), precision, quantized)
 
 
 def _batched_input(input, dt, ndim, expected, batch_axis):
