@@ -5,7 +5,7 @@ from_torch (a quantized source gives fastcells.quantize(model, "int8") unless to
 import numpy as np
 
 # precision= of from_onnx / from_torch: "auto" is "int8" for a quantized source, None (float
-# weights) for a float one; None and "int8" are what they say for either
+# weights) for a float one; None and fastcells.quantize's precisions are what they say for either
 PRECISION_AUTO = "auto"
 _QUANTIZED_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8))
 
@@ -21,7 +21,8 @@ def check_precision(precision):
 
 def with_precision(model, precision, quantized_source):
     """`model` (float weights) as precision= asks: "auto" -> int8 when the source was
-    quantized, else as it is; None -> as it is; "int8" -> fastcells.quantize(model, "int8")."""
+    quantized, else as it is; None -> as it is; "int8" or "bf16" -> fastcells.quantize(model,
+    precision)."""
     if precision == PRECISION_AUTO:
         precision = "int8" if quantized_source else None
     if precision is None:
