@@ -17,42 +17,15 @@ import pytest
 import fastcells
 from fastcells import _core, nn
 from fastcells import reference_quant as rq
-from test_int8_cells import (EXACT_ACTS, GATE, LSTM_OPTIONS, REF_KIND, REF_NAMES, SIZES,  # noqa: F401
-                             glorot, make_cell, packed_options, random_state, reference_weights,
-                             tuning, weights_for)
+from test_int8_cells import (EXACT_ACTS, GATE, LSTM_OPTIONS, SIZES,  # noqa: F401 (tuning)
+                             check_bidirectional_stack, check_lstm_options, check_sequence,
+                             check_tanh_sigmoid_cell, packed_options, random_state,
+                             scheme_references, tuning, weights_for)
 
 BF16_KERNELS = [k["name"] for k in _core.registered_kernels()
                 if k["precision"] == "bf16" and k["available"]]
 KINDS = ["rnn", "lstm", "gru", "gru_ra"]
-REF_STEP = {"rnn": rq.rnn_cell_bf16, "lstm": rq.lstm_cell_bf16, "gru": rq.gru_cell_bf16,
-            "gru_ra": rq.gru_cell_reset_after_bf16}
-
-
-def reference_step(kind, x, state, ref_weights, **options):
-    """h' (and c' for lstm) of one step of the bf16 reference; state: h, or (c, h)."""
-    if kind == "lstm":
-        return REF_STEP[kind](x, state[0], state[1], **ref_weights, **options)
-    if kind == "rnn":
-        options = {k: v for k, v in options.items() if k != "gate_activation"}
-    return (REF_STEP[kind](x, state, **ref_weights, **options),)
-
-
-def bf16_oracle(kind, x, state, w, **options):
-    """reference_quant's bf16 step from PackedCell's TF-named weights: the new state as a tuple
-    like PackedCell's ((c', h') or (h',)); options as PackedCell's (the kernel tester's oracle)."""
-    ref_w = {REF_NAMES[name]: np.asarray(v, np.float32) for name, v in w.items()}
-    x = np.asarray(x, np.float32)
-    state = tuple(np.asarray(s, np.float32) for s in state)
-    return reference_step(kind, x, state if kind == "lstm" else state[0], ref_w, **options)
-
-
-def reference_sequence(kind, ref_weights, x, initial_state, lengths, activation):
-    """reference_quant.dynamic_rnn_bf16 with GATE gates; initial_state: h, (c, h) or None."""
-    kw = dict(ref_weights, activation=activation)
-    if kind != "rnn":
-        kw["gate_activation"] = GATE
-    return rq.dynamic_rnn_bf16(REF_KIND[kind], x, initial_state=initial_state,
-                               sequence_length=lengths, **kw)
+reference_step, bf16_oracle, reference_sequence = scheme_references("bf16")
 
 
 def test_every_bf16_path_this_cpu_has_is_registered():
@@ -86,102 +59,27 @@ def test_step_is_bit_exact(kernel, kind, act):
 @pytest.mark.parametrize("kernel", BF16_KERNELS)
 @pytest.mark.parametrize("extra", LSTM_OPTIONS, ids=lambda e: "-".join(sorted(e)))
 def test_lstm_options_bit_exact(kernel, extra):
-    """Peepholes, projection (its operand m rounded too), clips, forget bias, input_forget."""
-    rng = np.random.default_rng(7)
-    extra = dict(extra)
-    B, I, U = 5, 7, 19
-    P = extra.pop("num_proj", None)
-    peep = extra.pop("peepholes", False)
-    w, ref_w = weights_for("lstm", rng, I, U, P)
-    options = {"activation": "relu", "gate_activation": GATE, **extra}
-    ref_options = dict(options)
-    if peep:
-        for name in ("w_i_diag", "w_f_diag", "w_o_diag"):
-            w[name] = ref_options[name] = (0.5 * rng.standard_normal(U)).astype(np.float32)
-    if P:
-        w["projection/kernel"] = ref_options["proj_kernel"] = glorot(rng, (U, P))
-    cell = _core.PackedCell("lstm", np.float32, I, U, w, isa=kernel, precision="bf16",
-                            **packed_options("lstm", options))
-    x = rng.standard_normal((B, I)).astype(np.float32)
-    state = random_state("lstm", rng, B, U, P or U, False)
-    got = cell.call(x, state)
-    want = reference_step("lstm", x, state, ref_w, **ref_options)
-    for g, r in zip(got, want):
-        np.testing.assert_array_equal(g, r)
+    """Peepholes, projection (its operand m rounded too), clips, forget bias, input_forget;
+    an odd input size, h of any size."""
+    check_lstm_options(kernel, extra, "bf16", reference_step, "relu", 7, False)
 
 
 @pytest.mark.parametrize("kernel", BF16_KERNELS)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("run", ["one_thread", "chunks_and_team"])
 def test_sequence_is_bit_exact(kernel, kind, run, tuning):
-    """Whole sequences (_core.run_sequences, as dynamic_rnn runs them) with lengths (0 and T
-    included) and an initial state: the same bits as reference_quant.dynamic_rnn_bf16, on one
-    thread with the default chunks, and cut into chunks of 2 steps on a forced team of 2
-    (every member rounding its own operands)."""
-    rng = np.random.default_rng(11)
-    activation = "relu"
-    B, T, I, U = 6, 7, 11, 35
-    options = {"activation": activation, "gate_activation": GATE}
-    w, ref_w = weights_for(kind, rng, I, U)
-    cell = _core.PackedCell(kind, np.float32, I, U, w, isa=kernel, precision="bf16",
-                            **packed_options(kind, options))
-    x = rng.standard_normal((B, T, I)).astype(np.float32)
-    lengths = np.array([7, 0, 3, 7, 1, 5], np.int64)
-    h0 = rng.standard_normal((B, U)).astype(np.float32)
-    c0 = rng.standard_normal((B, U)).astype(np.float32)
-    out = np.full((B, T, U), np.nan, np.float32)
-    h_final, c_final = np.empty_like(h0), np.empty_like(c0)
-    layer = {"cell": cell, "x": x, "out": out, "lengths": lengths, "h0": h0, "h_final": h_final}
-    if kind == "lstm":
-        layer.update(c0=c0, c_final=c_final)
-    if run == "chunks_and_team":
-        tuning(chunk_steps=2, min_flops=1)
-    with fastcells.threads(2 if run == "chunks_and_team" else 1):
-        _core.run_sequences(T, B, [[layer]])
-    want_out, want_state = reference_sequence(kind, ref_w, x, (c0, h0) if kind == "lstm"
-                                              else h0, lengths, activation)
-    np.testing.assert_array_equal(out, want_out)
-    if kind == "lstm":
-        np.testing.assert_array_equal(c_final, want_state[0])
-        np.testing.assert_array_equal(h_final, want_state[1])
-    else:
-        np.testing.assert_array_equal(h_final, want_state)
+    """Whole sequences with lengths (0 and T included) and an initial state of any size: the
+    same bits as reference_quant.dynamic_rnn_bf16, on one thread with the default chunks and
+    cut into chunks of 2 steps on a forced team of 2 (every member rounding its own
+    operands); an odd input size."""
+    check_sequence(kernel, kind, "bf16", reference_sequence, "relu", run, tuning, 11, False)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bidirectional_stack_matches_reference(kind):
-    """Both directions and a 2-layer MultiRNNCell, bf16, against reference_quant run layer by
-    layer."""
-    activation = "hard_sigmoid"
-    B, T, I, U = 3, 5, 5, 9
-    fw, bw = make_cell(kind, U, activation, 1), make_cell(kind, U, activation, 2)
-    fw.build(I)
-    bw.build(I)
-    qfw, qbw = fastcells.quantize(fw, "bf16"), fastcells.quantize(bw, "bf16")
-    x = np.random.default_rng(5).standard_normal((B, T, I)).astype(np.float32)
-    lengths = np.array([5, 2, 0], np.int64)
-    (out_fw, out_bw), _ = nn.bidirectional_dynamic_rnn(qfw, qbw, x, sequence_length=lengths,
-                                                       dtype=np.float32)
-    want_fw, _ = reference_sequence(kind, reference_weights(fw), x, None, lengths, activation)
-    x_rev = np.zeros_like(x)
-    for b, n in enumerate(lengths):
-        x_rev[b, :n] = x[b, :n][::-1]
-    want_bw_rev, _ = reference_sequence(kind, reference_weights(bw), x_rev, None, lengths,
-                                        activation)
-    want_bw = np.zeros_like(want_bw_rev)
-    for b, n in enumerate(lengths):
-        want_bw[b, :n] = want_bw_rev[b, :n][::-1]
-    np.testing.assert_array_equal(out_fw, want_fw)
-    np.testing.assert_array_equal(out_bw, want_bw)
-
-    layers = [make_cell(kind, U, activation, 10 + k) for k in range(2)]
-    layers[0].build(I)
-    layers[1].build(U)
-    stack = fastcells.quantize(fastcells.MultiRNNCell(layers), "bf16")
-    out, _ = nn.dynamic_rnn(stack, x, dtype=np.float32)
-    h1, _ = reference_sequence(kind, reference_weights(layers[0]), x, None, None, activation)
-    h2, _ = reference_sequence(kind, reference_weights(layers[1]), h1, None, None, activation)
-    np.testing.assert_array_equal(out, h2)
+    """Both directions and a 2-layer MultiRNNCell, bf16 (an odd input size), against
+    reference_quant run layer by layer."""
+    check_bidirectional_stack(kind, "bf16", reference_sequence, "hard_sigmoid", 5)
 
 
 def _bits(values):
@@ -246,30 +144,10 @@ def test_deep_odd_segments(kernel):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_tanh_sigmoid_cells_close_to_reference(kind):
-    """The default activations: one step within 4e-7 of reference_quant (the kernels'
-    tanh/sigmoid are not NumPy's, bit for bit), and the scheme's error at T = 1000 against
-    float32 within issue #12's bar for bf16 (5e-3 relative L2 of h; reference_quant's
-    docstring measures 2.5-3.7e-3)."""
-    B, I, U, T = 4, 32, 64, 1000
-    cell = (fastcells.BasicRNNCell(U, seed=0) if kind == "rnn" else
-            fastcells.LSTMCell(U, seed=0) if kind == "lstm" else
-            fastcells.GRUCell(U, seed=0, reset_after=kind == "gru_ra"))
-    cell.build(I)
-    q = fastcells.quantize(cell, "bf16")
-    rng = np.random.default_rng(2)
-    x1 = rng.standard_normal((B, I)).astype(np.float32)
-    state = cell.zero_state(B, np.float32)
-    got = q(x1, state)[0]
-    ref_w = reference_weights(cell)
-    want = reference_step(kind, x1, (state.c, state.h) if kind == "lstm" else state, ref_w)
-    want = want[-1] if kind == "lstm" else want[0]
-    np.testing.assert_allclose(got, want, rtol=0, atol=4e-7)
-
-    x = rng.standard_normal((B, T, I)).astype(np.float32)
-    h_fp32 = nn.dynamic_rnn(cell, x, dtype=np.float32)[0][:, -1]
-    h_bf16 = nn.dynamic_rnn(q, x, dtype=np.float32)[0][:, -1]
-    err = np.linalg.norm(h_bf16 - h_fp32) / np.linalg.norm(h_fp32)
-    assert err <= 5e-3, err
+    """The default activations: one step within 4e-7 of reference_quant, and the scheme's
+    error at T = 1000 against float32 within issue #12's bar for bf16 (5e-3 relative L2 of h;
+    reference_quant's docstring measures 2.5-3.7e-3)."""
+    check_tanh_sigmoid_cell(kind, "bf16", reference_step, 5e-3)
 
 
 def test_quantize_copies_and_keeps_the_float_weights():

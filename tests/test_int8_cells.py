@@ -60,27 +60,46 @@ def weights_for(kind, rng, I, U, P=None):
                "hidden_bias": w["candidate/hidden_projection/bias"]}
 
 
-REF_STEP = {"rnn": rq.rnn_cell_int8, "lstm": rq.lstm_cell_int8, "gru": rq.gru_cell_int8,
-            "gru_ra": rq.gru_cell_reset_after_int8}
 REF_KIND = {"rnn": "rnn", "lstm": "lstm", "gru": "gru", "gru_ra": "gru_reset_after"}
 
 
-def reference_step(kind, x, state, ref_weights, **options):
-    """h' (and c' for lstm) of one step of the reference; state: h, or (c, h)."""
-    if kind == "lstm":
-        return REF_STEP[kind](x, state[0], state[1], **ref_weights, **options)
-    if kind == "rnn":
-        options = {k: v for k, v in options.items() if k != "gate_activation"}
-    return (REF_STEP[kind](x, state, **ref_weights, **options),)
+def scheme_references(scheme):
+    """(reference_step, oracle, reference_sequence) of reference_quant's `scheme` ("int8",
+    "bf16"), from its rnn_cell_<scheme>, ..., dynamic_rnn_<scheme>:
+      reference_step(kind, x, state, ref_weights, **options): h' (and c' for lstm) of one
+          step; state: h, or (c, h); weights under reference_quant's keywords
+      oracle(kind, x, state, w, **options): the same from PackedCell's TF-named weights, the
+          new state as a tuple like PackedCell's ((c', h') or (h',)) (the kernel tester's)
+      reference_sequence(kind, ref_weights, x, initial_state, lengths, activation): its
+          dynamic_rnn with GATE gates; initial_state: h, (c, h) or None"""
+    steps = {kind: getattr(rq, f"{name}_{scheme}") for kind, name in
+             (("rnn", "rnn_cell"), ("lstm", "lstm_cell"), ("gru", "gru_cell"),
+              ("gru_ra", "gru_cell_reset_after"))}
+    dynamic_rnn = getattr(rq, f"dynamic_rnn_{scheme}")
+
+    def reference_step(kind, x, state, ref_weights, **options):
+        if kind == "lstm":
+            return steps[kind](x, state[0], state[1], **ref_weights, **options)
+        if kind == "rnn":
+            options = {k: v for k, v in options.items() if k != "gate_activation"}
+        return (steps[kind](x, state, **ref_weights, **options),)
+
+    def oracle(kind, x, state, w, **options):
+        ref_w = {REF_NAMES[name]: np.asarray(v, np.float32) for name, v in w.items()}
+        x = np.asarray(x, np.float32)
+        state = tuple(np.asarray(s, np.float32) for s in state)
+        return reference_step(kind, x, state if kind == "lstm" else state[0], ref_w, **options)
+
+    def reference_sequence(kind, ref_weights, x, initial_state, lengths, activation):
+        kw = dict(ref_weights, activation=activation)
+        if kind != "rnn":
+            kw["gate_activation"] = GATE
+        return dynamic_rnn(REF_KIND[kind], x, initial_state=initial_state,
+                           sequence_length=lengths, **kw)
+    return reference_step, oracle, reference_sequence
 
 
-def int8_oracle(kind, x, state, w, **options):
-    """reference_quant's step from PackedCell's TF-named weights: the new state as a tuple like
-    PackedCell's ((c', h') or (h',)); options as PackedCell's (the kernel tester's oracle)."""
-    ref_w = {REF_NAMES[name]: np.asarray(v, np.float32) for name, v in w.items()}
-    x = np.asarray(x, np.float32)
-    state = tuple(np.asarray(s, np.float32) for s in state)
-    return reference_step(kind, x, state if kind == "lstm" else state[0], ref_w, **options)
+reference_step, int8_oracle, reference_sequence = scheme_references("int8")
 
 
 def packed_options(kind, options):
@@ -130,32 +149,38 @@ LSTM_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("kernel", I8_KERNELS)
-@pytest.mark.parametrize("extra", LSTM_OPTIONS, ids=lambda e: "-".join(sorted(e)))
-@pytest.mark.parametrize("h_scale", sorted(EXACT_ACTS))
-def test_lstm_options_bit_exact(kernel, extra, h_scale):
-    """Peepholes, projection (its operand m always per row), clips, forget bias, input_forget."""
+def check_lstm_options(kernel, extra, precision, reference_step, activation, I, h_bounded):
+    """One LSTM step of a `precision` cell on `kernel` with the options `extra` (peepholes,
+    projection, clips, forget bias, input_forget) against reference_step bit for bit."""
     rng = np.random.default_rng(7)
     extra = dict(extra)
-    B, I, U = 5, 6, 19
+    B, U = 5, 19
     P = extra.pop("num_proj", None)
     peep = extra.pop("peepholes", False)
     w, ref_w = weights_for("lstm", rng, I, U, P)
-    options = {"activation": EXACT_ACTS[h_scale], "gate_activation": GATE, **extra}
+    options = {"activation": activation, "gate_activation": GATE, **extra}
     ref_options = dict(options)
     if peep:
         for name in ("w_i_diag", "w_f_diag", "w_o_diag"):
             w[name] = ref_options[name] = (0.5 * rng.standard_normal(U)).astype(np.float32)
     if P:
         w["projection/kernel"] = ref_options["proj_kernel"] = glorot(rng, (U, P))
-    cell = _core.PackedCell("lstm", np.float32, I, U, w, isa=kernel, precision="int8",
+    cell = _core.PackedCell("lstm", np.float32, I, U, w, isa=kernel, precision=precision,
                             **packed_options("lstm", options))
     x = rng.standard_normal((B, I)).astype(np.float32)
-    state = random_state("lstm", rng, B, U, P or U, True)
+    state = random_state("lstm", rng, B, U, P or U, h_bounded)
     got = cell.call(x, state)
     want = reference_step("lstm", x, state, ref_w, **ref_options)
     for g, r in zip(got, want):
         np.testing.assert_array_equal(g, r)
+
+
+@pytest.mark.parametrize("kernel", I8_KERNELS)
+@pytest.mark.parametrize("extra", LSTM_OPTIONS, ids=lambda e: "-".join(sorted(e)))
+@pytest.mark.parametrize("h_scale", sorted(EXACT_ACTS))
+def test_lstm_options_bit_exact(kernel, extra, h_scale):
+    """Peepholes, projection (its operand m always per row), clips, forget bias, input_forget."""
+    check_lstm_options(kernel, extra, "int8", reference_step, EXACT_ACTS[h_scale], 6, True)
 
 
 # TF weight names -> reference_quant keywords
@@ -184,15 +209,6 @@ def reference_weights(cell):
     return {REF_NAMES[name]: value for name, value in cell.get_weights().items()}
 
 
-def reference_sequence(kind, ref_weights, x, initial_state, lengths, activation):
-    """reference_quant.dynamic_rnn_int8 with GATE gates; initial_state: h, (c, h) or None."""
-    kw = dict(ref_weights, activation=activation)
-    if kind != "rnn":
-        kw["gate_activation"] = GATE
-    return rq.dynamic_rnn_int8(REF_KIND[kind], x, initial_state=initial_state,
-                               sequence_length=lengths, **kw)
-
-
 @pytest.fixture
 def tuning():
     """Sets tuning.h fields for one test (multi-chunk sequences, forced teams)."""
@@ -205,25 +221,23 @@ def tuning():
         _core._tuning(**previous)
 
 
-@pytest.mark.parametrize("kernel", I8_KERNELS)
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_ra"])
-@pytest.mark.parametrize("h_scale", sorted(EXACT_ACTS))
-@pytest.mark.parametrize("run", ["one_thread", "chunks_and_team"])
-def test_sequence_is_bit_exact(kernel, kind, h_scale, run, tuning):
-    """Whole sequences (_core.run_sequences, as dynamic_rnn runs them) with lengths (0 and T
-    included) and an initial state: the same bits as reference_quant.dynamic_rnn_int8, on one
-    thread with the default chunks, and cut into chunks of 2 steps on a forced team of 2
-    (every member quantizing its own operands)."""
+def check_sequence(kernel, kind, precision, reference_sequence, activation, run, tuning, I,
+                   h0_bounded):
+    """A whole sequence (_core.run_sequences, as dynamic_rnn runs it) of a `precision` cell
+    on `kernel`, with lengths (0 and T included) and an initial state (h0 in [-1, 1] if
+    h0_bounded), against reference_sequence bit for bit: run "one_thread" with the default
+    chunks, or "chunks_and_team": chunks of 2 steps on a forced team of 2 (every member
+    converting its own operands)."""
     rng = np.random.default_rng(11)
-    activation = EXACT_ACTS[h_scale]
-    B, T, I, U = 6, 7, 10, 35
+    B, T, U = 6, 7, 35
     options = {"activation": activation, "gate_activation": GATE}
     w, ref_w = weights_for(kind, rng, I, U)
-    cell = _core.PackedCell(kind, np.float32, I, U, w, isa=kernel, precision="int8",
+    cell = _core.PackedCell(kind, np.float32, I, U, w, isa=kernel, precision=precision,
                             **packed_options(kind, options))
     x = rng.standard_normal((B, T, I)).astype(np.float32)
     lengths = np.array([7, 0, 3, 7, 1, 5], np.int64)
-    h0 = rng.uniform(-1, 1, (B, U)).astype(np.float32)
+    h0 = (rng.uniform(-1, 1, (B, U)) if h0_bounded else rng.standard_normal((B, U))
+          ).astype(np.float32)
     c0 = rng.standard_normal((B, U)).astype(np.float32)
     out = np.full((B, T, U), np.nan, np.float32)
     h_final, c_final = np.empty_like(h0), np.empty_like(c0)
@@ -244,16 +258,26 @@ def test_sequence_is_bit_exact(kernel, kind, h_scale, run, tuning):
         np.testing.assert_array_equal(h_final, want_state)
 
 
+@pytest.mark.parametrize("kernel", I8_KERNELS)
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_ra"])
-def test_bidirectional_stack_matches_reference(kind):
+@pytest.mark.parametrize("h_scale", sorted(EXACT_ACTS))
+@pytest.mark.parametrize("run", ["one_thread", "chunks_and_team"])
+def test_sequence_is_bit_exact(kernel, kind, h_scale, run, tuning):
+    """Whole sequences with lengths and an initial state: the same bits as
+    reference_quant.dynamic_rnn_int8, on one thread and on a forced team of 2 in chunks of 2."""
+    check_sequence(kernel, kind, "int8", reference_sequence, EXACT_ACTS[h_scale], run, tuning,
+                   10, True)
+
+
+def check_bidirectional_stack(kind, precision, reference_sequence, activation, I):
     """Both directions (the backward one reversed within each row's length) and a 2-layer
-    MultiRNNCell, int8, against reference_quant run layer by layer."""
-    activation = EXACT_ACTS["fixed_h"]
-    B, T, I, U = 3, 5, 4, 9
+    MultiRNNCell, fastcells.quantize(..., precision), against reference_sequence (the scheme's
+    dynamic_rnn: kind, weights, x, initial state, lengths, activation) run layer by layer."""
+    B, T, U = 3, 5, 9
     fw, bw = make_cell(kind, U, activation, 1), make_cell(kind, U, activation, 2)
     fw.build(I)
     bw.build(I)
-    qfw, qbw = fastcells.quantize(fw, "int8"), fastcells.quantize(bw, "int8")
+    qfw, qbw = fastcells.quantize(fw, precision), fastcells.quantize(bw, precision)
     x = np.random.default_rng(5).standard_normal((B, T, I)).astype(np.float32)
     lengths = np.array([5, 2, 0], np.int64)
     (out_fw, out_bw), _ = nn.bidirectional_dynamic_rnn(qfw, qbw, x, sequence_length=lengths,
@@ -273,11 +297,18 @@ def test_bidirectional_stack_matches_reference(kind):
     layers = [make_cell(kind, U, activation, 10 + k) for k in range(2)]
     layers[0].build(I)
     layers[1].build(U)
-    stack = fastcells.quantize(fastcells.MultiRNNCell(layers), "int8")
+    stack = fastcells.quantize(fastcells.MultiRNNCell(layers), precision)
     out, _ = nn.dynamic_rnn(stack, x, dtype=np.float32)
     h1, _ = reference_sequence(kind, reference_weights(layers[0]), x, None, None, activation)
     h2, _ = reference_sequence(kind, reference_weights(layers[1]), h1, None, None, activation)
     np.testing.assert_array_equal(out, h2)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_ra"])
+def test_bidirectional_stack_matches_reference(kind):
+    """Both directions and a 2-layer MultiRNNCell, int8, against reference_quant run layer by
+    layer."""
+    check_bidirectional_stack(kind, "int8", reference_sequence, EXACT_ACTS["fixed_h"], 4)
 
 
 @pytest.mark.parametrize("kernel", I8_KERNELS)
@@ -305,17 +336,16 @@ def test_extreme_operands_do_not_saturate(kernel):
     assert rq.int8_matmul(qx, qw)[0, 0] == K * 127 * 127
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_ra"])
-def test_tanh_sigmoid_cells_close_to_reference(kind):
-    """The default activations: one step within 4 ulp-scale of reference_quant (the kernels'
-    tanh/sigmoid are not NumPy's, bit for bit), and the scheme's error at T = 1000 against
-    float32 within the bound of reference_quant's docstring (1.5e-2 relative L2 of h)."""
+def check_tanh_sigmoid_cell(kind, precision, reference_step, bound):
+    """The default activations: one step within 4e-7 of the scheme's reference_step (the
+    kernels' tanh/sigmoid are not NumPy's, bit for bit), and the scheme's error at T = 1000
+    against float32 (relative L2 of h) at most `bound`."""
     B, I, U, T = 4, 32, 64, 1000
     cell = (fastcells.BasicRNNCell(U, seed=0) if kind == "rnn" else
             fastcells.LSTMCell(U, seed=0) if kind == "lstm" else
             fastcells.GRUCell(U, seed=0, reset_after=kind == "gru_ra"))
     cell.build(I)
-    q = fastcells.quantize(cell, "int8")
+    q = fastcells.quantize(cell, precision)
     rng = np.random.default_rng(2)
     x1 = rng.standard_normal((B, I)).astype(np.float32)
     state = cell.zero_state(B, np.float32)
@@ -327,9 +357,17 @@ def test_tanh_sigmoid_cells_close_to_reference(kind):
 
     x = rng.standard_normal((B, T, I)).astype(np.float32)
     h_fp32 = nn.dynamic_rnn(cell, x, dtype=np.float32)[0][:, -1]
-    h_int8 = nn.dynamic_rnn(q, x, dtype=np.float32)[0][:, -1]
-    err = np.linalg.norm(h_int8 - h_fp32) / np.linalg.norm(h_fp32)
-    assert err <= 1.5e-2, err
+    h_q = nn.dynamic_rnn(q, x, dtype=np.float32)[0][:, -1]
+    err = np.linalg.norm(h_q - h_fp32) / np.linalg.norm(h_fp32)
+    assert err <= bound, err
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_ra"])
+def test_tanh_sigmoid_cells_close_to_reference(kind):
+    """The default activations: one step within 4 ulp-scale of reference_quant, and the
+    scheme's error at T = 1000 against float32 within the bound of reference_quant's
+    docstring (1.5e-2 relative L2 of h)."""
+    check_tanh_sigmoid_cell(kind, "int8", reference_step, 1.5e-2)
 
 
 def test_quantize_copies_and_keeps_the_float_weights():
