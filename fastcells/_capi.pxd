@@ -1,10 +1,11 @@
-# The C API of fastcells (csrc/fastcells.h), declared for Cython: _core.pyx cimports it.
-# Only what the bridge uses is declared; the values of enums come from the header itself.
+# The C API of fastcells as Cython sees it: the one place where the bridge (_core.pyx and the
+# files it includes) declares C. Only what the bridge uses is declared; the values of enums come
+# from the headers themselves.
 from libc.stdint cimport int64_t
 
 cdef extern from "fastcells.h" nogil:
     ctypedef enum fc_status:
-        FC_OK, FC_ERR_NOMEM, FC_ERR_ARG, FC_ERR_ISA, FC_ERR_RANGE
+        FC_OK, FC_ERR_NOMEM, FC_ERR_ARG, FC_ERR_ISA, FC_ERR_SIZE, FC_ERR_RANGE
     ctypedef enum fc_dtype:
         FC_F32, FC_F64
     ctypedef enum fc_precision:
@@ -110,6 +111,26 @@ cdef extern from "fastcells.h" nogil:
                            const void *x, size_t ldx,
                            const void *c_in, size_t ldc_in, const void *h_in, size_t ldh_in,
                            void *c_out, size_t ldc_out, void *h_out, size_t ldh_out)
+
+
+# Test-only hooks (csrc/tuning.h, csrc/checked.h): force the rare threaded paths and count them;
+# the checked packed size.
+cdef extern from "tuning.h" nogil:
+    ctypedef struct fc_tuning:
+        size_t chunk_steps, retry_steps
+        long join_wait_ns
+        int steal_spins
+        size_t min_flops
+        int stall_worker, slow_worker
+    ctypedef struct fc_counters:
+        size_t short_teams, late_joins, take_overs, chunk_steals, seq_chunks
+    void fc_tuning_set(const fc_tuning *tuning)
+    void fc_tuning_get(fc_tuning *tuning)
+    void fc_counters_get(fc_counters *counters, int reset)
+
+cdef extern from "checked.h" nogil:
+    fc_status fc_packed_bytes(size_t k, size_t gates, size_t units, size_t elem, size_t pw,
+                              size_t *bytes)
 
 
 # The benchmarks' machine-limit probes (csrc/probes/probes.h), exposed as _core._probe_*.

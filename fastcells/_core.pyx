@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """The bridge: validated NumPy arrays -> pointers -> one C call per cell step, GIL released.
 
-Python (fastcells/cells.py) validates arguments and produces the user-facing messages; this
+Python (fastcells/cells/) validates arguments and produces the user-facing messages; this
 module re-checks what C relies on (dtype, shape, last axis contiguous, alignment, writability,
 native byte order) so that no call can reach C with memory it must not touch or bytes it would
 misread. Shapes and strides are read from the array struct (PyArray_DIMS/STRIDES), never from a
@@ -19,30 +19,21 @@ from fastcells._capi cimport *
 
 cnp.import_array()
 
+# One extension module, its source by concern (every name is fastcells._core.<name>):
+#   _registry.pxi    kernel registry, ISAs, CPU features, threads, C status -> exception
+#   _operands.pxi    arrays -> pointers: the operand checks
+#   this file        cells and sequences: PackedCell, PackedMatrix, run_sequences
+#   _int8_gemm.pxi   Int8PackedMatrix (int8 weights, exact int32 products)
+#   _probes.pxi      the benchmarks' machine-limit probes
+#   _test_hooks.pxi  test-only tuning, counters and checked sizes
+# The C API they call is declared once, in _capi.pxd.
 
-# ---- declarations of the hardening additions (checked sizes, test-only tuning), kept apart ----
-cdef extern from "fastcells.h" nogil:
-    enum: FC_ERR_SIZE           # a size product overflows size_t
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
 
-cdef extern from "tuning.h" nogil:
-    ctypedef struct fc_tuning:
-        size_t chunk_steps, retry_steps
-        long join_wait_ns
-        int steal_spins
-        size_t min_flops
-        int stall_worker, slow_worker
-    ctypedef struct fc_counters:
-        size_t short_teams, late_joins, take_overs, chunk_steals, seq_chunks
-    void fc_tuning_set(const fc_tuning *tuning)
-    void fc_tuning_get(fc_tuning *tuning)
-    void fc_counters_get(fc_counters *counters, int reset)
+include "_registry.pxi"
+include "_operands.pxi"
 
-cdef extern from "checked.h" nogil:
-    fc_status fc_packed_bytes(size_t k, size_t gates, size_t units, size_t elem, size_t pw,
-                              size_t *bytes)
-
-
-ISA_NAMES = tuple(fc_isa_name(<fc_isa>i).decode() for i in range(FC_ISA_COUNT))
 # name -> (kernel id, default alpha, default beta); alpha/beta as ONNX defines them
 ACTIVATIONS = {
     "tanh": (FC_ACT_TANH, 0.0, 0.0),
@@ -76,145 +67,6 @@ _KINDS = {"rnn": FC_CELL_RNN, "lstm": FC_CELL_LSTM, "gru": FC_CELL_GRU, "gru_ra"
 _GRU_RA_NAMES = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel",
                  "candidate/input_projection/bias", "candidate/hidden_projection/kernel",
                  "candidate/hidden_projection/bias")
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
-
-
-def _init():
-    """Detects the CPU and applies FASTCELLS_ISA; raises if the variable names an unusable path."""
-    cdef fc_status st = fc_init()
-    if st == FC_OK:
-        return
-    import os
-    want = os.environ.get("FASTCELLS_ISA")
-    usable = ", ".join(available_isas())
-    if st == FC_ERR_ISA:
-        raise RuntimeError(f"FASTCELLS_ISA={want!r}: this CPU or build cannot run that "
-                           f"instruction set; available here: {usable}")
-    raise RuntimeError(f"FASTCELLS_ISA={want!r} names no instruction set; expected 'auto' or "
-                       f"one of {', '.join(ISA_NAMES)} (available here: {usable})")
-
-
-cdef int _check(fc_status st, str call) except -1:
-    """Turns a C status into the Python exception (the arguments were validated before)."""
-    if st == FC_OK:
-        return 0
-    if st == FC_ERR_NOMEM:
-        raise MemoryError(f"fastcells: {call}: out of memory")
-    if st == FC_ERR_ISA:
-        raise ValueError(f"fastcells: {call}: instruction set not available")
-    if st == FC_ERR_RANGE:
-        raise ValueError(f"fastcells: {call}: h: an int8 cell whose h has the fixed scale 1/127 "
-                         f"(it bounds h by 1) needs an initial h in [-1, 1], got values outside")
-    if st == FC_ERR_SIZE:
-        raise ValueError(f"fastcells: {call}: the sizes are too large: a scratch, workspace or "
-                         f"packed size (elements x item size) overflows size_t")
-    raise ValueError(f"fastcells: {call}: invalid arguments (status {st})")
-
-
-PRECISIONS = (None, "int8", "bf16")   # PackedCell(precision=), in fc_precision's order
-
-
-def registered_kernels():
-    """Every kernel of the registry (csrc/kernels/kernels.def), in its order, as dicts: name,
-    family, isa, dtype, precision (of the packed weights: None = dtype's, "int8", "bf16"), mr, nr
-    (the register tile), features (required CPU features), cflags, dispatch (what
-    FASTCELLS_ISA=<isa> runs for its family; else a test kernel, reachable by name through
-    isa=), upgrade (a dispatch kernel that replaces its family's plain one where the CPU has its
-    features), compiled (in this binary), available (compiled and runnable here)."""
-    cdef fc_kernel_info info
-    kernels = []
-    for i in range(fc_kernel_count()):
-        fc_kernel_info_at(i, &info)
-        kernels.append({
-            "name": info.name.decode(), "family": info.family.decode(),
-            "isa": ISA_NAMES[<int>info.isa],
-            "dtype": "float64" if info.dtype == FC_F64 else "float32",
-            "precision": PRECISIONS[<int>info.precision],
-            "mr": int(info.mr), "nr": int(info.nr), "features": info.features.decode().split(),
-            "cflags": info.cflags.decode(), "dispatch": bool(info.dispatch),
-            "upgrade": info.dispatch == 2,
-            "compiled": bool(info.compiled), "available": bool(info.available)})
-    return kernels
-
-
-KERNEL_NAMES = tuple(k["name"] for k in registered_kernels())
-
-
-cdef fc_isa _isa_id(object name, object dtype, object precision=None) except *:
-    """isa= of PackedCell, PackedMatrix, kernel_tile: None (the default path), an ISA name, or
-    a registered kernel's name (its dtype and precision must be these) -> the C selector."""
-    if name is None:
-        return fc_default_isa()
-    cdef fc_isa isa
-    if name in ISA_NAMES:
-        isa = <fc_isa><int>ISA_NAMES.index(name)
-        if not fc_isa_available(isa):
-            raise ValueError(f"isa: {name!r} is not available on this CPU/build; available: "
-                             f"{available_isas()}")
-        return isa
-    if name not in KERNEL_NAMES:
-        raise ValueError(f"isa: expected one of {ISA_NAMES} or a registered kernel name "
-                         f"{KERNEL_NAMES}, got {name!r}")
-    index = KERNEL_NAMES.index(name)
-    isa = <fc_isa>(<int>FC_ISA_KERNEL_BASE + <int>index)
-    kernel = registered_kernels()[index]
-    if not kernel["available"]:
-        raise ValueError(f"isa: kernel {name!r} is not available on this CPU/build (needs "
-                         f"{kernel['features']}, compiled: {kernel['compiled']})")
-    if kernel["dtype"] != np.dtype(dtype).name:
-        raise ValueError(f"isa: kernel {name!r} computes {kernel['dtype']}, got dtype "
-                         f"{np.dtype(dtype).name}")
-    if kernel["precision"] != precision:
-        raise ValueError(f"isa: kernel {name!r} reads weights of precision "
-                         f"{kernel['precision']!r}, got precision {precision!r}")
-    return isa
-
-
-def set_num_threads(n):
-    """Threads one kernel call may use (1..64). Results are identical for any count."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"n: expected an int, got {type(n).__name__}")
-    if fc_set_num_threads(<int>n if 0 < n <= 64 else -1) != FC_OK:
-        raise ValueError(f"n: expected 1 <= n <= 64, got {n}")
-
-
-def get_num_threads():
-    """Threads one kernel call may use (default: the cores this process may run on)."""
-    return fc_get_num_threads()
-
-
-def compiled_isas():
-    """Instruction sets built into this binary."""
-    return [n for i, n in enumerate(ISA_NAMES) if fc_isa_compiled(<fc_isa>i)]
-
-
-def available_isas():
-    """Instruction sets built in and runnable on this CPU, narrowest first."""
-    return [n for i, n in enumerate(ISA_NAMES) if fc_isa_available(<fc_isa>i)]
-
-
-def best_isa():
-    return fc_isa_name(fc_best_isa()).decode()
-
-
-def default_isa():
-    """What new cells use: FASTCELLS_ISA if set, else the best available."""
-    return fc_isa_name(fc_default_isa()).decode()
-
-
-def cpu_features():
-    """name -> present, for every feature of csrc/kernels/features.def, in its order."""
-    return {fc_feature_name(<fc_feature>f).decode(): bool(fc_cpu_has(<fc_feature>f))
-            for f in range(FC_FEATURE_COUNT)}
-
-
-def kernel_tile(isa, dtype):
-    """(batch rows, columns) of the register tile of the kernels for isa (an ISA or a
-    registered kernel name) and dtype."""
-    cdef fc_isa i = _isa_id(isa, dtype)
-    cdef fc_dtype t = FC_F64 if np.dtype(dtype) == _F64 else FC_F32
-    return int(fc_tile_rows(i, t)), int(fc_tile_cols(i, t))
 
 
 cdef extern from "Python.h":
@@ -230,67 +82,6 @@ cdef tuple _pair(type tuple_type, object first, object second):
     Py_INCREF(second)
     PyTuple_SET_ITEM(pair, 1, second)
     return pair
-
-
-cdef tuple _dims(cnp.ndarray arr):
-    """The array's shape as its struct holds it (what C will read), whatever `.shape` says."""
-    return tuple(cnp.PyArray_DIMS(arr)[i] for i in range(cnp.PyArray_NDIM(arr)))
-
-
-cdef object _native(cnp.ndarray arr, bint writable, str name):
-    """`arr` in the machine's byte order: itself, or for an operand C only reads a native copy
-    (aligned, C-contiguous). An operand C writes cannot be converted: ValueError."""
-    if cnp.PyArray_ISNOTSWAPPED(arr):
-        return arr
-    if writable:
-        raise ValueError(f"{name}: expected an array in native byte order (dtype "
-                         f"{arr.dtype.newbyteorder('=')}), got dtype {arr.dtype!r}: it is "
-                         f"written in place, so it cannot be converted")
-    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
-
-
-cdef int _check_access(cnp.ndarray arr, bint writable, str name) except -1:
-    """C reads `arr` through a typed pointer (so it must be aligned to its dtype), and writes
-    it when `writable` (so it must be writeable)."""
-    if not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{name}: the array is not aligned to its dtype")
-    if writable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name}: the array is read-only")
-    return 0
-
-
-cdef object _matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum, bint writable,
-                    str name, char **ptr, size_t *ld):
-    """Checks that `a` is a [rows, cols] array C may read (or write): right dtype, last axis
-    contiguous, non-negative row stride, aligned, native byte order. rows < 0 means any number
-    of rows. Returns the array C uses, which the caller keeps alive across the call: `a`, or a
-    native-order copy of a byte-swapped `a` that C only reads."""
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_NDIM(arr) != 2:
-        raise ValueError(f"{name}: expected a 2-D array, got shape {_dims(arr)}")
-    if cnp.PyArray_TYPE(arr) != typenum:
-        raise TypeError(f"{name}: expected dtype {np.dtype(cnp.PyArray_DescrFromType(typenum))}, "
-                        f"got {arr.dtype}")
-    cdef Py_ssize_t r = cnp.PyArray_DIM(arr, 0), c = cnp.PyArray_DIM(arr, 1)
-    if (rows >= 0 and r != rows) or c != cols:
-        raise ValueError(f"{name}: expected shape ({rows if rows >= 0 else 'B'}, {cols}), "
-                         f"got {_dims(arr)}")
-    arr = _native(arr, writable, name)
-    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
-    cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
-    if r > 0 and c > 1 and s1 != item:
-        raise ValueError(f"{name}: the last axis must be contiguous (stride {item}), "
-                         f"got strides {(s0, s1)}")
-    if r > 1 and (s0 < 0 or s0 % item != 0):
-        raise ValueError(f"{name}: the row stride must be a non-negative multiple of {item}, "
-                         f"got strides {(s0, s1)}")
-    _check_access(arr, writable, name)
-    if ptr != NULL:
-        ptr[0] = <char *>cnp.PyArray_DATA(arr)
-        ld[0] = <size_t>(s0 // item) if r > 1 else <size_t>c
-    return arr
 
 
 cdef class PackedCell:
@@ -335,10 +126,7 @@ cdef class PackedCell:
         dtype = np.dtype(dtype)
         if dtype != _F32 and dtype != _F64:
             raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
-        if precision is not None and dtype != _F32:
-            raise TypeError(f"dtype: precision {precision!r} computes in float32, got {dtype}")
+        cdef fc_precision precision_id = _precision_id(precision, dtype)
         if input_size < 0:
             raise ValueError(f"input_size: expected >= 0, got {input_size}")
         if num_units < 1:
@@ -407,7 +195,7 @@ cdef class PackedCell:
         desc.proj_clip = proj_clip if proj_clip is not None else 0.0
         desc.has_peepholes = peepholes
         desc.has_projection = projection
-        desc.precision = <fc_precision><int>PRECISIONS.index(precision)
+        desc.precision = precision_id
 
         cdef fc_cell_weights w
         main = "gates/" if kind == "gru" else ""
@@ -601,40 +389,6 @@ cdef class PackedMatrix:
         return out
 
 
-cdef object _seq_array(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols,
-                       bint time_major, int typenum, bint writable, str name, char **ptr,
-                       size_t *st, size_t *sb):
-    """Checks a [B,T,cols] (or [T,B,cols] when time_major) array whose last axis is contiguous,
-    its shape and strides as its struct holds them; sets its data pointer and its time and batch
-    strides in elements. Returns the array C uses, kept alive by the caller: `a`, or a native-
-    order copy of a byte-swapped `a` that C only reads."""
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    expected = (T, B, cols) if time_major else (B, T, cols)
-    if cnp.PyArray_NDIM(arr) != 3 or _dims(arr) != expected:
-        raise ValueError(f"{name}: expected shape {expected}, got {_dims(arr)}")
-    if cnp.PyArray_TYPE(arr) != typenum:
-        raise TypeError(f"{name}: expected dtype {np.dtype(cnp.PyArray_DescrFromType(typenum))}, "
-                        f"got {arr.dtype}")
-    arr = _native(arr, writable, name)
-    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
-    cdef Py_ssize_t s_t = cnp.PyArray_STRIDE(arr, 0 if time_major else 1)
-    cdef Py_ssize_t s_b = cnp.PyArray_STRIDE(arr, 1 if time_major else 0)
-    cdef bint nonempty = cnp.PyArray_SIZE(arr) > 0
-    strides = tuple(cnp.PyArray_STRIDE(arr, i) for i in range(3))
-    if nonempty and cols > 1 and cnp.PyArray_STRIDE(arr, 2) != item:
-        raise ValueError(f"{name}: the last axis must be contiguous, got strides {strides}")
-    if nonempty and (s_t < 0 or s_b < 0 or s_t % item or s_b % item):
-        raise ValueError(f"{name}: strides must be non-negative multiples of {item}, "
-                         f"got {strides}")
-    _check_access(arr, writable, name)
-    ptr[0] = <char *>cnp.PyArray_DATA(arr)
-    st[0] = <size_t>(s_t // item)
-    sb[0] = <size_t>(s_b // item)
-    return arr
-
-
 cdef extern from "Python.h":
     ctypedef struct PyObject
     bint PyDict_CheckExact(object o)
@@ -661,119 +415,31 @@ cdef object _layer_item(object spec, str key):
     return spec[key]
 
 
-cdef inline bint _usable_as_is(cnp.ndarray arr, bint writable):
-    """True if C can take `arr`'s data pointer as it is: native byte order, aligned to its dtype,
-    and writeable if C writes it (what _native and _check_access would otherwise convert or
-    refuse)."""
-    return (cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_ISALIGNED(arr)
-            and (not writable or cnp.PyArray_ISWRITEABLE(arr)))
-
-
-cdef bint _seq_ready(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols, bint time_major,
-                     int typenum, bint writable, char **ptr, size_t *st, size_t *sb):
-    """The common case of _seq_array without building anything: True (data pointer and time and
-    batch strides in elements set) if `a` passes _seq_array's checks as it is, in native byte
-    order; False leaves `a` to _seq_array (which converts it or raises the message)."""
-    if not cnp.PyArray_Check(a):
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_NDIM(arr) != 3 or cnp.PyArray_TYPE(arr) != typenum:
-        return False
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
-    if (dims[0] != (T if time_major else B) or dims[1] != (B if time_major else T)
-            or dims[2] != cols):
-        return False
-    if not _usable_as_is(arr, writable):
-        return False
-    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
-    cdef Py_ssize_t s_t = cnp.PyArray_STRIDE(arr, 0 if time_major else 1)
-    cdef Py_ssize_t s_b = cnp.PyArray_STRIDE(arr, 1 if time_major else 0)
-    if cnp.PyArray_SIZE(arr) > 0:
-        if cols > 1 and cnp.PyArray_STRIDE(arr, 2) != item:
-            return False
-        if s_t < 0 or s_b < 0 or s_t % item or s_b % item:
-            return False
-    ptr[0] = <char *>cnp.PyArray_DATA(arr)
-    st[0] = <size_t>(s_t // item)
-    sb[0] = <size_t>(s_b // item)
-    return True
-
-
-cdef bint _matrix_ready(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum,
-                        bint writable, char **ptr, size_t *ld):
-    """The common case of _matrix (rows >= 0) without building anything: True (pointer and
-    leading dimension set) if `a` passes _matrix's checks as it is, in native byte order; False
-    leaves `a` to _matrix (which converts it or raises the message)."""
-    if not cnp.PyArray_Check(a):
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_TYPE(arr) != typenum:
-        return False
-    cdef Py_ssize_t r = cnp.PyArray_DIM(arr, 0), c = cnp.PyArray_DIM(arr, 1)
-    if r != rows or c != cols:
-        return False
-    if not _usable_as_is(arr, writable):
-        return False
-    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
-    cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
-    if r > 0 and c > 1 and s1 != item:
-        return False
-    if r > 1 and (s0 < 0 or s0 % item != 0):
-        return False
-    ptr[0] = <char *>cnp.PyArray_DATA(arr)
-    ld[0] = <size_t>(s0 // item) if r > 1 else <size_t>c
-    return True
-
-
-cdef void _extent(cnp.ndarray arr, size_t *start, size_t *end):
-    """The bytes [start, end) that `arr` may touch, as numpy's get_array_memory_extents (what
-    np.may_share_memory compares): empty for an array with no elements."""
-    cdef Py_ssize_t low = 0, upper = 0, offset
-    cdef int j
-    cdef size_t data = <size_t>cnp.PyArray_DATA(arr)
-    for j in range(cnp.PyArray_NDIM(arr)):
-        if cnp.PyArray_DIM(arr, j) == 0:
-            start[0] = end[0] = data
-            return
-        offset = cnp.PyArray_STRIDE(arr, j) * (cnp.PyArray_DIM(arr, j) - 1)
-        if offset > 0:
-            upper += offset
-        else:
-            low += offset
-    upper += cnp.PyArray_ITEMSIZE(arr)
-    start[0] = data + <size_t>low
-    end[0] = data + <size_t>upper
-
-
-cdef bint _may_overlap(cnp.ndarray a, cnp.ndarray b):
-    """np.may_share_memory(a, b): do the memory extents of a and b intersect?"""
-    cdef size_t a0, a1, b0, b1
-    _extent(a, &a0, &a1)
-    _extent(b, &b0, &b1)
-    return a0 < b1 and b0 < a1 and a0 < a1 and b0 < b1
-
-
-cdef bint _lengths_ready(object a, Py_ssize_t T, Py_ssize_t B):
-    """True if `a` is already what run_sequences makes of `lengths`: a native, aligned,
-    C-contiguous int64 ndarray of shape (B,), every value in [0, T]."""
-    if type(a) is not np.ndarray:
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if (cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_TYPE(arr) != cnp.NPY_INT64
-            or cnp.PyArray_DIM(arr, 0) != B or not cnp.PyArray_ISCARRAY_RO(arr)
-            or not cnp.PyArray_ISNOTSWAPPED(arr)):
-        return False
-    cdef const int64_t *v = <const int64_t *>cnp.PyArray_DATA(arr)
-    cdef Py_ssize_t b
-    for b in range(B):
-        if v[b] < 0 or v[b] > T:
-            return False
-    return True
-
-
 cdef str _where(Py_ssize_t s, Py_ssize_t k):
     """The name of layer k of stack s in messages."""
     return f"stacks[{s}][{k}]"
+
+
+cdef object _layer_sequence(object a, Py_ssize_t T, Py_ssize_t B, Py_ssize_t cols,
+                            bint time_major, int typenum, bint writable, Py_ssize_t s,
+                            Py_ssize_t k, str key, char **ptr, size_t *st, size_t *sb):
+    """Operand `key` of layer k of stack s, checked as _seq_array does but through _seq_ready
+    first (its name for messages built only when needed). Returns the array C uses, which the
+    caller keeps alive across the call."""
+    if _seq_ready(a, T, B, cols, time_major, typenum, writable, ptr, st, sb):
+        return a
+    return _seq_array(a, T, B, cols, time_major, typenum, writable, _where(s, k) + "." + key,
+                      ptr, st, sb)
+
+
+cdef object _layer_matrix(object a, Py_ssize_t rows, Py_ssize_t cols, int typenum,
+                          bint writable, Py_ssize_t s, Py_ssize_t k, str key, char **ptr,
+                          size_t *ld):
+    """Operand `key` of layer k of stack s, checked as _matrix does but through _matrix_ready
+    first. Returns the array C uses, which the caller keeps alive across the call."""
+    if _matrix_ready(a, rows, cols, typenum, writable, ptr, ld):
+        return a
+    return _matrix(a, rows, cols, typenum, writable, _where(s, k) + "." + key, ptr, ld)
 
 
 def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False):
@@ -807,7 +473,6 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
     cdef size_t nstacks
     cdef Py_ssize_t rows_cols
     cdef bint written
-    cdef const char *key_text
     keep = []                          # arrays referenced by pointers until the call returns
     try:
         for s in range(len(stacks)):
@@ -828,24 +493,14 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
                     raise ValueError(f"{_where(s, k)}.cell: the PackedCell is not initialised")
                 layer.cell = cell.cell
                 x = _layer_item(spec, "x")
-                if _seq_ready(x, T, B, cell.input_size, time_major, cell.typenum, False,
-                              <char **>&layer.io.x, &layer.io.x_stride_t, &layer.io.x_stride_b):
-                    keep.append(x)
-                else:
-                    keep.append(_seq_array(x, T, B, cell.input_size, time_major,
-                                           cell.typenum, False, _where(s, k) + ".x",
-                                           <char **>&layer.io.x, &layer.io.x_stride_t,
-                                           &layer.io.x_stride_b))
+                keep.append(_layer_sequence(x, T, B, cell.input_size, time_major, cell.typenum,
+                                            False, s, k, "x", <char **>&layer.io.x,
+                                            &layer.io.x_stride_t, &layer.io.x_stride_b))
                 out = _layer_item(spec, "out")
-                if _seq_ready(out, T, B, cell.output_size, time_major, cell.typenum, True,
-                              <char **>&layer.io.out, &layer.io.out_stride_t,
-                              &layer.io.out_stride_b):
-                    keep.append(out)
-                else:
-                    keep.append(_seq_array(out, T, B, cell.output_size, time_major,
-                                           cell.typenum, True, _where(s, k) + ".out",
-                                           <char **>&layer.io.out, &layer.io.out_stride_t,
-                                           &layer.io.out_stride_b))
+                keep.append(_layer_sequence(out, T, B, cell.output_size, time_major,
+                                            cell.typenum, True, s, k, "out",
+                                            <char **>&layer.io.out, &layer.io.out_stride_t,
+                                            &layer.io.out_stride_b))
                 if _may_overlap(<cnp.ndarray>x, <cnp.ndarray>out):
                     raise ValueError(f"{_where(s, k)}: out must not overlap x")
                 lengths_obj = _layer_get(spec, "lengths")
@@ -871,11 +526,8 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
                         raise ValueError(f"{_where(s, k)}.{key}: only an LSTM has a cell state")
                     rows_cols = cell.num_units if j % 2 else cell.output_size
                     written = j >= 2
-                    if _matrix_ready(a, B, rows_cols, cell.typenum, written, &p, &ld):
-                        keep.append(a)
-                    else:
-                        keep.append(_matrix(a, B, rows_cols, cell.typenum, written,
-                                            _where(s, k) + "." + key, &p, &ld))
+                    keep.append(_layer_matrix(a, B, rows_cols, cell.typenum, written, s, k, key,
+                                              &p, &ld))
                     if j == 0:
                         layer.io.h0, layer.io.ldh0 = p, ld
                     elif j == 1:
@@ -895,296 +547,6 @@ def run_sequences(Py_ssize_t T, Py_ssize_t B, list stacks, bint time_major=False
         free(layers[1])
 
 
-# ---- test-only hooks (tuning.h): force the rare threaded paths and count them -------------
-
-_TUNING_FIELDS = ("chunk_steps", "retry_steps", "join_wait_ns", "steal_spins", "min_flops",
-                  "stall_worker", "slow_worker")
-
-
-def _tuning(**settings):
-    """Test-only: sets some of the fields of tuning.h (0 = the built-in behaviour) and returns
-    every field's previous value as a dict, which _tuning(**previous) restores. Results never
-    depend on these; only which thread computes what, and how sequences are cut into chunks.
-    Set them only while no kernel call runs."""
-    unknown = set(settings) - set(_TUNING_FIELDS)
-    if unknown:
-        raise TypeError(f"_tuning: unknown settings {sorted(unknown)}; expected some of "
-                        f"{list(_TUNING_FIELDS)}")
-    cdef fc_tuning t
-    fc_tuning_get(&t)
-    previous = {"chunk_steps": t.chunk_steps, "retry_steps": t.retry_steps,
-                "join_wait_ns": t.join_wait_ns, "steal_spins": t.steal_spins,
-                "min_flops": t.min_flops, "stall_worker": t.stall_worker,
-                "slow_worker": t.slow_worker}
-    for name, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-        if value < 0 and name != "join_wait_ns":
-            raise ValueError(f"{name}: expected >= 0, got {value}")
-    merged = {**previous, **settings}
-    t.chunk_steps = merged["chunk_steps"]
-    t.retry_steps = merged["retry_steps"]
-    t.join_wait_ns = merged["join_wait_ns"]
-    t.steal_spins = merged["steal_spins"]
-    t.min_flops = merged["min_flops"]
-    t.stall_worker = merged["stall_worker"]
-    t.slow_worker = merged["slow_worker"]
-    fc_tuning_set(&t)
-    return previous
-
-
-def _counters(bint reset=False):
-    """Test-only: counts of the rare threaded paths since the last reset (tuning.h): short_teams,
-    late_joins, take_overs, chunk_steals, seq_chunks. reset=True zeroes them (returning the
-    counts before)."""
-    cdef fc_counters c
-    fc_counters_get(&c, reset)
-    return {"short_teams": c.short_teams, "late_joins": c.late_joins,
-            "take_overs": c.take_overs, "chunk_steals": c.chunk_steals,
-            "seq_chunks": c.seq_chunks}
-
-
-def _packed_bytes(size_t k, size_t gates, size_t units, size_t elem, size_t pw):
-    """Test-only: the bytes fc_pack would allocate for a [k, gates*units] kernel (pack.c's
-    checked size), or ValueError when a product overflows size_t."""
-    cdef size_t nbytes = 0
-    _check(fc_packed_bytes(k, gates, units, elem, pw, &nbytes), "fc_packed_bytes")
-    return nbytes
-
-
-# ---------------------------------------------------------------------------------------------
-# Machine-limit probes of the benchmarks (csrc/probes/probes.h; fastcells.benchmarks._limits
-# times them). Path names are the order of fc_probe_path.
-# ---------------------------------------------------------------------------------------------
-
-PROBE_PATHS = ("f32-baseline", "f32-avx2", "f32-avx512", "i8-avx2", "i8-avxvnni",
-               "i8-avx512vnni", "read-baseline", "read-avx2", "read-avx512")
-assert len(PROBE_PATHS) == FC_PROBE_PATH_COUNT
-
-
-def _probe_path(str path):
-    if path not in PROBE_PATHS:
-        raise ValueError(f"path: expected one of {PROBE_PATHS}, got {path!r}")
-    return PROBE_PATHS.index(path)
-
-
-def _probe_supported(str path):
-    """True when the probe `path` is built in and runs on this CPU."""
-    return bool(fc_probe_supported(_probe_path(path)))
-
-
-def _probe_madd(str path, long iters):
-    """Runs `iters` rounds of 12 (int8: 10) independent multiply-add chains on the instructions
-    of `path` (GIL released); returns the arithmetic operations done. Raises RuntimeError when
-    this CPU cannot run `path`."""
-    cdef int p = _probe_path(path)
-    if iters < 1:
-        raise ValueError(f"iters: expected >= 1, got {iters}")
-    if not fc_probe_supported(p):
-        raise RuntimeError(f"path: {path!r} does not run on this CPU (or is not built)")
-    cdef double ops
-    with nogil:
-        ops = fc_probe_madd(p, iters)
-    return ops
-
-
-def _probe_read(str path, const float[::1] buf, long passes):
-    """Reads `buf` (float32, 64-byte aligned, a multiple of 128 elements) `passes` times with
-    the vector loads of `path` (GIL released); returns the sum of what it read."""
-    cdef int p = _probe_path(path)
-    cdef size_t n = buf.shape[0]
-    if passes < 1:
-        raise ValueError(f"passes: expected >= 1, got {passes}")
-    if n == 0 or n % 128 != 0 or (<size_t>&buf[0]) % 64 != 0:
-        raise ValueError(f"buf: expected a 64-byte aligned float32 array of a multiple of 128 "
-                         f"elements, got {n} elements at offset {(<size_t>&buf[0]) % 64} mod 64")
-    if not fc_probe_supported(p):
-        raise RuntimeError(f"path: {path!r} does not run on this CPU (or is not built)")
-    cdef double total
-    with nogil:
-        total = fc_probe_read(p, &buf[0], n, passes)
-    return total
-
-
-# ---- int8 products (csrc/kernels/i8-gemm.h; the arithmetic of fastcells/reference_quant.py) ----
-
-I8_K_MAX = 133144                    # reference_quant.INT8_K_MAX: deepest exact int32 segment
-
-
-def int8_gemm_kernels():
-    """Every int8 GEMM kernel of the registry (FC_I8GEMM lines of kernels.def), in its order,
-    as dicts: name, isa, mr, nr, features, cflags, available (runnable here), default (what a
-    new Int8PackedMatrix uses under the current FASTCELLS_ISA)."""
-    cdef fc_i8_kernel_info info
-    cdef size_t default = fc_i8_default_kernel()
-    kernels = []
-    for i in range(fc_i8_kernel_count()):
-        fc_i8_kernel_info_at(i, &info)
-        kernels.append({
-            "name": info.name.decode(), "isa": ISA_NAMES[<int>info.isa], "mr": int(info.mr),
-            "nr": int(info.nr), "features": info.features.decode().split(),
-            "cflags": info.cflags.decode(), "available": bool(info.available),
-            "default": i == default})
-    return kernels
-
-
-cdef size_t _i8_kernel_index(object kernel) except? 0:
-    if kernel is None:
-        return fc_i8_default_kernel()
-    kernels = int8_gemm_kernels()
-    names = [k["name"] for k in kernels]
-    if kernel not in names:
-        raise ValueError(f"kernel: expected None or one of {names}, got {kernel!r}")
-    index = names.index(kernel)
-    if not kernels[index]["available"]:
-        raise ValueError(f"kernel: {kernel!r} is not available on this CPU (needs "
-                         f"{kernels[index]['features']})")
-    return index
-
-
-def _finite_f32(name, a, ndim):
-    a = np.asarray(a)
-    if a.dtype.kind not in "fiu":
-        raise TypeError(f"{name}: expected a real array, got dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.float32)       # a copy where needed; a is only read
-    if a.ndim != ndim:
-        raise ValueError(f"{name}: expected rank {ndim}, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name}: expected finite values, got "
-                         f"{int(np.count_nonzero(~np.isfinite(a)))} non-finite")
-    return a
-
-
-def _int8_operand(name, q, ndim):
-    q = np.asarray(q)
-    if q.dtype != np.int8:
-        raise TypeError(f"{name}: expected dtype int8, got {q.dtype}")
-    if q.ndim != ndim:
-        raise ValueError(f"{name}: expected rank {ndim}, got shape {q.shape}")
-    if q.size and int(q.min()) < -127:
-        raise ValueError(f"{name}: expected values in [-127, 127], got -128")
-    return np.ascontiguousarray(q)
-
-
-cdef class Int8PackedMatrix:
-    """B [K,N] quantized to int8 per column (reference_quant.quantize_weights_int8) and packed
-    once, for products with activations quantized per row:
-        C = fp32(qa @ qw) * (row_scale[m] * col_scale[n]) (+ bias[n])
-    bit for bit as reference_quant.int8_matmul + int8_epilogue.
-
-    Int8PackedMatrix(b, bias=None, kernel=None): b [K,N] real, finite, K <= 133144, N >= 1;
-    bias [N] or None; kernel: None (the default path, see int8_gemm_kernels()) or a kernel name.
-    Int8PackedMatrix.from_int8(qw, col_scale, bias=None, kernel=None): already quantized
-    weights, qw int8 [K,N] in [-127, 127], col_scale [N].
-    """
-    cdef fc_i8_matrix *mat
-    cdef readonly Py_ssize_t k, n
-    cdef readonly str kernel
-    cdef readonly bint has_bias
-
-    def __init__(self, b=None, bias=None, kernel=None, *, _quantized=None):
-        cdef size_t index = _i8_kernel_index(kernel)
-        cdef fc_i8_matrix *created = NULL
-        cdef const float *pbias = NULL
-        cdef fc_status st
-        if _quantized is not None:
-            qw, col_scale = _quantized
-            qw = _int8_operand("qw", qw, 2)
-            k, n = qw.shape
-            col_scale = _finite_f32("col_scale", col_scale, 1)
-            if col_scale.shape != (n,):
-                raise ValueError(f"col_scale: expected shape ({n},), got {col_scale.shape}")
-        else:
-            b = _finite_f32("b", b, 2)
-            k, n = b.shape
-        if n < 1:
-            raise ValueError(f"b: expected shape (K, N) with N >= 1, got {(k, n)}")
-        if k > I8_K_MAX:
-            raise ValueError(f"b: expected K <= {I8_K_MAX} (an exact int32 sum of int8 "
-                             f"products), got K = {k}")
-        if bias is not None:
-            bias = _finite_f32("bias", bias, 1)
-            if bias.shape != (n,):
-                raise ValueError(f"bias: expected shape ({n},), got {bias.shape}")
-            pbias = <const float *>cnp.PyArray_DATA(bias)
-        if _quantized is not None:
-            st = fc_i8_matrix_create_q(k, n, <const int8_t *>cnp.PyArray_DATA(qw),
-                                       <const float *>cnp.PyArray_DATA(col_scale), pbias,
-                                       index, &created)
-        else:
-            st = fc_i8_matrix_create(k, n, <const float *>cnp.PyArray_DATA(b), pbias, index,
-                                     &created)
-        _check(st, "fc_i8_matrix_create (quantizing and packing b)")
-        if self.mat != NULL:
-            fc_i8_matrix_destroy(self.mat)
-        self.mat = created
-        self.k, self.n = k, n
-        self.has_bias = bias is not None
-        self.kernel = int8_gemm_kernels()[index]["name"]
-
-    @classmethod
-    def from_int8(cls, qw, col_scale, bias=None, kernel=None):
-        return cls(None, bias, kernel, _quantized=(qw, col_scale))
-
-    def __dealloc__(self):
-        if self.mat != NULL:
-            fc_i8_matrix_destroy(self.mat)
-            self.mat = NULL
-
-    cdef _ready(self):
-        if self.mat == NULL:
-            raise ValueError("Int8PackedMatrix: not initialised")
-
-    def weights(self):
-        """(qw int8 [K,N], col_scale float32 [N]): the packed weights, unpacked."""
-        self._ready()
-        qw = np.empty((self.k, self.n), np.int8)
-        scale = np.empty(self.n, np.float32)
-        fc_i8_matrix_weights(self.mat, <int8_t *>cnp.PyArray_DATA(qw),
-                             <float *>cnp.PyArray_DATA(scale))
-        return qw, scale
-
-    def matmul(self, a):
-        """a [M,K] real, finite -> (c float32 [M,N], acc int32 [M,N], row_scale float32 [M]):
-        a quantized per row (reference_quant.quantize_rows), acc = qa @ qw exactly."""
-        self._ready()
-        a = _finite_f32("a", a, 2)
-        if a.shape[1] != self.k:
-            raise ValueError(f"a: expected shape (M, {self.k}), got {a.shape}")
-        m = a.shape[0]
-        c = np.empty((m, self.n), np.float32)
-        acc = np.empty((m, self.n), np.int32)
-        scale = np.empty(m, np.float32)
-        cdef fc_status st
-        cdef const float *pa = <const float *>cnp.PyArray_DATA(a)
-        cdef float *pc = <float *>cnp.PyArray_DATA(c)
-        cdef int32_t *pacc = <int32_t *>cnp.PyArray_DATA(acc)
-        cdef float *pscale = <float *>cnp.PyArray_DATA(scale)
-        cdef size_t mm = m, kk = self.k, nn = self.n
-        with nogil:
-            st = fc_i8_matmul(self.mat, mm, pa, kk, pc, nn, pacc, nn, pscale)
-        _check(st, "fc_i8_matmul")
-        return c, acc, scale
-
-    def matmul_int8(self, qa, row_scale):
-        """qa int8 [M,K] in [-127, 127], row_scale [M] -> (c float32 [M,N], acc int32 [M,N])."""
-        self._ready()
-        qa = _int8_operand("qa", qa, 2)
-        if qa.shape[1] != self.k:
-            raise ValueError(f"qa: expected shape (M, {self.k}), got {qa.shape}")
-        m = qa.shape[0]
-        row_scale = _finite_f32("row_scale", row_scale, 1)
-        if row_scale.shape != (m,):
-            raise ValueError(f"row_scale: expected shape ({m},), got {row_scale.shape}")
-        c = np.empty((m, self.n), np.float32)
-        acc = np.empty((m, self.n), np.int32)
-        cdef fc_status st
-        cdef const int8_t *pqa = <const int8_t *>cnp.PyArray_DATA(qa)
-        cdef const float *pscale = <const float *>cnp.PyArray_DATA(row_scale)
-        cdef float *pc = <float *>cnp.PyArray_DATA(c)
-        cdef int32_t *pacc = <int32_t *>cnp.PyArray_DATA(acc)
-        cdef size_t mm = m, kk = self.k, nn = self.n
-        with nogil:
-            st = fc_i8_matmul_q(self.mat, mm, pqa, kk, pscale, pc, nn, pacc, nn)
-        _check(st, "fc_i8_matmul_q")
-        return c, acc
+include "_int8_gemm.pxi"
+include "_probes.pxi"
+include "_test_hooks.pxi"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The release artefacts as a user gets them: builds the sdist and checks that it carries what a
-# build and the test suite need; builds the wheel from the checkout, shows its glibc symbol
-# versions (`auditwheel show`), repairs it to the best manylinux tag this machine's glibc allows,
-# then installs the repaired wheel into a fresh venv whose PATH reaches no compiler (only that
-# venv's python and pip) and runs the accuracy check from outside the checkout.
+# build and the test suite need; builds the wheel from that sdist (so a file the sdist lacks
+# fails here, not on a user's machine), shows its glibc symbol versions (`auditwheel show`),
+# repairs it to the best manylinux tag this machine's glibc allows, checks that it holds one
+# extension module, then installs the repaired wheel into a fresh venv whose PATH reaches no
+# compiler (only that venv's python and pip) and runs the accuracy check from outside the checkout.
 # Exits non-zero on any failure, including a compiler that is still reachable in the last step.
 # Usage: tools/check_wheel.sh     (in a venv with numpy and cython; Linux)
 set -euo pipefail
@@ -22,10 +23,15 @@ for required in LICENSE README.md pyproject.toml setup.py MANIFEST.in fastcells/
         docs/frameworks.md docs/benchmarks.md tests/test_cells.py tests/data/tf_ckpt/; do
     grep -q "^$required" "$work/sdist.txt" || { echo "sdist lacks $required"; exit 1; }
 done
+# the bridge's other sources: what _core.pyx includes and cimports from the package
+for required in $(sed -n 's/^include "\(.*\)"$/fastcells\/\1/p' fastcells/_core.pyx) \
+        $(sed -n 's/^from fastcells\.\(\w*\) cimport .*/fastcells\/\1.pxd/p' fastcells/_core.pyx); do
+    grep -qx "$required" "$work/sdist.txt" || { echo "sdist lacks $required"; exit 1; }
+done
 echo "$(basename "$sdist"): $(wc -l < "$work/sdist.txt") entries, $(du -k "$sdist" | cut -f1) KiB"
 
 echo "== wheel"
-pip wheel . --no-deps -w "$work/dist" > "$work/wheel.log" 2>&1 || { cat "$work/wheel.log"; exit 1; }
+pip wheel "$sdist" --no-deps -w "$work/dist" > "$work/wheel.log" 2>&1 || { cat "$work/wheel.log"; exit 1; }
 wheel=$(ls "$work"/dist/fastcells-*.whl)
 auditwheel show "$wheel"
 auditwheel repair "$wheel" -w "$work/repaired" > "$work/repair.log" 2>&1 \
@@ -36,6 +42,9 @@ for required in fastcells/py.typed fastcells/_version.py "fastcells/_core\..*\.s
         "fastcells-.*\.dist-info/licenses/LICENSE"; do
     grep -q "^$required " "$work/wheel.txt" || { echo "wheel lacks $required"; exit 1; }
 done
+# one extension module: one copy of the C core's state (dispatch choice, thread pool) per process
+extensions=$(grep -c '^fastcells/[^ ]*\.so ' "$work/wheel.txt" || true)
+[ "$extensions" = 1 ] || { echo "wheel: expected one extension module, got $extensions"; exit 1; }
 echo "$(basename "$repaired"): $(du -k "$repaired" | cut -f1) KiB"
 
 echo "== the repaired wheel in a fresh venv, no compiler on PATH"

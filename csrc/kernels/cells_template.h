@@ -341,45 +341,45 @@ INLINE void lstm_tile(const int mr, const fc_block_args *a, size_t row)
     }
 }
 
-/* GRU gates, G=2 (r: vectors 0-1, u: vectors 2-3, 2*VW units): s0 = r*h_in, s1 = u */
-INLINE void gru_gates_tile(const int mr, const fc_block_args *a, size_t row)
+/* GRU, reset before, as two products (sequence.c, fc_cell_step), one per phase:
+ *   gates,     G=2 (r: vectors 0-1, u: vectors 2-3, 2*VW units): s0 = gate(r)*h_in, s1 = gate(u)
+ *   candidate, G=1 (4*VW units): h_out = u*h_in + (1-u)*act(z), u from s1
+ * Both walk the same rows and vectors of h_in; cand (a constant) picks the epilogue. */
+INLINE void gru_tile(const int mr, const fc_block_args *a, size_t row, const int cand)
 {
     vec acc[FC_MR][4];
     tile_product(mr, acc, a, row);
     for (int m = 0; m < mr; m++) {
         const size_t r = row + m;
         const FC_T *h = (const FC_T *)a->h_in + r * a->ldh_in + a->unit0;
-        FC_T *rh = (FC_T *)a->s0 + r * a->lds + a->unit0;
-        FC_T *u = (FC_T *)a->s1 + r * a->lds + a->unit0;
-        for (int q = 0; q < 2; q++) {
+        FC_T *u_row = (FC_T *)a->s1 + r * a->lds + a->unit0;
+        FC_T *dst = cand ? (FC_T *)a->h_out + r * a->ldh_out + a->unit0     /* h_out row */
+                         : (FC_T *)a->s0 + r * a->lds + a->unit0;           /* r*h_in row */
+        for (int q = 0; q < (cand ? 4 : 2); q++) {
             const size_t n = lanes(a->nu, q);
             if (!n) continue;
-            const vec h_prev = vload_part(h + q * FC_VW, n);
-            vstore(rh + q * FC_VW, vact_clipped(a, &a->gate_act, acc[m][q]) * h_prev);
-            vstore(u + q * FC_VW, vact_clipped(a, &a->gate_act, acc[m][2 + q]));
+            if (cand) {
+                const vec u = vload(u_row + q * FC_VW);
+                const vec h_prev = vload_part(h + q * FC_VW, n);
+                const vec c = vact_clipped(a, &a->act, acc[m][q]);
+                vstore_part(dst + q * FC_VW, u * h_prev + (1 - u) * c, n);
+            } else {
+                const vec h_prev = vload_part(h + q * FC_VW, n);
+                vstore(dst + q * FC_VW, vact_clipped(a, &a->gate_act, acc[m][q]) * h_prev);
+                vstore(u_row + q * FC_VW, vact_clipped(a, &a->gate_act, acc[m][2 + q]));
+            }
         }
     }
 }
 
-/* GRU candidate, G=1 (4*VW units): h_out = u*h_in + (1-u)*act(z), u from s1 */
+INLINE void gru_gates_tile(const int mr, const fc_block_args *a, size_t row)
+{
+    gru_tile(mr, a, row, 0);
+}
+
 INLINE void gru_cand_tile(const int mr, const fc_block_args *a, size_t row)
 {
-    vec acc[FC_MR][4];
-    tile_product(mr, acc, a, row);
-    for (int m = 0; m < mr; m++) {
-        const size_t r = row + m;
-        const FC_T *h = (const FC_T *)a->h_in + r * a->ldh_in + a->unit0;
-        const FC_T *u_row = (const FC_T *)a->s1 + r * a->lds + a->unit0;
-        FC_T *out = (FC_T *)a->h_out + r * a->ldh_out + a->unit0;
-        for (int q = 0; q < 4; q++) {
-            const size_t n = lanes(a->nu, q);
-            if (!n) continue;
-            const vec u = vload(u_row + q * FC_VW);
-            const vec h_prev = vload_part(h + q * FC_VW, n);
-            const vec c = vact_clipped(a, &a->act, acc[m][q]);
-            vstore_part(out + q * FC_VW, u * h_prev + (1 - u) * c, n);
-        }
-    }
+    gru_tile(mr, a, row, 1);
 }
 
 /* GRU, reset after, 3 gates (r, u, n one vector each, VW units) on panels of 3 vectors: the

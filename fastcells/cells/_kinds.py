@@ -115,7 +115,7 @@ class GRUCell(SingleStateCell):
         Keyword, beyond TF: clips the input of the gates and of the candidate's activation to
         [-preact_clip, preact_clip] (ONNX ``clip``).
     seed : int, SeedSequence or Generator, optional
-        Keyword: seeds the initializers' Generator.
+        Keyword, as BasicRNNCell's.
 
     Examples
     --------
@@ -178,7 +178,7 @@ class CudnnCompatibleGRUCell(GRUCell):
     dtype : dtype-like, optional
         None (float32) or float64.
     seed : int, SeedSequence or Generator, optional
-        Keyword: seeds the initializers' Generator.
+        Keyword, as BasicRNNCell's.
     **kwargs
         Further GRUCell keywords (gate_activation, preact_clip).
 
@@ -206,11 +206,16 @@ class LSTMBase(FusedCell):
     state_is_tuple=False, one array [B, U+P] = concat(c, h)."""
     _SPEC = LSTM
 
-    def _init_lstm(self, forget_bias, state_is_tuple, num_proj):
+    def __init__(self, num_units, forget_bias, state_is_tuple, num_proj, activation, name, dtype,
+                 seed, kwargs, options):
+        """What both LSTM cells take: TF's common arguments; options: the keyword-only options
+        beyond TF (gate_activation, output_activation, preact_clip, input_forget)."""
+        super().__init__(num_units, activation, name, dtype, seed, kwargs)
         self._forget_bias = check_real(forget_bias, "forget_bias")
         self._state_is_tuple = bool(state_is_tuple)
         self._num_proj = None if num_proj is None else check_int(num_proj, "num_proj")
         self._P = self._num_proj or self._num_units
+        self._set_options(*options)
 
     @property
     def _rec_size(self):
@@ -344,16 +349,14 @@ class BasicLSTMCell(LSTMBase):
         Default "basic_lstm_cell".
     dtype : dtype-like, optional
         None (float32) or float64.
-    gate_activation, output_activation, preact_clip, input_forget : optional
+    gate_activation, output_activation, preact_clip, input_forget, seed : optional
         Keyword-only options beyond TF (for ONNX and Keras models; the defaults are TF's
         cell): gate_activation replaces sig on i, f, o (Keras ``recurrent_activation``, ONNX
         f); output_activation replaces act on c' (ONNX h; None: the same as activation);
         preact_clip clips the input of every gate and of act(j) to [-preact_clip,
         preact_clip] (ONNX ``clip``; not c' before output_activation); input_forget (a bool):
         f = 1 - i (ONNX). Each activation may be a name,
-        fastcells.nn.activation(name, alpha, beta) or a callable.
-    seed : int, SeedSequence or Generator, optional
-        Keyword: seeds the initializers' Generator.
+        fastcells.nn.activation(name, alpha, beta) or a callable. seed: as BasicRNNCell's.
 
     Examples
     --------
@@ -378,9 +381,9 @@ class BasicLSTMCell(LSTMBase):
                  output_activation: Union[str, Any, None] = None,
                  preact_clip: Optional[float] = None, input_forget: bool = False,
                  seed: Any = None, **kwargs: Any) -> None:
-        super().__init__(num_units, activation, name, dtype, seed, kwargs)
-        self._init_lstm(forget_bias, state_is_tuple, None)
-        self._set_options(gate_activation, output_activation, preact_clip, input_forget)
+        super().__init__(num_units, forget_bias, state_is_tuple, None, activation, name, dtype,
+                         seed, kwargs,
+                         (gate_activation, output_activation, preact_clip, input_forget))
 
 
 class LSTMCell(LSTMBase):
@@ -438,9 +441,9 @@ class LSTMCell(LSTMBase):
                  output_activation: Union[str, Any, None] = None,
                  preact_clip: Optional[float] = None, input_forget: bool = False,
                  seed: Any = None, **kwargs: Any) -> None:
-        super().__init__(num_units, activation, name, dtype, seed, kwargs)
-        self._init_lstm(forget_bias, state_is_tuple, num_proj)
-        self._set_options(gate_activation, output_activation, preact_clip, input_forget)
+        super().__init__(num_units, forget_bias, state_is_tuple, num_proj, activation, name,
+                         dtype, seed, kwargs,
+                         (gate_activation, output_activation, preact_clip, input_forget))
         self._use_peepholes = bool(use_peepholes)
         self._cell_clip = check_clip(cell_clip, "cell_clip")
         self._proj_clip = check_clip(proj_clip, "proj_clip")
