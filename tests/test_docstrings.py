@@ -124,7 +124,9 @@ def test_examples_run(qualname, obj):
     assert tests, f"{qualname}: its Examples section has no doctest examples"
     source = "".join(e.source for t in tests for e in t.examples)
     for peer in PEERS:
-        if re.search(rf"^\s*(import|from) {peer}\b", source, re.M) and \
+        # `import torch`, `from torch import nn`, `import numpy as np, torch`
+        if re.search(rf"^\s*(?:from\s+{peer}\b|import\s+(?:[\w.]+(?:\s+as\s+\w+)?\s*,\s*)*"
+                     rf"{peer}\b)", source, re.M) and \
                 importlib.util.find_spec(peer) is None:
             pytest.skip(f"{qualname}: its Example needs {peer}, which is not installed")
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

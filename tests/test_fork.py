@@ -19,6 +19,9 @@ import fastcells
 # place, site-packages when installed), so `python -c` imports that one
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastcells.__file__)))  # the package tested
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+# how much slower than native this machine runs Python: the deadlines are multiplied by it
+# (tools/aarch64/ci.sh sets it under qemu-user emulation; a hung child still fails, later)
+SLOWDOWN = float(os.environ.get("FASTCELLS_TEST_SLOWDOWN", "1"))
 
 # the common part of every scenario: cells at sizes that use two threads, and what they give
 # before any fork (run with FASTCELLS_NUM_THREADS unset: set_num_threads(2) below)
@@ -73,7 +76,9 @@ def child_work():
 
 
 def fork_and_check(deadline=60.0):
-    '''Forks; the child runs child_work; the parent waits up to `deadline` seconds.'''
+    '''Forks; the child runs child_work; the parent waits up to `deadline` seconds (times
+    FASTCELLS_TEST_SLOWDOWN).'''
+    deadline *= float(os.environ.get("FASTCELLS_TEST_SLOWDOWN", "1"))
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:
@@ -102,7 +107,7 @@ def run_scenario(body):
     env = dict(os.environ)
     env.pop("FASTCELLS_NUM_THREADS", None)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=180)
+                          text=True, timeout=180 * SLOWDOWN)
     assert done.returncode == 0 and done.stdout.strip().endswith("child: 0"), \
         f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
 

@@ -38,12 +38,15 @@ BANDWIDTH_BOUND_MAX_BATCH = 4
 DEFAULT_L2_BYTES, DEFAULT_L3_BYTES = 1 << 20, 2 << 20
 DRAM_PROBE_MAX_BYTES = 256 << 20
 # The widest fp32 multiply-add of each dispatch path (the ISA the kernels use), and its read
-FMA_PATH = {"scalar": "f32-baseline", "avx2": "f32-avx2", "avx512": "f32-avx512"}
-READ_PATH = {"scalar": "read-baseline", "avx2": "read-avx2", "avx512": "read-avx512"}
+# (aarch64's neon path: the baseline probes, which -march=armv8-a compiles to NEON)
+FMA_PATH = {"scalar": "f32-baseline", "avx2": "f32-avx2", "avx512": "f32-avx512",
+            "neon": "f32-baseline"}
+READ_PATH = {"scalar": "read-baseline", "avx2": "read-avx2", "avx512": "read-avx512",
+             "neon": "read-baseline"}
 # int8 paths of each dispatch path's vector width, best last: AVX2 vpmaddubsw+vpmaddwd+vpaddd;
 # VNNI vpdpbusd where the CPU has it (ymm AVX-VNNI; zmm AVX512-VNNI for avx512); the scalar
-# path has no int8 vector instructions
-INT8_PATHS = {"scalar": (), "avx2": ("i8-avx2", "i8-avxvnni"),
+# and neon paths have no int8 probe
+INT8_PATHS = {"scalar": (), "neon": (), "avx2": ("i8-avx2", "i8-avxvnni"),
               "avx512": ("i8-avx2", "i8-avxvnni", "i8-avx512vnni")}
 
 

@@ -29,11 +29,26 @@ step() { echo "== aarch64 [$((SECONDS - start)) s] $*"; }
 
 step "host tools"
 export DEBIAN_FRONTEND=noninteractive
-if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
+# qemu-user 7.2 (bookworm's own) aborts the threads of a child forked from a threaded process
+# (tests/test_fork.py): on bookworm take 10.x from bookworm-backports, adding that source if
+# the machine lacks it (this one had only bookworm, bookworm-updates, bookworm-security)
+qemu_major() { qemu-aarch64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\).*/\1/p'; }
+if ! command -v aarch64-linux-gnu-gcc >/dev/null || [ "$(qemu_major || true)" = "" ] \
+        || [ "$(qemu_major)" -lt 10 ]; then
+    qemu_from=()
+    if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release; then
+        if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            echo "deb http://deb.debian.org/debian bookworm-backports main" \
+                > /etc/apt/sources.list.d/fastcells-bookworm-backports.list
+        fi
+        qemu_from=(-t bookworm-backports)
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-        qemu-user >/dev/null
+        >/dev/null
+    apt-get install -y -qq --no-install-recommends "${qemu_from[@]}" qemu-user >/dev/null
 fi
+echo "   $(qemu-aarch64 --version | head -1)"
 
 step "aarch64 CPython sysroot (Debian bookworm arm64)"
 apt_dir=$work/apt sysroot=$work/sysroot
@@ -117,7 +132,9 @@ PY
     )
     step "QEMU_CPU=$cpu: test suite"
     # OpenBLAS's SVE kernels print spurious warnings under emulated SVE CPUs: pin its core type
+    # FASTCELLS_TEST_SLOWDOWN: emulated Python is ~10x slower; deadlines (test_fork.py) scale
     (cd "$src" && QEMU_CPU=$cpu OPENBLAS_CORETYPE=NEOVERSEN1 FASTCELLS_SHORT_ULP=1 \
+        FASTCELLS_TEST_SLOWDOWN=10 \
         "$python" -m pytest -q -p no:cacheprovider tests | tail -3)
     step "QEMU_CPU=$cpu: python -m fastcells check"
     (cd "$src" && QEMU_CPU=$cpu OPENBLAS_CORETYPE=NEOVERSEN1 "$python" -m fastcells check \
