@@ -91,7 +91,7 @@ def read_i8_registry(path=REGISTRY):
             raise ValueError(f"{path}: {name}: -march=native would tie the build to this CPU")
         if isa not in isa_arch:
             raise ValueError(f"{path}: {name}: unknown ISA {isa!r}")
-        if isa_arch[isa] == "X86" and not X86:
+        if not BUILT_HERE[isa_arch[isa]]:
             continue
         tag = name.rsplit("-", 1)[1]
         units.append((str(CSRC / "kernels" / f"i8-gemm-{tag}.c"),
