@@ -276,8 +276,9 @@ def test_torch_float_source_stays_float_unless_asked():
     module = torch.nn.LSTM(I, U)
     assert all(c.precision is None for c in from_torch(module).cells)
     assert all(c.precision == "int8" for c in from_torch(module, precision="int8").cells)
+    assert all(c.precision == "bf16" for c in from_torch(module, precision="bf16").cells)
     with pytest.raises(ValueError, match="precision: expected 'auto', None or one of"):
-        from_torch(module, precision="bf16")
+        from_torch(module, precision="fp8")
 
 
 @needs_torch
