@@ -250,9 +250,9 @@ static void run_blocks(fc_block_kernel kernel, const fc_packed *packed, const fc
 }
 
 /* The step of a converted-operand family (i8, bf16): a sequence of one step (sequence.c),
- * whose x projection and operand conversions are the ones a step needs. One step reads all its inputs (x gathered and
- * quantized, h and c copied in) before it writes any output, so any overlap between them is
- * safe here. */
+ * whose x projection and operand conversions are the ones a step needs. One step reads all its
+ * inputs (x gathered and converted, h and c copied in) before it writes any output, so any
+ * overlap between them is safe here. */
 static fc_status step_as_sequence(const fc_cell *cell, size_t B, const void *x, size_t ldx,
                                   const void *c_in, size_t ldc_in, const void *h_in,
                                   size_t ldh_in, void *c_out, size_t ldc_out, void *h_out,
@@ -277,8 +277,9 @@ fc_status fc_cell_step(const fc_cell *cell, size_t B, const void *x, size_t ldx,
     const size_t es = dims.es, I = dims.I, U = dims.U, P = dims.P;
     const int lstm = dims.lstm, gru = dims.gru;
     if (B == 0) return FC_OK;
-    if (dims.converted) return step_as_sequence(cell, B, x, ldx, c_in, ldc_in, h_in, ldh_in, c_out,
-                                         ldc_out, h_out, ldh_out);
+    if (dims.converted)
+        return step_as_sequence(cell, B, x, ldx, c_in, ldc_in, h_in, ldh_in, c_out, ldc_out,
+                                h_out, ldh_out);
 
     /* Inputs that overlap an output are copied first, except the aliases the kernels allow:
      * c_in == c_out (elementwise), and h_in == h_out where h_in is fully read by one product

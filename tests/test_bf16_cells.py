@@ -9,7 +9,6 @@ step after step. With tanh/sigmoid the kernels' transcendentals differ from NumP
 or two: one step is compared with a stated tolerance, and the error of the scheme itself
 (against float32) is bounded at T = 1000.
 """
-import pickle
 
 import numpy as np
 import pytest
@@ -18,8 +17,8 @@ import fastcells
 from fastcells import _core, nn
 from fastcells import reference_quant as rq
 from test_int8_cells import (EXACT_ACTS, GATE, LSTM_OPTIONS, SIZES,  # noqa: F401 (tuning)
-                             check_bidirectional_stack, check_lstm_options, check_sequence,
-                             check_tanh_sigmoid_cell, packed_options, random_state,
+                             check_bidirectional_stack, check_lstm_options, check_quantized_copy,
+                             check_sequence, check_tanh_sigmoid_cell, packed_options, random_state,
                              scheme_references, tuning, weights_for)
 
 BF16_KERNELS = [k["name"] for k in _core.registered_kernels()
@@ -151,23 +150,8 @@ def test_tanh_sigmoid_cells_close_to_reference(kind):
 
 
 def test_quantize_copies_and_keeps_the_float_weights():
-    cell = fastcells.LSTMCell(8, num_proj=5, use_peepholes=True, seed=4)
-    cell.build(3)
-    q = fastcells.quantize(cell, "bf16")
-    assert q is not cell and cell.precision is None and q.precision == "bf16"
-    assert q._packed.precision == "bf16"
-    for (n1, a1), (n2, a2) in zip(cell.get_weights().items(), q.get_weights().items()):
-        assert n1 == n2 and a1.dtype == np.float32
-        np.testing.assert_array_equal(a1, a2)
-    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
-    state = cell.zero_state(2, np.float32)
-    h_q = q(x, state)[0]
+    cell, _, x, state, h_q = check_quantized_copy("bf16")
     assert not np.array_equal(h_q, cell(x, state)[0])       # the bf16 weights are in use
-    again = pickle.loads(pickle.dumps(q))
-    assert again.precision == "bf16"
-    np.testing.assert_array_equal(again(x, state)[0], h_q)
-    q.set_weights(cell.get_weights())
-    np.testing.assert_array_equal(q(x, state)[0], h_q)
     with pytest.raises(ValueError, match="computes in float32, got the float64 cell"):
         fastcells.quantize(fastcells.GRUCell(4, dtype=np.float64), "bf16")
     with pytest.raises(TypeError, match="dtype: precision 'bf16' computes in float32"):

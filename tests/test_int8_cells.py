@@ -370,12 +370,15 @@ def test_tanh_sigmoid_cells_close_to_reference(kind):
     check_tanh_sigmoid_cell(kind, "int8", reference_step, 1.5e-2)
 
 
-def test_quantize_copies_and_keeps_the_float_weights():
+def check_quantized_copy(precision):
+    """fastcells.quantize(cell, precision) of an LSTM with peepholes and projection: a new cell
+    packed in precision, the original untouched, the float32 weights kept, its numbers those of
+    its pickled copy and of itself after set_weights. Returns (cell, copy, x, state, copy's h)."""
     cell = fastcells.LSTMCell(8, num_proj=5, use_peepholes=True, seed=4)
     cell.build(3)
-    q = fastcells.quantize(cell, "int8")
-    assert q is not cell and cell.precision is None and q.precision == "int8"
-    assert cell._packed.precision is None
+    q = fastcells.quantize(cell, precision)
+    assert q is not cell and cell.precision is None and q.precision == precision
+    assert cell._packed.precision is None and q._packed.precision == precision
     for (n1, a1), (n2, a2) in zip(cell.get_weights().items(), q.get_weights().items()):
         assert n1 == n2 and a1.dtype == np.float32
         np.testing.assert_array_equal(a1, a2)
@@ -383,10 +386,15 @@ def test_quantize_copies_and_keeps_the_float_weights():
     state = cell.zero_state(2, np.float32)
     h_q = q(x, state)[0]
     again = pickle.loads(pickle.dumps(q))
-    assert again.precision == "int8"
+    assert again.precision == precision
     np.testing.assert_array_equal(again(x, state)[0], h_q)
     q.set_weights(cell.get_weights())                   # quantized again, the same numbers
     np.testing.assert_array_equal(q(x, state)[0], h_q)
+    return cell, q, x, state, h_q
+
+
+def test_quantize_copies_and_keeps_the_float_weights():
+    _, _, x, _, _ = check_quantized_copy("int8")
     unbuilt = fastcells.quantize(fastcells.GRUCell(4), "int8")
     assert unbuilt.precision == "int8" and unbuilt(x, np.zeros((2, 4), np.float32))[0].shape == (2, 4)
 
