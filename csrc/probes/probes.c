@@ -3,9 +3,9 @@
  * Built with the baseline flags: each wide path is one function compiled for its instruction
  * set by a target attribute, and is called only where the CPU has the path's features
  * (path_features: words of kernels/features.def, as kernels.def's requirements, checked by the
- * registry's detection, fc_cpu_has_features). Multiply-add: 12 independent accumulator chains (more than
- * latency x throughput of an FMA, 4 x 2, on current x86 cores), so the loop runs at the
- * throughput of the units. int8: each chain reads its own accumulator as its u8 operand, so
+ * registry's detection, fc_cpu_has_features). Multiply-add: 12 independent accumulator chains
+ * (more than latency x throughput of an FMA, 4 x 2, on current x86 cores), so the loop runs at
+ * the throughput of the units. int8: each chain reads its own accumulator as its u8 operand, so
  * no product is loop-invariant (the compiler cannot hoist it) and the values are don't-care.
  * bf16: vdpbf16ps accumulates into fp32 chains from one constant pair of bf16 vectors; each
  * chain grows by 2e-6 a round, so it stays finite and normal for any iters.

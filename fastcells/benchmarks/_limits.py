@@ -3,8 +3,9 @@ row: the least time that row could take on this machine.
 
     machine_line()                 CPU model, SIMD features, threads, dispatched ISA
     cache_sizes()                  per-core L2 and L3 bytes (sysfs, else sysconf, else defaults)
-    measure_limits(threads, quick) Limits: fp32 / int8 / bf16 multiply-add peak per core, OpenBLAS and
-                                   fastcells GEMM GFLOP/s, L2 / L3 / DRAM read bandwidth per core
+    measure_limits(threads, quick) Limits: fp32 / int8 / bf16 multiply-add peak per core,
+                                   OpenBLAS and fastcells GEMM GFLOP/s, L2 / L3 / DRAM read
+                                   bandwidth per core
     row_floor(...)                 Floor of one row from its work and those limits
 
 Multiply-add peaks and bandwidths are per core (one thread, the C probes of csrc/probes/: the
