@@ -128,7 +128,8 @@ def main(argv=None):
                         help="bench, bench-seq: fewer, shorter round-robin rounds and probes")
     parser.add_argument("--rounds", type=int, default=None, metavar="N",
                         help="bench, bench-seq: round-robin rounds (each times every peer once, "
-                             "in a rotated order; default 7, 3 with --quick)")
+                             "in a rotated order; default 7, 5 with --precision, 3 with "
+                             "--quick)")
     parser.add_argument("--case", action="append", default=None, metavar="ID",
                         help="bench, bench-seq: only the grid row with this id (e.g. "
                              "lstm-B1-I32-H32-T63); repeat for several")

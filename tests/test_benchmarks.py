@@ -181,14 +181,15 @@ def test_compute_bound_floor_on_fixed_limits():
 
 
 def test_precision_floors_on_fixed_limits():
-    # compute-bound: the precision's peak (bf16 without a probe: the fp32 peak); int8 without a
-    # probe has no compute floor
+    # compute-bound: the precision's peak (bf16: the faster of its probe and fp32's); int8
+    # without a probe has no compute floor
     limits = dataclasses.replace(LIMITS, int8_path="i8-avx512vnni", int8_peak_gops=400.0,
                                  bf16_path="bf16-avx512bf16", bf16_peak_gflops=160.0)
     for precision, peak in (("fp32", 100.0), ("bf16", 160.0), ("int8", 400.0)):
         f = _limits.row_floor(limits, 64, 4e9, 0, 1, 0, 0.0, precision=precision)
         assert f.bound == "fma" and f.seconds == pytest.approx(4e9 / (2 * peak * 1e9), rel=1e-12)
     assert LIMITS.peak("bf16") == 100.0
+    assert dataclasses.replace(limits, bf16_peak_gflops=60.0).peak("bf16") == 100.0
     with pytest.raises(ValueError, match="no int8 probe runs for isa avx2"):
         LIMITS.peak("int8")
     with pytest.raises(ValueError, match="precision: expected 'fp32', 'bf16' or 'int8'"):

@@ -14,7 +14,7 @@ of a few short repeats: a limit is a peak, so the best repeat is the one least d
 
 The floor of a row (seconds, ``row_floor``):
     compute-bound rows (batch > BANDWIDTH_BOUND_MAX_BATCH): FLOPs / (threads x the peak of the
-        row's precision: fp32, int8 or bf16, Limits.peak);
+        row's precision: fp32, int8, or the faster of bf16's vdpbf16ps and fp32; Limits.peak);
         OpenBLAS's GEMM rate gives a second reference, FLOPs / GEMM GFLOP/s ("gemm floor");
     bandwidth-bound rows (batch 1..BANDWIDTH_BOUND_MAX_BATCH: the weights stream every step):
         steps x (each thread's share of the weight bytes read every step) / the read bandwidth
@@ -52,7 +52,7 @@ INT8_PATHS = {"scalar": (), "neon": (), "avx2": ("i8-avx2", "i8-avxvnni"),
               "avx512": ("i8-avx2", "i8-avxvnni", "i8-avx512vnni")}
 # bf16 multiply-add of each dispatch path: vdpbf16ps zmm on avx512 where the CPU has
 # AVX512_BF16 (what the bf16 UPGRADE kernel runs); elsewhere the bf16 kernels widen to fp32 and
-# do one fp32 FMA per product, so their peak is the fp32 probe's
+# do one fp32 FMA per product, so their peak is the fp32 probe's (Limits.peak: the faster)
 BF16_PATHS = {"avx512": ("bf16-avx512bf16",)}
 
 
@@ -150,11 +150,12 @@ class Limits:
 
     def peak(self, precision):
         """GFLOP/s (int8: GOP/s) per core of the multiply-add of `precision` ("fp32",
-        "bf16", "int8"): the probe its kernels' instructions run at."""
+        "bf16", "int8"). bf16: the faster of vdpbf16ps (bf16_path) and the fp32 FMA its
+        widening form runs on (the same bits either way), so the floor is the least time."""
         if precision == "fp32":
             return self.fp32_peak_gflops
         if precision == "bf16":
-            return self.bf16_peak_gflops if self.bf16_path else self.fp32_peak_gflops
+            return max(self.bf16_peak_gflops, self.fp32_peak_gflops)
         if precision == "int8":
             if not self.int8_path:
                 raise ValueError(f"precision: no int8 probe runs for isa {self.isa} here, so "

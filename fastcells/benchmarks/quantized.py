@@ -35,8 +35,9 @@ output sequence, out_fp32 fastcells fp32's on the same weights and inputs; floor
 the least time at the row's precision on this machine (_limits.row_floor): at B <= 4 the
 weights' bytes in that precision (4 / 2 / 1 bytes a weight) streamed every step from the cache
 level each thread's share fits in, at large batch the FLOPs at that precision's measured
-multiply-add peak (fp32 FMA, bf16 vdpbf16ps or the fp32 FMA it widens to, int8 u8 x s8 VNNI /
-vpmaddubsw), plus fastcells fp32's empty call; %floor = floor / time.
+multiply-add peak (fp32 FMA, bf16 the faster of vdpbf16ps and the fp32 FMA it widens to, int8
+u8 x s8 VNNI / vpmaddubsw), plus fastcells fp32's empty call; %floor = floor / time. A default
+run does ROUNDS rounds.
 """
 import dataclasses
 import logging
@@ -66,6 +67,8 @@ ACCURACY_GUARD = 0.1
 # (seconds, samples): a contender whose one call takes longer gets that many samples a turn
 # (torch's B=64 rows take seconds a call here), so the default run stays a few minutes
 SLOW_CALL = (0.05, 1)
+# round-robin rounds of a default run (5 here, 7 in the fp32 table: 7 contenders a case)
+ROUNDS = 5
 
 
 def grid(full=False):
@@ -271,7 +274,7 @@ def run(out=sys.stdout, precisions=PRECISIONS, quick=False, cases=None, rounds=N
     if not precisions or bad:
         raise ValueError(f"precisions: expected a non-empty sequence of {PRECISIONS}, got "
                          f"{precisions!r}")
-    min_seconds, repeat, warm_seconds = (0.005, 3, 0.05) if quick else (0.02, 7, 0.1)
+    min_seconds, repeat, warm_seconds = (0.005, 3, 0.05) if quick else (0.02, ROUNDS, 0.1)
     repeat = repeat if rounds is None else rounds
     samples = 3 if quick else 5
     base_warm = 0.25                   # > the ~0.1 s other libraries' threads keep spinning
