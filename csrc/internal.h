@@ -168,6 +168,11 @@ typedef struct fc_kernels {
  * its family matches; NULL if not compiled in. Availability on this CPU: fc_isa_available. */
 const fc_kernels *fc_kernels_for(fc_isa isa, fc_dtype dtype, fc_precision precision);
 
+/* 1 when this CPU has every feature of `words` (space-separated fields of features.def, as the
+ * requirements of kernels.def; "" = none), else 0 (dispatch.c; valid after fc_init). The int8
+ * GEMM registry and the benchmarks' probes decide with it what may run. */
+int fc_cpu_has_features(const char *words);
+
 /* One packed product: panels for G gates over `units` units and K = k0 + k1 rows. */
 typedef struct fc_packed {
     void *panels;               /* [nblocks][panel_bytes], 64-byte aligned */

@@ -8,6 +8,12 @@
                                    (fastcells.benchmarks.cells)
     python -m fastcells bench-seq  whole sequences beside a NumPy loop, torch and onnxruntime
                                    when installed (fastcells.benchmarks.sequences)
+    python -m fastcells bench-seq --precision fp32,bf16,int8
+                                   the reduced-precision table: fastcells at each precision
+                                   beside onnxruntime fp32 / DynamicQuantizeLSTM and torch fp32
+                                   / torch.ao dynamic int8, with accuracy and % of floor
+                                   (fastcells.benchmarks.quantized); without --precision,
+                                   bench-seq is the fp32 table above
     bench / bench-seq options: --quick, --rounds N, --case ID (repeatable). Both tables open
     with the machine line and the limits the run measured (multiply-add peaks, GEMM rates,
     cache bandwidths), and give each row its floor on this machine and % of floor; peers are
@@ -122,28 +128,46 @@ def main(argv=None):
                         help="bench, bench-seq: fewer, shorter round-robin rounds and probes")
     parser.add_argument("--rounds", type=int, default=None, metavar="N",
                         help="bench, bench-seq: round-robin rounds (each times every peer once, "
-                             "in a rotated order; default 7, 3 with --quick)")
+                             "in a rotated order; default 7, 5 with --precision, 3 with "
+                             "--quick)")
     parser.add_argument("--case", action="append", default=None, metavar="ID",
                         help="bench, bench-seq: only the grid row with this id (e.g. "
                              "lstm-B1-I32-H32-T63); repeat for several")
+    parser.add_argument("--precision", default=None, metavar="LIST",
+                        help="bench-seq: the reduced-precision table for these fastcells "
+                             "precisions, comma-separated from fp32,bf16,int8 (default: the "
+                             "fp32 table)")
     parser.add_argument("--version", action="version", version=f"fastcells {fastcells.__version__}")
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         parser.error(f"--rounds: expected >= 1, got {args.rounds}")
+    precisions = None
+    if args.precision is not None:
+        from fastcells.benchmarks import quantized
+        if args.command != "bench-seq":
+            parser.error(f"--precision: expected with bench-seq, got it with {args.command}")
+        try:
+            precisions = quantized.parse_precisions(args.precision)
+        except ValueError as e:
+            parser.error(str(e))
     if args.command in ("bench", "bench-seq"):
-        from fastcells.benchmarks import cells, sequences
+        from fastcells.benchmarks import cells, quantized, sequences
         module = cells if args.command == "bench" else sequences
+        grid_name = args.command
+        if precisions is not None:
+            module, grid_name = quantized, "bench-seq --precision"
         cases = None
         if args.case:
             by_id = {case.id: case for case in module.grid(full=True)}
             unknown = [c for c in args.case if c not in by_id]
             if unknown:
-                parser.error(f"--case: expected ids of the {args.command} grid "
+                parser.error(f"--case: expected ids of the {grid_name} grid "
                              f"({', '.join(by_id)}), got {', '.join(unknown)}")
             cases = [by_id[c] for c in args.case]
         fastcells.show_config()
         print()
-        module.run(quick=args.quick, cases=cases, rounds=args.rounds)
+        options = {} if precisions is None else {"precisions": precisions}
+        module.run(quick=args.quick, cases=cases, rounds=args.rounds, **options)
         return 0
     fastcells.show_config()
     print()

@@ -3,6 +3,7 @@
 probes (positive, finite, quick), the stacked sequence cases' checks, and the command line.
 No assertion here is about how fast anything runs."""
 import dataclasses
+import io
 import math
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 import fastcells
 from fastcells import _core
-from fastcells.benchmarks import _harness, _limits, sequences
+from fastcells.benchmarks import _harness, _limits, quantized, sequences
 from fastcells.benchmarks._harness import Runner
 
 
@@ -179,6 +180,94 @@ def test_compute_bound_floor_on_fixed_limits():
     assert one.seconds == pytest.approx(4e9 / 100e9, rel=1e-12)
 
 
+def test_precision_floors_on_fixed_limits():
+    # compute-bound: the precision's peak (bf16: the faster of its probe and fp32's); int8
+    # without a probe has no compute floor
+    limits = dataclasses.replace(LIMITS, int8_path="i8-avx512vnni", int8_peak_gops=400.0,
+                                 bf16_path="bf16-avx512bf16", bf16_peak_gflops=160.0)
+    for precision, peak in (("fp32", 100.0), ("bf16", 160.0), ("int8", 400.0)):
+        f = _limits.row_floor(limits, 64, 4e9, 0, 1, 0, 0.0, precision=precision)
+        assert f.bound == "fma" and f.seconds == pytest.approx(4e9 / (2 * peak * 1e9), rel=1e-12)
+    assert LIMITS.peak("bf16") == 100.0
+    assert dataclasses.replace(limits, bf16_peak_gflops=60.0).peak("bf16") == 100.0
+    with pytest.raises(ValueError, match="no int8 probe runs for isa avx2"):
+        LIMITS.peak("int8")
+    with pytest.raises(ValueError, match="precision: expected 'fp32', 'bf16' or 'int8'"):
+        LIMITS.peak("fp16")
+    # bandwidth-bound: the weights' bytes shrink with the precision (4 / 2 / 1 bytes a weight)
+    case = sequences.SeqCase("lstm", 1, 256, 256, 10)
+    fp32, bf16, int8 = (quantized.floor(case, LIMITS, 0.0, p) for p in ("fp32", "bf16", "int8"))
+    assert fp32.bound == bf16.bound == int8.bound == "bw L2"
+    assert bf16.seconds == pytest.approx(fp32.seconds / 2, rel=1e-12)
+    assert int8.seconds == pytest.approx(fp32.seconds / 4, rel=1e-12)
+
+
+def test_precision_list_is_parsed_and_checked():
+    assert quantized.parse_precisions("int8, fp32,int8") == ("int8", "fp32")
+    for bad in ("", "fp32,int4", ","):
+        with pytest.raises(ValueError, match="--precision: expected a comma-separated list"):
+            quantized.parse_precisions(bad)
+    with pytest.raises(ValueError, match="precisions: expected a non-empty sequence"):
+        quantized.run(precisions=("fp16",))
+
+
+def test_precision_grid_is_the_issue_table():
+    ids = [case.id for case in quantized.grid()]
+    assert ids == ["lstm-B1-I128-H128-T100", "lstm-B1-I256-H256-T100", "lstm-B1-I512-H512-T100",
+                   "lstm-B1-I1024-H1024-T50", "lstm-B64-I512-H512-T50", "gru-B1-I512-H512-T100",
+                   "gru-B64-I512-H512-T50", "rnn-B1-I512-H512-T100"]
+    full = quantized.grid(full=True)
+    assert all(c.layers == 1 and c.directions == 1 and not c.variable_lengths for c in full)
+    assert len({c.id for c in full}) == len(full) > len(ids)
+
+
+def _installed(module):
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def test_precision_table_structure_and_accuracy():
+    """A quick run of the precision table on small cases: every contender has a row, fastcells
+    int8 / bf16 are within 1.5e-2 / 5e-3 relative L2 of fastcells fp32, the installed peers
+    have their accuracy column, the ones without an int8 form are skipped with a reason."""
+    cases = [sequences.SeqCase("lstm", 1, 64, 64, 30), sequences.SeqCase("gru", 1, 64, 64, 30),
+             sequences.SeqCase("rnn", 1, 64, 64, 30)]
+    out = io.StringIO()
+    results = quantized.run(out=out, quick=True, cases=cases, rounds=1)
+    text = out.getvalue()
+    assert "machine: " in text and "limits (this run, this machine)" in text
+    header = next(line for line in text.splitlines() if line.startswith("case "))
+    for column in ("contender", "prec", "ms", "rel L2", "floor", "bound", "%floor", "other"):
+        assert column in header
+    ort, torch = _installed("onnxruntime"), _installed("torch")
+    for case in cases:
+        row = results[case.id]
+        assert set(row) == set(quantized.CONTENDERS) | {"other_cores"}
+        for name in quantized.CONTENDERS:
+            if "unavailable" in row[name]:
+                assert row[name]["unavailable"]                      # a reason
+                continue
+            r = row[name]
+            assert r["seconds"] > 0 and r["floor_s"] > 0 and r["bound"].startswith("bw ")
+            assert math.isfinite(r["rel_l2"]) and r["rel_l2"] >= 0
+        assert row["fastcells-fp32"]["rel_l2"] == 0
+        assert row["fastcells-int8"]["rel_l2"] <= 1.5e-2
+        assert row["fastcells-bf16"]["rel_l2"] <= 5e-3
+        assert row["fastcells-int8"]["precision"] == "int8"
+        int8_peers = {"ort-int8": ort and case.kind == "lstm",
+                      "torch-int8": torch and case.kind != "rnn"}
+        for name, present in {"ort-fp32": ort, "torch-fp32": torch, **int8_peers}.items():
+            assert ("rel_l2" in row[name]) == present, (case.id, name, row[name])
+            if present:
+                bound = 1e-5 if name.endswith("fp32") else quantized.ACCURACY_GUARD
+                assert row[name]["rel_l2"] <= bound, (case.id, name, row[name])
+                assert row[name]["rel_l2"] > 0 or name.endswith("fp32")
+        assert any(line.startswith(case.id + " ") for line in text.splitlines())
+
+
 def test_sequence_case_work_of_stacks():
     case = sequences.SeqCase("lstm", 1, 64, 64, 100, directions=2, layers=2)
     assert case.id == "lstm-B1-I64-H64-T100-bi-L2"
@@ -340,7 +429,7 @@ def _fastcells_cli(*args, timeout=120):
 def test_bench_seq_help():
     res = _fastcells_cli("bench-seq", "--help")
     assert res.returncode == 0, res.stderr
-    for option in ("--quick", "--rounds", "--case"):
+    for option in ("--quick", "--rounds", "--case", "--precision"):
         assert option in res.stdout
 
 
@@ -361,3 +450,28 @@ def test_bench_seq_tiny_quick_run_prints_floor_columns():
         assert column in header
     row = next(line for line in out.splitlines() if line.startswith("lstm-B1-I32-H32-T63 "))
     assert "bw L" in row or "bw DRAM" in row
+
+
+def test_bench_seq_precision_is_checked():
+    res = _fastcells_cli("bench-seq", "--precision", "fp32,int4")
+    assert res.returncode == 2
+    assert "--precision: expected a comma-separated list of fp32, bf16, int8" in res.stderr
+    res = _fastcells_cli("bench", "--precision", "int8")
+    assert res.returncode == 2 and "--precision: expected with bench-seq" in res.stderr
+    res = _fastcells_cli("bench-seq", "--precision", "int8", "--case", "lstm-B1-I64-H64-T100-bi")
+    assert res.returncode == 2
+    assert "--case: expected ids of the bench-seq --precision grid" in res.stderr
+
+
+def test_bench_seq_precision_tiny_quick_run_prints_every_contender():
+    res = _fastcells_cli("bench-seq", "--quick", "--rounds", "1", "--precision", "int8,bf16",
+                         "--case", "lstm-B1-I32-H32-T63")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("case "))
+    assert "rel L2" in header and "%floor" in header
+    start = next(i for i, line in enumerate(lines) if line.startswith("lstm-B1-I32-H32-T63 "))
+    names = [line.split()[0] for line in [lines[start][len("lstm-B1-I32-H32-T63"):]]
+             + lines[start + 1:start + 6]]
+    assert names == ["fastcells-int8", "fastcells-bf16", "ort-fp32", "ort-int8", "torch-fp32",
+                     "torch-int8"]

@@ -82,8 +82,6 @@ fc_status fc_i8_matmul_q(const fc_i8_matrix *mat, size_t m, const int8_t *qa, si
 fc_status fc_i8_matmul(const fc_i8_matrix *mat, size_t m, const float *a, size_t lda, float *c,
                        size_t ldc, int32_t *acc, size_t ldacc, float *row_scale_out);
 
-int fc_cpu_has_features(const char *words);     /* dispatch.c: every word of features.def */
-
 /* The entry point of a vector kernel whose `tile(mr, groups, qa, lda, panel, acc, ldacc)`
  * handles up to 4 rows: the rows in tiles of 4, then one of 3, 2 or 1 (each height a
  * compile-time constant once tile is inlined, so its accumulators stay in registers). */

@@ -1,22 +1,41 @@
 /* probes.c — the machine-limit probes of probes.h (the contract is there).
  *
  * Built with the baseline flags: each wide path is one function compiled for its instruction
- * set by a target attribute, and is called only after __builtin_cpu_supports (cpuid and the
- * OS's xgetbv) says it runs here. Multiply-add: 12 independent accumulator chains (more than
- * latency x throughput of an FMA, 4 x 2, on current x86 cores), so the loop runs at the
- * throughput of the units. int8: each chain reads its own accumulator as its u8 operand, so
+ * set by a target attribute, and is called only where the CPU has the path's features
+ * (path_features: words of kernels/features.def, as kernels.def's requirements, checked by the
+ * registry's detection, fc_cpu_has_features). Multiply-add: 12 independent accumulator chains
+ * (more than latency x throughput of an FMA, 4 x 2, on current x86 cores), so the loop runs at
+ * the throughput of the units. int8: each chain reads its own accumulator as its u8 operand, so
  * no product is loop-invariant (the compiler cannot hoist it) and the values are don't-care.
+ * bf16: vdpbf16ps accumulates into fp32 chains from one constant pair of bf16 vectors; each
+ * chain grows by 2e-6 a round, so it stays finite and normal for any iters.
  * Streaming read: 8 independent sums of vector loads, 64-byte steps at least.
  */
 #include <math.h>
 #include <stdint.h>
 
+#include "internal.h"
 #include "probes.h"
 
 #define CHAINS 12
 #define I8_CHAINS 10            /* 3 live registers a chain on AVX2: 10 chains fit 16 ymm */
 #define FMA_A 0.9999f           /* acc = acc * A + B converges to B / (1 - A) = 1: no overflow, */
 #define FMA_B 1e-4f             /* no denormal, whatever iters */
+#define BF16_OPERAND 1e-3f      /* bf16 products 1e-6: a chain adds 2e-6 a round */
+
+/* What the CPU must have for each path (fc_probe_path order): features.def words */
+static const char *const path_features[FC_PROBE_PATH_COUNT] = {
+    [FC_PROBE_F32_BASELINE] = "",
+    [FC_PROBE_F32_AVX2] = "avx avx2 fma os_avx",
+    [FC_PROBE_F32_AVX512] = "avx512f os_avx512",
+    [FC_PROBE_I8_AVX2] = "avx avx2 os_avx",
+    [FC_PROBE_I8_AVXVNNI] = "avx avx2 avxvnni os_avx",
+    [FC_PROBE_I8_AVX512VNNI] = "avx512f avx512vnni os_avx512",
+    [FC_PROBE_READ_BASELINE] = "",
+    [FC_PROBE_READ_AVX2] = "avx avx2 os_avx",
+    [FC_PROBE_READ_AVX512] = "avx512f os_avx512",
+    [FC_PROBE_BF16_AVX512BF16] = "avx512f avx512bw avx512bf16 os_avx512",
+};
 
 typedef float v4f __attribute__((vector_size(16)));
 
@@ -118,6 +137,21 @@ static double madd_i8_avx512vnni(long iters)
     return 2.0 * 64 * I8_CHAINS * (double)iters;
 }
 
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static double madd_bf16_avx512bf16(long iters)
+{
+    __m512 acc[CHAINS];
+    const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(BF16_OPERAND),
+                                           _mm512_set1_ps(BF16_OPERAND));
+    for (int k = 0; k < CHAINS; k++) acc[k] = _mm512_set1_ps((float)k);
+    for (long i = 0; i < iters; i++)
+        for (int k = 0; k < CHAINS; k++) acc[k] = _mm512_dpbf16_ps(acc[k], a, a);
+    __m512 s = acc[0];
+    for (int k = 1; k < CHAINS; k++) s = _mm512_add_ps(s, acc[k]);
+    /* 16 lanes x 2 bf16 products a lane, 2 operations each */
+    return _mm512_reduce_add_ps(s) > 0 ? 2.0 * 32 * CHAINS * (double)iters : -1;
+}
+
 __attribute__((target("avx2")))
 static double read_avx2(const float *buf, size_t n, long passes)
 {
@@ -159,17 +193,14 @@ int fc_probe_supported(int path)
         return 1;
 #ifdef X86_PROBES
     case FC_PROBE_F32_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case FC_PROBE_I8_AVX2:
-    case FC_PROBE_READ_AVX2:
-        return __builtin_cpu_supports("avx2");
     case FC_PROBE_F32_AVX512:
-    case FC_PROBE_READ_AVX512:
-        return __builtin_cpu_supports("avx512f");
+    case FC_PROBE_I8_AVX2:
     case FC_PROBE_I8_AVXVNNI:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
     case FC_PROBE_I8_AVX512VNNI:
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+    case FC_PROBE_READ_AVX2:
+    case FC_PROBE_READ_AVX512:
+    case FC_PROBE_BF16_AVX512BF16:
+        return fc_cpu_has_features(path_features[path]);   /* detected by fc_init (import) */
 #endif
     default:
         return 0;
@@ -187,6 +218,7 @@ double fc_probe_madd(int path, long iters)
     case FC_PROBE_I8_AVX2: return madd_i8_avx2(iters);
     case FC_PROBE_I8_AVXVNNI: return madd_i8_avxvnni(iters);
     case FC_PROBE_I8_AVX512VNNI: return madd_i8_avx512vnni(iters);
+    case FC_PROBE_BF16_AVX512BF16: return madd_bf16_avx512bf16(iters);
 #endif
     default: return -1;
     }

@@ -4,6 +4,9 @@ bench/ import them from here):
 
     fastcells.benchmarks.cells       one cell call: grid, peers, table (python -m fastcells bench)
     fastcells.benchmarks.sequences   a whole sequence forward (python -m fastcells bench-seq)
+    fastcells.benchmarks.quantized   the same at fp32 / bf16 / int8 beside onnxruntime's and
+                                     torch's fp32 and dynamic int8, with accuracy (python -m
+                                     fastcells bench-seq --precision fp32,bf16,int8)
     fastcells.benchmarks._harness    what both share: checks, Runner / Unavailable, warm-up,
                                      the round robin every comparison is timed by (the minimum
                                      over rounds of each round's median), the load of the rest

@@ -3,8 +3,9 @@ row: the least time that row could take on this machine.
 
     machine_line()                 CPU model, SIMD features, threads, dispatched ISA
     cache_sizes()                  per-core L2 and L3 bytes (sysfs, else sysconf, else defaults)
-    measure_limits(threads, quick) Limits: fp32 / int8 multiply-add peak per core, OpenBLAS and
-                                   fastcells GEMM GFLOP/s, L2 / L3 / DRAM read bandwidth per core
+    measure_limits(threads, quick) Limits: fp32 / int8 / bf16 multiply-add peak per core,
+                                   OpenBLAS and fastcells GEMM GFLOP/s, L2 / L3 / DRAM read
+                                   bandwidth per core
     row_floor(...)                 Floor of one row from its work and those limits
 
 Multiply-add peaks and bandwidths are per core (one thread, the C probes of csrc/probes/: the
@@ -12,7 +13,8 @@ peak of a loop that does nothing else), GEMMs at the run's thread count. Each li
 of a few short repeats: a limit is a peak, so the best repeat is the one least disturbed.
 
 The floor of a row (seconds, ``row_floor``):
-    compute-bound rows (batch > BANDWIDTH_BOUND_MAX_BATCH): FLOPs / (threads x fp32 peak);
+    compute-bound rows (batch > BANDWIDTH_BOUND_MAX_BATCH): FLOPs / (threads x the peak of the
+        row's precision: fp32, int8, or the faster of bf16's vdpbf16ps and fp32; Limits.peak);
         OpenBLAS's GEMM rate gives a second reference, FLOPs / GEMM GFLOP/s ("gemm floor");
     bandwidth-bound rows (batch 1..BANDWIDTH_BOUND_MAX_BATCH: the weights stream every step):
         steps x (each thread's share of the weight bytes read every step) / the read bandwidth
@@ -48,6 +50,10 @@ READ_PATH = {"scalar": "read-baseline", "avx2": "read-avx2", "avx512": "read-avx
 # and neon paths have no int8 probe
 INT8_PATHS = {"scalar": (), "neon": (), "avx2": ("i8-avx2", "i8-avxvnni"),
               "avx512": ("i8-avx2", "i8-avxvnni", "i8-avx512vnni")}
+# bf16 multiply-add of each dispatch path: vdpbf16ps zmm on avx512 where the CPU has
+# AVX512_BF16 (what the bf16 UPGRADE kernel runs); elsewhere the bf16 kernels widen to fp32 and
+# do one fp32 FMA per product, so their peak is the fp32 probe's (Limits.peak: the faster)
+BF16_PATHS = {"avx512": ("bf16-avx512bf16",)}
 
 
 def cpu_model():
@@ -139,6 +145,23 @@ class Limits:
     l3_gbps: float
     dram_gbps: float
     dram_note: str = ""
+    bf16_path: str = ""              # "" when no bf16 probe runs here: bf16 at the fp32 peak
+    bf16_peak_gflops: float = 0.0    # per core, 2 FLOPs per bf16 product; 0 without a path
+
+    def peak(self, precision):
+        """GFLOP/s (int8: GOP/s) per core of the multiply-add of `precision` ("fp32",
+        "bf16", "int8"). bf16: the faster of vdpbf16ps (bf16_path) and the fp32 FMA its
+        widening form runs on (the same bits either way), so the floor is the least time."""
+        if precision == "fp32":
+            return self.fp32_peak_gflops
+        if precision == "bf16":
+            return max(self.bf16_peak_gflops, self.fp32_peak_gflops)
+        if precision == "int8":
+            if not self.int8_path:
+                raise ValueError(f"precision: no int8 probe runs for isa {self.isa} here, so "
+                                 f"an int8 row has no compute floor")
+            return self.int8_peak_gops
+        raise ValueError(f"precision: expected 'fp32', 'bf16' or 'int8', got {precision!r}")
 
     def level(self, nbytes):
         """(name, GB/s) of the cache level `nbytes` of one thread fit in: L2, L3 or DRAM."""
@@ -153,9 +176,11 @@ class Limits:
         mib = lambda n: f"{n / (1 << 20):.3g} MiB"                    # noqa: E731
         int8 = (f"int8 {self.int8_peak_gops:.0f} GOP/s ({self.int8_path})" if self.int8_path
                 else f"int8: no int8 probe for isa {self.isa} here")
+        bf16 = (f"bf16 {self.bf16_peak_gflops:.0f} GFLOP/s ({self.bf16_path})" if self.bf16_path
+                else "bf16 at the fp32 peak (widened to fp32 FMAs)")
         return [
             f"limits (this run, this machine): fp32 multiply-add peak {self.fp32_peak_gflops:.1f}"
-            f" GFLOP/s per core ({self.fp32_path}), {int8} per core",
+            f" GFLOP/s per core ({self.fp32_path}), {int8}, {bf16} per core",
             f"  fp32 GEMM {self.gemm_size}^3 at {self.threads} thread(s): OpenBLAS (numpy) "
             f"{self.blas_gemm_gflops:.1f} GFLOP/s, fastcells PackedMatrix "
             f"{self.packed_gemm_gflops:.1f} GFLOP/s",
@@ -247,6 +272,9 @@ def measure_limits(threads=None, quick=False):
     int8_runs = [p for p in INT8_PATHS.get(isa, ()) if _core._probe_supported(p)]
     int8_path = int8_runs[-1] if int8_runs else ""
     int8 = madd_peak(int8_path, seconds) if int8_path else 0.0
+    bf16_runs = [p for p in BF16_PATHS.get(isa, ()) if _core._probe_supported(p)]
+    bf16_path = bf16_runs[-1] if bf16_runs else ""
+    bf16 = madd_peak(bf16_path, seconds) if bf16_path else 0.0
     gemm_n = 512 if quick else 2048
     blas, own = gemm_gflops(gemm_n, threads, quick)
     l2, l3, source = cache_sizes()
@@ -262,7 +290,7 @@ def measure_limits(threads=None, quick=False):
                     f"cache-resident)")
     dram_bw = read_bandwidth(read, dram_bytes, seconds, repeat=2)
     return Limits(isa, threads, fp32_path, fp32, int8_path, int8, gemm_n, blas, own, l2, l3,
-                  source, l2_bw, l3_bw, dram_bw, note)
+                  source, l2_bw, l3_bw, dram_bw, note, bf16_path, bf16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,10 +306,12 @@ class Floor:
         return 100.0 * self.seconds / measured
 
 
-def row_floor(limits, B, flops, stream_bytes, steps, once_bytes, empty_call, threads=None):
+def row_floor(limits, B, flops, stream_bytes, steps, once_bytes, empty_call, threads=None,
+              precision="fp32"):
     """The Floor of a row (module docstring): batch B, `flops` in all, `stream_bytes` of
-    weights read every one of `steps` steps, `once_bytes` read once per call, `empty_call`
-    seconds, at `threads` (default limits.threads)."""
+    weights read every one of `steps` steps, `once_bytes` read once per call (both in the
+    row's precision), `empty_call` seconds, at `threads` (default limits.threads); a
+    compute-bound row at the multiply-add peak of `precision` (Limits.peak)."""
     threads = limits.threads if threads is None else threads
     gemm = flops / (limits.blas_gemm_gflops * 1e9)
     if B <= BANDWIDTH_BOUND_MAX_BATCH:
@@ -293,6 +323,6 @@ def row_floor(limits, B, flops, stream_bytes, steps, once_bytes, empty_call, thr
             seconds += once_share / (limits.level(once_share)[1] * 1e9)
         bound = f"bw {level}"
     else:
-        seconds = flops / (threads * limits.fp32_peak_gflops * 1e9)
+        seconds = flops / (threads * limits.peak(precision) * 1e9)
         bound = "fma"
     return Floor(seconds + empty_call, bound, gemm + empty_call)
