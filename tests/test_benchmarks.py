@@ -211,7 +211,7 @@ def test_precision_list_is_parsed_and_checked():
         quantized.run(precisions=("fp16",))
 
 
-def test_precision_grid_is_the_issue_table():
+def test_precision_grid_has_the_documented_rows():
     ids = [case.id for case in quantized.grid()]
     assert ids == ["lstm-B1-I128-H128-T100", "lstm-B1-I256-H256-T100", "lstm-B1-I512-H512-T100",
                    "lstm-B1-I1024-H1024-T50", "lstm-B64-I512-H512-T50", "gru-B1-I512-H512-T100",

@@ -65,14 +65,14 @@ BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "int8": 1}
 # cases, a wrong layout or gate order ~1
 ACCURACY_GUARD = 0.1
 # (seconds, samples): a contender whose one call takes longer gets that many samples a turn
-# (torch's B=64 rows take seconds a call here), so the default run stays a few minutes
+# (torch's B=64 rows take about a second a call), so the default run stays a few minutes
 SLOW_CALL = (0.05, 1)
 # round-robin rounds of a default run (5 here, 7 in the fp32 table: 7 contenders a case)
 ROUNDS = 5
 
 
 def grid(full=False):
-    """The issue's rows (module docstring); full: also every one-layer, one-direction,
+    """The rows of the module docstring; full: also every one-layer, one-direction,
     full-length case of sequences.grid(full=True) not among them (for --case)."""
     cases = [SeqCase("lstm", 1, H, H, 100) for H in (128, 256, 512)]
     cases += [SeqCase("lstm", 1, 1024, 1024, 50), SeqCase("lstm", 64, 512, 512, 50),
