@@ -643,8 +643,28 @@ class _Lstm:
 
 
 class _GruBase:
-    """What both GRUs share: the activations (h's fixed scale where they bound h by 1) and the
-    r, u gates from the hoisted x part and h @ W_h."""
+    """What both GRUs share: the r, u gates' weights, the hoisted x part (the gates' and the
+    candidate's x products), the activations (h's fixed scale where they bound h by 1) and the
+    r, u gates from the hoisted x part and h @ W_h.
+
+    Set by _set_gates: s (the scheme), I, U; gx, gh (gates_kernel's x rows [I, 2U] and h rows
+    [U, 2U], prepared), gb (gates_bias [2U]). Set by each GRU: cx (the candidate's x kernel
+    [I, U], prepared) and cb (its bias [U])."""
+
+    def _set_gates(self, scheme, I, U, gates_kernel, gates_bias):
+        """gates_kernel [I+U, 2U] and gates_bias [2U] converted, checked (before the candidate's
+        weights are checked) and prepared."""
+        gk, gb = _f32("gates_kernel", gates_kernel, 2), _f32("gates_bias", gates_bias, 1)
+        _check_shape("gates_kernel", gk, (I + U, 2 * U))
+        _check_shape("gates_bias", gb, (2 * U,))
+        self.s, self.I, self.U = scheme, I, U
+        self.gx, self.gh = scheme.prepare(gk[:I], "gates_kernel"), \
+            scheme.prepare(gk[I:], "gates_kernel")
+        self.gb = gb
+
+    def hoist(self, x):                          # x: [M,I] -> [M,3U]: gates | candidate's x part
+        return np.concatenate([self.s.product([(x, self.gx, None, "x")], self.gb),
+                               self.s.product([(x, self.cx, None, "x")], self.cb)], axis=1)
 
     def _set_activations(self, activation, gate_activation, preact_clip):
         self.act = ref._clipped(ref.get_activation(activation), preact_clip)
@@ -668,24 +688,15 @@ class _Gru(_GruBase):
 
     def __init__(self, scheme, I, gates_kernel, gates_bias, candidate_kernel, candidate_bias,
                  activation=None, gate_activation=None, preact_clip=None):
-        gk, gb = _f32("gates_kernel", gates_kernel, 2), _f32("gates_bias", gates_bias, 1)
         ck = _f32("candidate_kernel", candidate_kernel, 2)
         cb = _f32("candidate_bias", candidate_bias, 1)
         U = cb.shape[0]
-        _check_shape("gates_kernel", gk, (I + U, 2 * U))
-        _check_shape("gates_bias", gb, (2 * U,))
+        self._set_gates(scheme, I, U, gates_kernel, gates_bias)
         _check_shape("candidate_kernel", ck, (I + U, U))
-        self.s, self.I, self.U = scheme, I, U
-        self.gx, self.gh = scheme.prepare(gk[:I], "gates_kernel"), \
-            scheme.prepare(gk[I:], "gates_kernel")
         self.cx, self.ch = scheme.prepare(ck[:I], "candidate_kernel"), \
             scheme.prepare(ck[I:], "candidate_kernel")
-        self.gb, self.cb = gb, cb
+        self.cb = cb
         self._set_activations(activation, gate_activation, preact_clip)
-
-    def hoist(self, x):                                   # x: [M,I] -> [M,3U]: gates | cand
-        return np.concatenate([self.s.product([(x, self.gx, None, "x")], self.gb),
-                               self.s.product([(x, self.cx, None, "x")], self.cb)], axis=1)
 
     def step(self, zx, h):
         h, r, u = self._gates(zx, h)
@@ -702,25 +713,16 @@ class _GruResetAfter(_GruBase):
     def __init__(self, scheme, I, gates_kernel, gates_bias, input_kernel, input_bias,
                  hidden_kernel, hidden_bias, activation=None, gate_activation=None,
                  preact_clip=None):
-        gk, gb = _f32("gates_kernel", gates_kernel, 2), _f32("gates_bias", gates_bias, 1)
         ik, ib = _f32("input_kernel", input_kernel, 2), _f32("input_bias", input_bias, 1)
         hk, hb = _f32("hidden_kernel", hidden_kernel, 2), _f32("hidden_bias", hidden_bias, 1)
         U = ib.shape[0]
-        _check_shape("gates_kernel", gk, (I + U, 2 * U))
-        _check_shape("gates_bias", gb, (2 * U,))
+        self._set_gates(scheme, I, U, gates_kernel, gates_bias)
         _check_shape("input_kernel", ik, (I, U))
         _check_shape("hidden_kernel", hk, (U, U))
         _check_shape("hidden_bias", hb, (U,))
-        self.s, self.I, self.U = scheme, I, U
-        self.gx, self.gh = scheme.prepare(gk[:I], "gates_kernel"), \
-            scheme.prepare(gk[I:], "gates_kernel")
-        self.wi, self.wh = scheme.prepare(ik, "input_kernel"), scheme.prepare(hk, "hidden_kernel")
-        self.gb, self.ib, self.hb = gb, ib, hb
+        self.cx, self.wh = scheme.prepare(ik, "input_kernel"), scheme.prepare(hk, "hidden_kernel")
+        self.cb, self.hb = ib, hb
         self._set_activations(activation, gate_activation, preact_clip)
-
-    def hoist(self, x):                                   # x: [M,I] -> [M,3U]: gates | input
-        return np.concatenate([self.s.product([(x, self.gx, None, "x")], self.gb),
-                               self.s.product([(x, self.wi, None, "x")], self.ib)], axis=1)
 
     def step(self, zx, h):
         h, r, u = self._gates(zx, h)

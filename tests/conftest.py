@@ -1,6 +1,6 @@
 """What the test modules share, stated once: the tolerances, the dtypes, the named cell
-configurations, random weights, the closeness assertion, and the one adapter from a cell to
-its oracle (fastcells.cells._oracle.oracle_step, which the benchmarks and
+configurations, random weights, the closeness assertion, the watch on the runners' native
+call (record_run_sequences), and the one adapter from a cell to its oracle (fastcells.cells._oracle.oracle_step, which the benchmarks and
 ``python -m fastcells`` use too).
 
 Tolerances: float32 within RTOL_F32 norm-wise (||a-b|| <= RTOL_F32*||b|| + ATOL_F32) and
@@ -12,7 +12,7 @@ loads reference.py alone); everything else then fails at its first use of a cell
 import numpy as np
 
 try:
-    from fastcells import activations, nn
+    from fastcells import _core, activations, nn
     from fastcells._nest import flatten as flat
     from fastcells.cells import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell,  # noqa: F401
                                  MultiRNNCell)
@@ -104,6 +104,20 @@ def randomize(cell, rng, input_size):
             new[name] = rng.standard_normal(a.shape) * 0.5
     cell.set_weights(new)
     return cell
+
+
+def record_run_sequences(monkeypatch, record=lambda *args, **kwargs: 1):
+    """Wraps fastcells._core.run_sequences (the attribute fastcells.rnn looks up) for the test:
+    each call appends record(*its arguments) to the returned list, then runs the real one. The
+    default record is 1, so the list is [1] * the number of native calls."""
+    calls = []
+    real = _core.run_sequences
+
+    def recording(*args, **kwargs):
+        calls.append(record(*args, **kwargs))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(_core, "run_sequences", recording)
+    return calls
 
 
 def assert_close(actual, expected, dtype, what=""):

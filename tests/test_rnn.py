@@ -29,7 +29,8 @@ from fastcells.cells._fused import FusedCell, SingleStateCell
 from fastcells.cells._kinds import LSTMBase
 
 from conftest import (ATOL_F32, CONFIGS, DTYPE_IDS, DTYPES, RTOL_F32, TOL_F64,  # noqa: F401,E402
-                      assert_close, flat, oracle_step, randomize, scaled_tanh)
+                      assert_close, flat, oracle_step, randomize, record_run_sequences,
+                      scaled_tanh)
 
 # the configurations of the runner tests (conftest.CONFIGS)
 RUNNER_CONFIGS = sorted([
@@ -175,17 +176,12 @@ def restore_threads():
 def count_calls(monkeypatch):
     """Counts _core.run_sequences calls (the attribute rnn.py looks up) and makes any Python
     per-step computation of a fastcells cell raise."""
-    calls = []
-    real = _core.run_sequences
-
-    def counting(T, B, stacks, time_major=False):
-        calls.append([len(s) for s in stacks])
-        return real(T, B, stacks, time_major)
+    calls = record_run_sequences(
+        monkeypatch, lambda T, B, stacks, time_major=False: [len(s) for s in stacks])
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a cell was stepped from Python on the fast path")
 
-    monkeypatch.setattr(_core, "run_sequences", counting)
     for klass in (SingleStateCell, LSTMBase, MultiRNNCell):
         monkeypatch.setattr(klass, "__call__", forbidden)
         monkeypatch.setattr(klass, "step_", forbidden)
@@ -490,9 +486,7 @@ def test_slow_path_for_a_custom_activation(monkeypatch):
     """The custom-activation cell runs through the Python loop; in a bidirectional pair the
     other direction still runs natively."""
     rng = np.random.default_rng(18)
-    calls = []
-    real = _core.run_sequences
-    monkeypatch.setattr(_core, "run_sequences", lambda *a: calls.append(a) or real(*a))
+    calls = record_run_sequences(monkeypatch, lambda *args: args)
     custom = make("gru-custom", 16, np.float64, 3)
     x = rng.standard_normal((2, 5, 3))
     nn.dynamic_rnn(custom, x, dtype=np.float64)

@@ -15,8 +15,10 @@ import pickle
 
 import numpy as np
 
-from fastcells import _core, _override, nn, rnn
+from fastcells import _override, nn, rnn
 from fastcells.cells import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, MultiRNNCell
+
+from conftest import record_run_sequences  # noqa: E402
 
 F32 = np.float32
 B, T, I = 3, 6, 4
@@ -39,17 +41,6 @@ def assert_same(got, want):
     assert len(got_leaves) == len(want_leaves)
     for g, w in zip(got_leaves, want_leaves):
         np.testing.assert_array_equal(g, w)
-
-
-def counting(monkeypatch):
-    calls = []
-    real = _core.run_sequences
-
-    def run_sequences(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(_core, "run_sequences", run_sequences)
-    return calls
 
 
 def test_the_quick_path_is_cached_and_gives_the_careful_paths_result():
@@ -133,7 +124,7 @@ def test_a_subclass_created_after_the_base_was_run_keeps_its_override(monkeypatc
             out, new = super().call(inputs, state)
             return out + 1, new
     cell = twin(base, Shifted)
-    calls = counting(monkeypatch)
+    calls = record_run_sequences(monkeypatch)
     for _ in range(2):                                      # uncached, then cached answers
         np.testing.assert_array_equal(nn.dynamic_rnn(cell, x, dtype=F32)[0], plain + 1)
         assert calls == [] and _override.overrides_call(Shifted)
@@ -154,7 +145,7 @@ def test_an_override_assigned_after_the_first_run_is_seen(monkeypatch):
         return out * 0.5, new
     monkeypatch.setattr(Later, "__call__", __call__)
     assert _override.overrides_call(Later)
-    calls = counting(monkeypatch)
+    calls = record_run_sequences(monkeypatch)
     np.testing.assert_array_equal(nn.dynamic_rnn(cell, x, dtype=F32)[0], plain * 0.5)
     assert calls == []
     monkeypatch.undo()

@@ -11,8 +11,8 @@ import pickle
 import numpy as np
 import pytest
 
-from conftest import assert_identical as assert_equal  # noqa: E402
-from fastcells import _core, nn, reference
+from conftest import assert_identical as assert_equal, record_run_sequences  # noqa: E402
+from fastcells import nn, reference
 from fastcells.cells import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple,
                              MultiRNNCell)
 
@@ -216,13 +216,7 @@ def test_dunder_call_override_is_honoured_and_call_is_the_cells_own_step():
 def test_subclass_overriding_nothing_keeps_the_native_path(monkeypatch):
     assert Plain.__call__ is GRUCell.__call__ and Plain.step_ is GRUCell.step_
     cell = built(Plain, 6)
-    calls = []
-    real = _core.run_sequences
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(_core, "run_sequences", counting)
+    calls = record_run_sequences(monkeypatch)
     out, _ = nn.dynamic_rnn(cell, data(), LENGTHS, dtype=np.float64)
     assert calls == [1]
     calls.clear()

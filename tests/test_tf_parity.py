@@ -185,6 +185,17 @@ def case_seed(name, dtype):
     return zlib.crc32(("%s/%s" % (name, np.dtype(dtype).name)).encode())
 
 
+def tf_case(case, dtype, seed, x_shape):
+    """CASES[case] as a TF cell with the case's weights, and inputs for it: (kind, kw, TF cell,
+    W {TF short name: array}, x [x_shape] uniform in [-2, 2), a random initial state), x and the
+    state drawn in that order from default_rng(seed)."""
+    kind, kw = CASES[case]
+    cell, W, _ = make_tf_cell(kind, kw, dtype, I, case_seed(case, dtype))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, x_shape).astype(dtype)
+    return kind, kw, cell, W, x, random_state(kind, kw, dtype, rng)
+
+
 # ---------------------------------------------------------------------------------------------
 # TF vs fastcells.reference
 # ---------------------------------------------------------------------------------------------
@@ -192,11 +203,7 @@ def case_seed(name, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_reference_step_matches_tf(case, dtype):
-    kind, kw = CASES[case]
-    cell, W, _ = make_tf_cell(kind, kw, dtype, I, case_seed(case, dtype))
-    rng = np.random.default_rng(1)
-    x = rng.uniform(-2, 2, (B, I)).astype(dtype)
-    state = random_state(kind, kw, dtype, rng)
+    kind, kw, cell, W, x, state = tf_case(case, dtype, 1, (B, I))
     out_tf, st_tf = cell(tf.constant(x), to_tf(state))
     out_ref, st_ref = ref_step(kind, kw, W)(x, state)
     assert_same_state(out_ref, np.asarray(out_tf), dtype, "output")
@@ -206,11 +213,7 @@ def test_reference_step_matches_tf(case, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_reference_dynamic_rnn_matches_tf(case, dtype):
-    kind, kw = CASES[case]
-    cell, W, _ = make_tf_cell(kind, kw, dtype, I, case_seed(case, dtype))
-    rng = np.random.default_rng(2)
-    x = rng.uniform(-2, 2, (B, T, I)).astype(dtype)
-    init = random_state(kind, kw, dtype, rng)
+    kind, kw, cell, W, x, init = tf_case(case, dtype, 2, (B, T, I))
     out_tf, st_tf = tf_dynamic_rnn(cell, x, init, LENGTHS)
     out_ref, st_ref = ref.dynamic_rnn(ref_step(kind, kw, W), x, init, sequence_length=LENGTHS)
     assert_same_state(out_ref, out_tf, dtype, "outputs")
@@ -339,9 +342,8 @@ def make_fc_cell(fc, kind, kw, dtype, W):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fastcells_cell_matches_tf(case, dtype):
-    kind, kw = CASES[case]
+    kind, kw, tf_cell, W, x, state = tf_case(case, dtype, 1, (B, I))
     fc = fastcells_or_skip(kind, "LSTMStateTuple")
-    tf_cell, W, _ = make_tf_cell(kind, kw, dtype, I, case_seed(case, dtype))
     cell = make_fc_cell(fc, kind, kw, dtype, W)
     # sizes and zero state as TF
     sizes = [int(v) for v in flatten(cell.state_size)]
@@ -353,9 +355,6 @@ def test_fastcells_cell_matches_tf(case, dtype):
     zs_tf = to_numpy(tf_cell.zero_state(B, tf.as_dtype(dtype)))
     assert_same_state(cell.zero_state(B, dtype), zs_tf, dtype, "zero_state")
     # one step from a random state
-    rng = np.random.default_rng(1)
-    x = rng.uniform(-2, 2, (B, I)).astype(dtype)
-    state = random_state(kind, kw, dtype, rng)
     out_tf, st_tf = tf_cell(tf.constant(x), to_tf(state))
     fc_state = to_fastcells_state(fc, state)
     saved = [a.copy() for a in flatten(fc_state)] + [x.copy()]
@@ -383,13 +382,9 @@ def test_fastcells_set_weights_accepts_full_tf_names(case, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fastcells_dynamic_rnn_matches_tf(case, dtype):
-    kind, kw = CASES[case]
+    kind, kw, tf_cell, W, x, init = tf_case(case, dtype, 2, (B, T, I))
     fc = fastcells_or_skip(kind, "LSTMStateTuple", "nn.dynamic_rnn")
-    tf_cell, W, _ = make_tf_cell(kind, kw, dtype, I, case_seed(case, dtype))
     cell = make_fc_cell(fc, kind, kw, dtype, W)
-    rng = np.random.default_rng(2)
-    x = rng.uniform(-2, 2, (B, T, I)).astype(dtype)
-    init = random_state(kind, kw, dtype, rng)
     out_tf, st_tf = tf_dynamic_rnn(tf_cell, x, init, LENGTHS)
     out_fc, st_fc = fc.nn.dynamic_rnn(cell, x, sequence_length=LENGTHS,
                                       initial_state=to_fastcells_state(fc, init), dtype=dtype)

@@ -113,14 +113,7 @@ INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
     const int pwn = nv * FC_VW;
     const float *bias = (const float *)a->panel;
     const uint32_t *w = (const uint32_t *)(bias + pwn);
-    if (init_rows) {                                /* the hoisted x @ Wx + bias */
-        const float *init = (const float *)init_rows + row * a->ld_init;
-        for (int m = 0; m < mr; m++)
-            for (int v = 0; v < nv; v++) acc[m][v] = vload(init + m * a->ld_init + v * FC_VW);
-    } else {
-        for (int m = 0; m < mr; m++)
-            for (int v = 0; v < nv; v++) acc[m][v] = vload(bias + v * FC_VW);
-    }
+    tile_start(mr, nv, acc, a, row, init_rows, bias);
     bf16_segment(mr, nv, acc, w, (const uint32_t *)a->a0 + row * a->lda0, a->lda0,
                  a->k0 / 2 + a->k0 % 2);
 }

@@ -227,6 +227,22 @@ INLINE vec vact_clipped(const fc_block_args *a, const fc_act *act, vec x)
 }
 
 /* ---- the product: acc[m][v] = bias + a0 @ W0 + a1 @ W1 for mr rows ----------------------- */
+/* acc[m][v] = where the product of rows row .. row+mr-1 starts: their init rows (init_rows,
+ * a->ld_init apart: the hoisted x @ Wx + bias) when init_rows is not NULL, else the bias row
+ * `bias` ([nv*VW]) in every row */
+INLINE void tile_start(const int mr, const int nv, vec acc[FC_MR][4], const fc_block_args *a,
+                       size_t row, const void *init_rows, const FC_T *bias)
+{
+    if (init_rows) {
+        const FC_T *init = (const FC_T *)init_rows + row * a->ld_init;
+        for (int m = 0; m < mr; m++)
+            for (int v = 0; v < nv; v++) acc[m][v] = vload(init + m * a->ld_init + v * FC_VW);
+    } else {
+        for (int m = 0; m < mr; m++)
+            for (int v = 0; v < nv; v++) acc[m][v] = vload(bias + v * FC_VW);
+    }
+}
+
 #if FC_I8
 #include "i8-product.h"     /* the i8 family's: int8 panels, one segment, scaled into fp32 */
 #elif FC_BF16
@@ -255,15 +271,8 @@ INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
                             const fc_block_args *a, size_t row, const void *init_rows)
 {
     const FC_T *w = (const FC_T *)a->panel;
-    if (init_rows) {                                /* precomputed x @ Wx + bias */
-        const FC_T *init = (const FC_T *)init_rows + row * a->ld_init;
-        for (int m = 0; m < mr; m++)
-            for (int v = 0; v < nv; v++) acc[m][v] = vload(init + m * a->ld_init + v * FC_VW);
-    } else {
-        for (int m = 0; m < mr; m++)
-            for (int v = 0; v < nv; v++) acc[m][v] = vload(w + v * FC_VW);
-        w += nv * FC_VW;
-    }
+    tile_start(mr, nv, acc, a, row, init_rows, w);
+    if (!init_rows) w += nv * FC_VW;                /* past the bias row */
     const FC_T *a0 = (const FC_T *)a->a0 + row * a->lda0;
     tile_segment(mr, nv, acc, w, a0, a->lda0, a->k0);
     if (a->k1)

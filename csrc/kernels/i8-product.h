@@ -37,6 +37,30 @@
 /* The 4 int8 of group g of an activation row, as one dword (any alignment). */
 INLINE int32_t i8_group(const int8_t *row, size_t g) { return fc_i8_dword(row + 4 * g); }
 
+#if I8_BITS
+/* acc + per int32 lane the exact sum of the 4 products of the int8 quads of a (an activation
+ * group in every lane) and w (a column's quad in each lane): the paths of the file comment */
+INLINE ivec i8_quad_madd(ivec acc, ivec a, ivec w)
+{
+#if I8_BITS == 512 && I8_VNNI
+    const __m512i u = _mm512_xor_si512((__m512i)a, _mm512_set1_epi8((char)0x80));
+    return (ivec)_mm512_dpbusd_epi32((__m512i)acc, u, (__m512i)w);
+#elif I8_BITS == 512
+    const __m512i u = _mm512_abs_epi8((__m512i)a), zero = _mm512_setzero_si512();
+    const __mmask64 negative = _mm512_movepi8_mask((__m512i)a);
+    const __m512i s = _mm512_mask_sub_epi8((__m512i)w, negative, zero, (__m512i)w);
+    return acc + (ivec)_mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+#elif I8_VNNI
+    const __m256i u = _mm256_xor_si256((__m256i)a, _mm256_set1_epi8((char)0x80));
+    return (ivec)_mm256_dpbusd_avx_epi32((__m256i)acc, u, (__m256i)w);
+#else
+    const __m256i u = _mm256_abs_epi8((__m256i)a);
+    const __m256i pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8((__m256i)w, (__m256i)a));
+    return acc + (ivec)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+#endif
+}
+#endif
+
 /* iacc[m][v] = the exact int32 products of rows a + m*lda_bytes (4*groups int8 each) with the
  * panel's groups w ([groups][nv*VW][4]); shift_fix: the panel's correction row. */
 INLINE void i8_segment(const int mr, const int nv, ivec iacc[FC_MR][4], const int8_t *w,
@@ -53,41 +77,12 @@ INLINE void i8_segment(const int mr, const int nv, ivec iacc[FC_MR][4], const in
 #endif
         }
     for (size_t g = 0; g < groups; g++, w += pwn * FC_I8_KG) {
-#if I8_BITS == 512
-        __m512i wv[4];
-        for (int v = 0; v < nv; v++) wv[v] = _mm512_loadu_si512((const void *)(w + v * 64));
+#if I8_BITS
+        ivec wv[4];                                 /* lane c: column c's quad of group g */
+        for (int v = 0; v < nv; v++) memcpy(&wv[v], w + v * sizeof(ivec), sizeof(ivec));
         for (int m = 0; m < mr; m++) {
-            const __m512i am = _mm512_set1_epi32(i8_group(a + m * lda_bytes, g));
-#if I8_VNNI
-            const __m512i u = _mm512_xor_si512(am, _mm512_set1_epi8((char)0x80));
-            for (int v = 0; v < nv; v++)
-                iacc[m][v] = (ivec)_mm512_dpbusd_epi32((__m512i)iacc[m][v], u, wv[v]);
-#else
-            const __m512i u = _mm512_abs_epi8(am), zero = _mm512_setzero_si512();
-            const __mmask64 negative = _mm512_movepi8_mask(am);
-            for (int v = 0; v < nv; v++) {
-                const __m512i s = _mm512_mask_sub_epi8(wv[v], negative, zero, wv[v]);
-                const __m512i pairs = _mm512_maddubs_epi16(u, s);
-                iacc[m][v] += (ivec)_mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
-            }
-#endif
-        }
-#elif I8_BITS == 256
-        __m256i wv[4];
-        for (int v = 0; v < nv; v++) wv[v] = _mm256_loadu_si256((const __m256i *)(w + v * 32));
-        for (int m = 0; m < mr; m++) {
-            const __m256i am = _mm256_set1_epi32(i8_group(a + m * lda_bytes, g));
-#if I8_VNNI
-            const __m256i u = _mm256_xor_si256(am, _mm256_set1_epi8((char)0x80));
-            for (int v = 0; v < nv; v++)
-                iacc[m][v] = (ivec)_mm256_dpbusd_avx_epi32((__m256i)iacc[m][v], u, wv[v]);
-#else
-            const __m256i u = _mm256_abs_epi8(am);
-            for (int v = 0; v < nv; v++) {
-                const __m256i pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8(wv[v], am));
-                iacc[m][v] += (ivec)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-            }
-#endif
+            const ivec am = (ivec){0} + i8_group(a + m * lda_bytes, g);
+            for (int v = 0; v < nv; v++) iacc[m][v] = i8_quad_madd(iacc[m][v], am, wv[v]);
         }
 #else
         for (int m = 0; m < mr; m++) {

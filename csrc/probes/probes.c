@@ -39,130 +39,66 @@ static const char *const path_features[FC_PROBE_PATH_COUNT] = {
 
 typedef float v4f __attribute__((vector_size(16)));
 
-static double madd_f32_baseline(long iters)
-{
-    v4f acc[CHAINS], a = {FMA_A, FMA_A, FMA_A, FMA_A}, b = {FMA_B, FMA_B, FMA_B, FMA_B};
-    for (int k = 0; k < CHAINS; k++) acc[k] = (v4f){0, 0, 0, (float)k};
-    for (long i = 0; i < iters; i++)
-        for (int k = 0; k < CHAINS; k++) acc[k] = acc[k] * a + b;
-    v4f s = acc[0];
-    for (int k = 1; k < CHAINS; k++) s += acc[k];
-    return (s[0] + s[1] + s[2] + s[3] > 0) ? 2.0 * 4 * CHAINS * (double)iters : -1;
-}
+/* The two probe bodies; each instantiation below puts its target attribute in front.
+ *
+ * MADD_PROBE: `chains` independent chains of VEC, acc[k] = INIT then `iters` times
+ * acc[k] = STEP (INIT an expression of k, STEP of acc[k]), folded into s by FOLD(s, acc[k]);
+ * returns FINISH, an expression of s and work (the operations done: 2 per lane per
+ * multiply-add, u8 x s8 product or bf16 product) that reads s, so no chain is dead code. */
+#define MADD_PROBE(name, VEC, lanes, chains, INIT, STEP, FOLD, FINISH)                 \
+    static double name(long iters)                                                  \
+    {                                                                               \
+        VEC acc[chains];                                                            \
+        for (int k = 0; k < (chains); k++) acc[k] = (INIT);                         \
+        for (long i = 0; i < iters; i++)                                            \
+            for (int k = 0; k < (chains); k++) acc[k] = (STEP);                     \
+        VEC s = acc[0];                                                             \
+        for (int k = 1; k < (chains); k++) s = FOLD(s, acc[k]);                     \
+        const double work = 2.0 * (lanes) * (chains) * (double)iters;               \
+        return (FINISH);                                                            \
+    }
 
-static double read_baseline(const float *buf, size_t n, long passes)
-{
-    v4f acc[8] = {{0}};
-    for (long p = 0; p < passes; p++)
-        for (size_t i = 0; i < n; i += 32)
-            for (int k = 0; k < 8; k++) acc[k] += *(const v4f *)(buf + i + 4 * k);
-    v4f s = acc[0];
-    for (int k = 1; k < 8; k++) s += acc[k];
-    return (double)s[0] + s[1] + s[2] + s[3];
-}
+/* READ_PROBE: 8 independent sums of VEC loads of `lanes` floats (LOAD(p)), stepping 8 * lanes
+ * floats, ZERO the start, ADD(a, b) the sum; returns SUM(s) of the 8 sums folded with ADD. */
+#define READ_PROBE(name, VEC, lanes, ZERO, LOAD, ADD, SUM)                               \
+    static double name(const float *buf, size_t n, long passes)                     \
+    {                                                                               \
+        VEC acc[8];                                                                 \
+        for (int k = 0; k < 8; k++) acc[k] = (ZERO);                                \
+        for (long p = 0; p < passes; p++)                                           \
+            for (size_t i = 0; i < n; i += 8 * (lanes))                             \
+                for (int k = 0; k < 8; k++) acc[k] = ADD(acc[k], LOAD(buf + i + (lanes) * k)); \
+        VEC s = acc[0];                                                             \
+        for (int k = 1; k < 8; k++) s = ADD(s, acc[k]);                             \
+        return SUM(s);                                                              \
+    }
+
+#define V4F_ADD(a, b) ((a) + (b))
+#define V4F_LOAD(p) (*(const v4f *)(p))
+#define V4F_SUM(s) ((double)(s)[0] + (s)[1] + (s)[2] + (s)[3])
+
+MADD_PROBE(madd_f32_baseline, v4f, 4, CHAINS, ((v4f){0, 0, 0, (float)k}),
+           acc[k] * FMA_A + FMA_B, V4F_ADD,
+           (s[0] + s[1] + s[2] + s[3] > 0) ? work : -1)
+
+READ_PROBE(read_baseline, v4f, 4, ((v4f){0}), V4F_LOAD, V4F_ADD, V4F_SUM)
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define X86_PROBES 1
 
-__attribute__((target("avx2,fma")))
-static double madd_f32_avx2(long iters)
+/* the work of an int8 probe, after its fold went to a volatile sink (so the chains are kept) */
+static double sunk(int fold, double work)
 {
-    __m256 acc[CHAINS], a = _mm256_set1_ps(FMA_A), b = _mm256_set1_ps(FMA_B);
-    for (int k = 0; k < CHAINS; k++) acc[k] = _mm256_set1_ps((float)k);
-    for (long i = 0; i < iters; i++)
-        for (int k = 0; k < CHAINS; k++) acc[k] = _mm256_fmadd_ps(acc[k], a, b);
-    __m256 s = acc[0];
-    for (int k = 1; k < CHAINS; k++) s = _mm256_add_ps(s, acc[k]);
-    float out[8];
-    _mm256_storeu_ps(out, s);
-    return out[0] > 0 ? 2.0 * 8 * CHAINS * (double)iters : -1;
+    volatile int sink = fold;
+    (void)sink;
+    return work;
 }
 
-__attribute__((target("avx512f")))
-static double madd_f32_avx512(long iters)
-{
-    __m512 acc[CHAINS], a = _mm512_set1_ps(FMA_A), b = _mm512_set1_ps(FMA_B);
-    for (int k = 0; k < CHAINS; k++) acc[k] = _mm512_set1_ps((float)k);
-    for (long i = 0; i < iters; i++)
-        for (int k = 0; k < CHAINS; k++) acc[k] = _mm512_fmadd_ps(acc[k], a, b);
-    __m512 s = acc[0];
-    for (int k = 1; k < CHAINS; k++) s = _mm512_add_ps(s, acc[k]);
-    return _mm512_reduce_add_ps(s) > 0 ? 2.0 * 16 * CHAINS * (double)iters : -1;
-}
-
+/* the float sum of the 8 lanes of an AVX2 read probe's sums, in lane order, in double */
 __attribute__((target("avx2")))
-static double madd_i8_avx2(long iters)
+static double sum_avx2(__m256 s)
 {
-    __m256i acc[I8_CHAINS], b = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-    for (int k = 0; k < I8_CHAINS; k++) acc[k] = _mm256_set1_epi32(k + 1);
-    for (long i = 0; i < iters; i++)
-        for (int k = 0; k < I8_CHAINS; k++)
-            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(
-                _mm256_maddubs_epi16(acc[k], b), ones));
-    __m256i s = acc[0];
-    for (int k = 1; k < I8_CHAINS; k++) s = _mm256_xor_si256(s, acc[k]);
-    volatile int sink = _mm256_extract_epi32(s, 0);
-    (void)sink;
-    return 2.0 * 32 * I8_CHAINS * (double)iters;
-}
-
-__attribute__((target("avx2,avxvnni")))
-static double madd_i8_avxvnni(long iters)
-{
-    __m256i acc[I8_CHAINS], b = _mm256_set1_epi8(3);
-    for (int k = 0; k < I8_CHAINS; k++) acc[k] = _mm256_set1_epi32(k + 1);
-    for (long i = 0; i < iters; i++)
-        for (int k = 0; k < I8_CHAINS; k++)
-            acc[k] = _mm256_dpbusd_avx_epi32(acc[k], acc[k], b);
-    __m256i s = acc[0];
-    for (int k = 1; k < I8_CHAINS; k++) s = _mm256_xor_si256(s, acc[k]);
-    volatile int sink = _mm256_extract_epi32(s, 0);
-    (void)sink;
-    return 2.0 * 32 * I8_CHAINS * (double)iters;
-}
-
-__attribute__((target("avx512f,avx512vnni")))
-static double madd_i8_avx512vnni(long iters)
-{
-    __m512i acc[I8_CHAINS], b = _mm512_set1_epi8(3);
-    for (int k = 0; k < I8_CHAINS; k++) acc[k] = _mm512_set1_epi32(k + 1);
-    for (long i = 0; i < iters; i++)
-        for (int k = 0; k < I8_CHAINS; k++)
-            acc[k] = _mm512_dpbusd_epi32(acc[k], acc[k], b);
-    __m512i s = acc[0];
-    for (int k = 1; k < I8_CHAINS; k++) s = _mm512_xor_si512(s, acc[k]);
-    volatile int sink = _mm512_reduce_add_epi32(s);
-    (void)sink;
-    return 2.0 * 64 * I8_CHAINS * (double)iters;
-}
-
-__attribute__((target("avx512f,avx512bw,avx512bf16")))
-static double madd_bf16_avx512bf16(long iters)
-{
-    __m512 acc[CHAINS];
-    const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(BF16_OPERAND),
-                                           _mm512_set1_ps(BF16_OPERAND));
-    for (int k = 0; k < CHAINS; k++) acc[k] = _mm512_set1_ps((float)k);
-    for (long i = 0; i < iters; i++)
-        for (int k = 0; k < CHAINS; k++) acc[k] = _mm512_dpbf16_ps(acc[k], a, a);
-    __m512 s = acc[0];
-    for (int k = 1; k < CHAINS; k++) s = _mm512_add_ps(s, acc[k]);
-    /* 16 lanes x 2 bf16 products a lane, 2 operations each */
-    return _mm512_reduce_add_ps(s) > 0 ? 2.0 * 32 * CHAINS * (double)iters : -1;
-}
-
-__attribute__((target("avx2")))
-static double read_avx2(const float *buf, size_t n, long passes)
-{
-    __m256 acc[8];
-    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
-    for (long p = 0; p < passes; p++)
-        for (size_t i = 0; i < n; i += 64)
-            for (int k = 0; k < 8; k++)
-                acc[k] = _mm256_add_ps(acc[k], _mm256_load_ps(buf + i + 8 * k));
-    __m256 s = acc[0];
-    for (int k = 1; k < 8; k++) s = _mm256_add_ps(s, acc[k]);
     float out[8];
     _mm256_storeu_ps(out, s);
     double sum = 0;
@@ -170,19 +106,47 @@ static double read_avx2(const float *buf, size_t n, long passes)
     return sum;
 }
 
+__attribute__((target("avx2,fma")))
+MADD_PROBE(madd_f32_avx2, __m256, 8, CHAINS, _mm256_set1_ps((float)k),
+           _mm256_fmadd_ps(acc[k], _mm256_set1_ps(FMA_A), _mm256_set1_ps(FMA_B)),
+           _mm256_add_ps, _mm256_cvtss_f32(s) > 0 ? work : -1)
+
 __attribute__((target("avx512f")))
-static double read_avx512(const float *buf, size_t n, long passes)
-{
-    __m512 acc[8];
-    for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
-    for (long p = 0; p < passes; p++)
-        for (size_t i = 0; i < n; i += 128)
-            for (int k = 0; k < 8; k++)
-                acc[k] = _mm512_add_ps(acc[k], _mm512_load_ps(buf + i + 16 * k));
-    __m512 s = acc[0];
-    for (int k = 1; k < 8; k++) s = _mm512_add_ps(s, acc[k]);
-    return _mm512_reduce_add_ps(s);
-}
+MADD_PROBE(madd_f32_avx512, __m512, 16, CHAINS, _mm512_set1_ps((float)k),
+           _mm512_fmadd_ps(acc[k], _mm512_set1_ps(FMA_A), _mm512_set1_ps(FMA_B)),
+           _mm512_add_ps, _mm512_reduce_add_ps(s) > 0 ? work : -1)
+
+#define BF16_PAIR _mm512_cvtne2ps_pbh(_mm512_set1_ps(BF16_OPERAND), _mm512_set1_ps(BF16_OPERAND))
+
+/* int8: each chain reads its own accumulator as its u8 operand (the file comment) */
+__attribute__((target("avx2")))
+MADD_PROBE(madd_i8_avx2, __m256i, 32, I8_CHAINS, _mm256_set1_epi32(k + 1),
+           _mm256_add_epi32(acc[k], _mm256_madd_epi16(
+               _mm256_maddubs_epi16(acc[k], _mm256_set1_epi8(3)), _mm256_set1_epi16(1))),
+           _mm256_xor_si256, sunk(_mm256_extract_epi32(s, 0), work))
+
+__attribute__((target("avx2,avxvnni")))
+MADD_PROBE(madd_i8_avxvnni, __m256i, 32, I8_CHAINS, _mm256_set1_epi32(k + 1),
+           _mm256_dpbusd_avx_epi32(acc[k], acc[k], _mm256_set1_epi8(3)),
+           _mm256_xor_si256, sunk(_mm256_extract_epi32(s, 0), work))
+
+__attribute__((target("avx512f,avx512vnni")))
+MADD_PROBE(madd_i8_avx512vnni, __m512i, 64, I8_CHAINS, _mm512_set1_epi32(k + 1),
+           _mm512_dpbusd_epi32(acc[k], acc[k], _mm512_set1_epi8(3)),
+           _mm512_xor_si512, sunk(_mm512_reduce_add_epi32(s), work))
+
+/* bf16: 16 fp32 lanes, 2 bf16 products a lane (the lanes argument counts products) */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+MADD_PROBE(madd_bf16_avx512bf16, __m512, 32, CHAINS, _mm512_set1_ps((float)k),
+           _mm512_dpbf16_ps(acc[k], BF16_PAIR, BF16_PAIR),
+           _mm512_add_ps, _mm512_reduce_add_ps(s) > 0 ? work : -1)
+
+__attribute__((target("avx2")))
+READ_PROBE(read_avx2, __m256, 8, _mm256_setzero_ps(), _mm256_load_ps, _mm256_add_ps, sum_avx2)
+
+__attribute__((target("avx512f")))
+READ_PROBE(read_avx512, __m512, 16, _mm512_setzero_ps(), _mm512_load_ps, _mm512_add_ps,
+           _mm512_reduce_add_ps)
 #endif
 
 int fc_probe_supported(int path)
