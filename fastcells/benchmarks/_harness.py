@@ -148,6 +148,53 @@ def blas_note():
     return ""
 
 
+def table_timing(quick, rounds, default_rounds, turn_seconds=(0.005, 0.02),
+                 warm_seconds=(0.05, 0.1)):
+    """(min_seconds a turn, rounds, warm-up seconds, samples a turn) of a table's run; the pairs
+    are (quick, default). quick=True: 3 rounds of 3 samples; else default_rounds of 5; rounds,
+    where given, overrides either."""
+    repeat, samples = (3, 3) if quick else (default_rounds, 5)
+    return (turn_seconds[not quick], repeat if rounds is None else rounds,
+            warm_seconds[not quick], samples)
+
+
+def peer_versions(modules=("torch", "onnxruntime")):
+    """["torch 2.x", "onnxruntime not installed", ...] for the table's header."""
+    notes = []
+    for mod in modules:
+        try:
+            notes.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            notes.append(f"{mod} not installed")
+    return notes
+
+
+def print_header(out, header, above=""):
+    """A table's column header (after a blank line and `above`), underlined."""
+    print("\n" + (above + "\n" if above else "") + header + "\n" + "-" * len(header), file=out)
+
+
+def memo_by(key, fn):
+    """fn(case) computed once per key(case) (e.g. each cell kind's empty call, once a table)."""
+    done = {}
+
+    def get(case):
+        k = key(case)
+        if k not in done:
+            done[k] = fn(case)
+        return done[k]
+    return get
+
+
+def print_disturbance_legend(out, unit="row"):
+    """The legend of the tables' last column ("other"), then blas_note's warning if any."""
+    print(f"other = cores busy with other processes (or hypervisor steal) while the {unit} ran: "
+          f"above ~0.2 the {unit} is disturbed; rerun it", file=out)
+    note = blas_note()
+    if note:
+        print(note, file=out)
+
+
 def rotations(names, rounds):
     """The order of every round of a round robin over `names`: round r is `names` rotated to
     start at names[r % n], so each round times every contender once and each contender takes

@@ -260,6 +260,16 @@ def gemm_gflops(n, threads, quick=False):
     return 2 * n ** 3 / blas / 1e9, 2 * n ** 3 / own / 1e9
 
 
+def print_limits(out, threads, quick, about):
+    """Measures this machine's limits (measure_limits) and prints the machine line, the lines
+    `about` (what the table runs), then the limits; returns the Limits."""
+    limits = measure_limits(threads, quick)
+    print(machine_line(threads), file=out)
+    for line in list(about) + list(limits.lines()):
+        print(line, file=out)
+    return limits
+
+
 @functools.lru_cache(maxsize=4)
 def measure_limits(threads=None, quick=False):
     """Limits of this machine at `threads` (default: fastcells' count), measured once per

@@ -43,7 +43,7 @@ import fastcells
 from fastcells import convert, reference
 from fastcells.benchmarks import _harness, _limits
 from fastcells.benchmarks._harness import (DTYPE, FORGET_BIAS, GATES, SEED, Runner, Unavailable,
-                                           assert_close, blas_note, case_atol, import_torch,
+                                           assert_close, case_atol, import_torch,
                                            time_peers, warm_up)
 from fastcells.cells._oracle import oracle_step
 
@@ -302,22 +302,18 @@ def run(out=sys.stdout, quick=False, cases=None, rounds=None):
     bounds it, % of floor, and how busy the rest of the machine was meanwhile. quick=True:
     fewer, shorter rounds (~15 s; rounds overrides). Returns {case.id: {peer: seconds or None,
     "other_cores", "floor_s", "bound"}, "limits": Limits}."""
-    min_seconds, repeat, warm_seconds = (0.002, 3, 0.02) if quick else (0.01, 7, 0.1)
-    repeat = repeat if rounds is None else rounds
-    samples = 3 if quick else 5
+    min_seconds, repeat, warm_seconds, samples = _harness.table_timing(
+        quick, rounds, 7, turn_seconds=(0.002, 0.01), warm_seconds=(0.02, 0.1))
     cases = grid() if cases is None else cases
     threads = fastcells.get_num_threads()
     try:
         torch_note = f"torch {import_torch().__version__}"
     except Unavailable as e:
         torch_note = str(e)
-    limits = _limits.measure_limits(threads, quick)
-    print(_limits.machine_line(threads), file=out)
-    print(f"fastcells {fastcells.__version__}: one cell call, float32", file=out)
-    print(f"peers: NumPy {np.__version__} (fastcells.reference), {torch_note} "
-          f"(torch.nn.*Cell, inference_mode, {threads} thread(s))", file=out)
-    for line in limits.lines():
-        print(line, file=out)
+    limits = _limits.print_limits(out, threads, quick, [
+        f"fastcells {fastcells.__version__}: one cell call, float32",
+        f"peers: NumPy {np.__version__} (fastcells.reference), {torch_note} "
+        f"(torch.nn.*Cell, inference_mode, {threads} thread(s))"])
     print(f"per peer: {warm_seconds * 1e3:g} ms warm-up, then {repeat} round-robin rounds (each "
           f"times every peer once, in a rotated order) of {samples} samples of >= "
           f"{min_seconds * 1e3:g} ms (back-to-back calls); a peer's time is the minimum over "
@@ -332,21 +328,15 @@ def run(out=sys.stdout, quick=False, cases=None, rounds=None):
           "own weights (same FLOPs); gru_ra = GRUCell(reset_after=True), torch's math; every "
           "other torch row computes fastcells' math on the same weights, checked before timing",
           file=out)
-    print("other = cores busy with other processes (or hypervisor steal) while the row ran: "
-          "above ~0.2 that row is disturbed; rerun it", file=out)
-    note = blas_note()
-    if note:
-        print(note, file=out)
+    _harness.print_disturbance_legend(out)
     header = (f"{'case':<24}{'call us':>9}{'step_ us':>10}{'numpy us':>10}{'torch us':>10}"
               f"{'step_ x':>9}{'numpy x':>9}{'torch x':>9}{'GFLOP/s':>9}{'floor us':>10}"
               f"{'bound':>8}{'%floor':>7}{'other':>7}")
-    print("\n" + header + "\n" + "-" * len(header), file=out)
+    _harness.print_header(out, header)
     results = {"limits": limits}
-    empties = {}
+    empty_of = _harness.memo_by(lambda case: case.kind, empty_call)
     for case in cases:
-        if case.kind not in empties:
-            empties[case.kind] = empty_call(case)
-        row_floor = floor(case, limits, empties[case.kind])
+        row_floor = floor(case, limits, empty_of(case))
         times, others = time_peers(make_subject(case), PEERS, min_seconds, repeat,
                                    lambda peer: warm_seconds, samples=samples)
         results[case.id] = dict(times, other_cores=others, floor_s=row_floor.seconds,

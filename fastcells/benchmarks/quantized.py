@@ -51,7 +51,7 @@ import numpy as np
 import fastcells
 from fastcells import convert, nn
 from fastcells.benchmarks import _harness, _limits, sequences
-from fastcells.benchmarks._harness import (DTYPE, Runner, Unavailable, blas_note,
+from fastcells.benchmarks._harness import (DTYPE, Runner, Unavailable,
                                            import_torch)
 from fastcells.benchmarks.sequences import SeqCase
 
@@ -163,12 +163,7 @@ def _ort_int8(s):
     ops = [node.op_type for node in model.graph.node]
     if "DynamicQuantizeLSTM" not in ops:
         raise Unavailable(f"quantize_dynamic made no DynamicQuantizeLSTM here (nodes {ops})")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = fastcells.get_num_threads()
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    sess = sequences.ort_session(ort, model)
     x = s.x
 
     def fn():
@@ -274,28 +269,17 @@ def run(out=sys.stdout, precisions=PRECISIONS, quick=False, cases=None, rounds=N
     if not precisions or bad:
         raise ValueError(f"precisions: expected a non-empty sequence of {PRECISIONS}, got "
                          f"{precisions!r}")
-    min_seconds, repeat, warm_seconds = (0.005, 3, 0.05) if quick else (0.02, ROUNDS, 0.1)
-    repeat = repeat if rounds is None else rounds
-    samples = 3 if quick else 5
+    min_seconds, repeat, warm_seconds, samples = _harness.table_timing(quick, rounds, ROUNDS)
     base_warm = 0.25                   # > the ~0.1 s other libraries' threads keep spinning
     cases = grid() if cases is None else cases
     threads = fastcells.get_num_threads()
     names = _names(precisions)
     baseline = names[0]
-    notes = []
-    for mod in ("torch", "onnxruntime"):
-        try:
-            notes.append(f"{mod} {__import__(mod).__version__}")
-        except ImportError:
-            notes.append(f"{mod} not installed")
-    limits = _limits.measure_limits(threads, quick)
-    print(_limits.machine_line(threads), file=out)
-    print(f"fastcells {fastcells.__version__}: whole-sequence forward at fp32 / reduced "
-          f"precision ({', '.join(precisions)}), x [B,T,I] standard normal, Glorot-uniform "
-          f"weights, zero initial state; peers {', '.join(notes)} at {threads} thread(s)",
-          file=out)
-    for line in limits.lines():
-        print(line, file=out)
+    notes = _harness.peer_versions()
+    limits = _limits.print_limits(out, threads, quick, [
+        f"fastcells {fastcells.__version__}: whole-sequence forward at fp32 / reduced "
+        f"precision ({', '.join(precisions)}), x [B,T,I] standard normal, Glorot-uniform "
+        f"weights, zero initial state; peers {', '.join(notes)} at {threads} thread(s)"])
     print(f"contenders: fastcells-<p> = nn.dynamic_rnn of fastcells.quantize(cell, p) (fp32: "
           f"the cell); ort-fp32 one ONNX node; ort-int8 quantize_dynamic(QInt8 weights) -> "
           f"DynamicQuantizeLSTM; torch-fp32 nn.LSTM/GRU/RNN; torch-int8 torch.ao "
@@ -314,19 +298,13 @@ def run(out=sys.stdout, precisions=PRECISIONS, quick=False, cases=None, rounds=N
           f"fits (bw L2/L3/DRAM) + the input weights once; else FLOPs / (threads x the "
           f"precision's multiply-add peak) (fma); + fastcells fp32's empty call (I=H=B=T=1); "
           f"%floor = floor / time", file=out)
-    print("other = cores busy with other processes (or steal) while the case ran: above ~0.2 "
-          "the case is disturbed; rerun it", file=out)
-    note = blas_note()
-    if note:
-        print(note, file=out)
+    _harness.print_disturbance_legend(out, "case")
     header = (f"{'case':<26}{'contender':<16}{'prec':<6}{'ms':>9}{'x':>8}{'rel L2':>10}"
               f"{'GFLOP/s':>9}{'floor':>9}{'bound':>8}{'%floor':>7}{'other':>7}")
-    print("\n" + header + "\n" + "-" * len(header), file=out)
+    _harness.print_header(out, header)
     results = {"limits": limits}
-    empties = {}
+    empty_call = _harness.memo_by(lambda case: case.kind, sequences.empty_call)
     for case in cases:
-        if case.kind not in empties:
-            empties[case.kind] = sequences.empty_call(case)
         subject = sequences.make_subject(case)
         made, reasons = {}, {}
         for name in names:
@@ -352,7 +330,7 @@ def run(out=sys.stdout, precisions=PRECISIONS, quick=False, cases=None, rounds=N
                 continue
             c, seconds = made[name], comparison.seconds[name]
             err = relative_l2(c.output, subject.expected["output"])
-            row_floor = floor(case, limits, empties[case.kind], c.precision)
+            row_floor = floor(case, limits, empty_call(case), c.precision)
             row[name] = {"seconds": seconds, "rel_l2": err, "precision": c.precision,
                          "floor_s": row_floor.seconds, "bound": row_floor.bound}
             ratio = "-" if base is None else f"{seconds / base:.2f}"

@@ -62,7 +62,7 @@ import fastcells
 from fastcells import convert, nn, reference
 from fastcells.benchmarks import _harness, _limits
 from fastcells.benchmarks._harness import (DTYPE, FORGET_BIAS, GATES, RTOL, SEED, Runner,
-                                           Unavailable, assert_close, blas_note, case_atol,
+                                           Unavailable, assert_close, case_atol,
                                            import_torch, time_call, time_peers, warm_up)
 from fastcells.cells._oracle import oracle_step
 from fastcells.convert._common import reorder_gates
@@ -580,19 +580,24 @@ def onnx_model(s):
     return model
 
 
+def ort_session(ort, model):
+    """An onnxruntime session of model (a ModelProto) on the CPU at fastcells' thread count,
+    one graph node at a time."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = fastcells.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+
+
 def _onnxruntime(s):
     try:
         import onnxruntime as ort
     except ImportError as e:
         raise Unavailable(f"onnxruntime is not importable ({e}): pip install onnx "
                           f"onnxruntime") from None
-    model = onnx_model(s)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = fastcells.get_num_threads()
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    sess = ort_session(ort, onnx_model(s))
     kind, x, stack, D = s.case.kind, s.x, _stack_case(s.case), s.case.directions
     per_layer = 3 if kind == "lstm" else 2              # Y_h (Y_c) of every layer follow Y
     lens = None if s.lengths is None else np.asarray(s.lengths, np.int32)
@@ -688,27 +693,16 @@ def run(out=sys.stdout, quick=False, cases=None, rounds=None):
     reference, and how busy the rest of the machine was meanwhile. quick=True: shorter, fewer
     rounds (rounds overrides). Returns {case.id: {peer: seconds or None, "other_cores",
     "floor_s", "bound"}, "peak_gflops": fastcells' GEMM GFLOP/s, "limits": Limits}."""
-    min_seconds, repeat, warm_seconds = (0.005, 3, 0.05) if quick else (0.02, 7, 0.1)
-    repeat = repeat if rounds is None else rounds
-    samples = 3 if quick else 5
+    min_seconds, repeat, warm_seconds, samples = _harness.table_timing(quick, rounds, 7)
     base_warm = 0.25                   # > the ~0.1 s other libraries' threads keep spinning
     cases = grid() if cases is None else cases
     threads = fastcells.get_num_threads()
-    notes = []
-    for mod in ("torch", "onnxruntime"):
-        try:
-            notes.append(f"{mod} {__import__(mod).__version__}")
-        except ImportError:
-            notes.append(f"{mod} not installed")
-    limits = _limits.measure_limits(threads, quick)
-    print(_limits.machine_line(threads), file=out)
-    print(f"fastcells {fastcells.__version__}: whole-sequence forward, float32, x [B,T,I] "
-          f"batch-major, zero initial state", file=out)
-    print(f"peers: NumPy {np.__version__} (reference cells in a Python loop), "
-          f"{', '.join(notes)}; torch/ort at {threads} thread(s), torch under inference_mode",
-          file=out)
-    for line in limits.lines():
-        print(line, file=out)
+    notes = _harness.peer_versions()
+    limits = _limits.print_limits(out, threads, quick, [
+        f"fastcells {fastcells.__version__}: whole-sequence forward, float32, x [B,T,I] "
+        f"batch-major, zero initial state",
+        f"peers: NumPy {np.__version__} (reference cells in a Python loop), "
+        f"{', '.join(notes)}; torch/ort at {threads} thread(s), torch under inference_mode"])
     print(f"per peer: checked against fastcells (fastcells against the float64 oracle; rtol "
           f"{RTOL:g}, atol scaled with I+H), {warm_seconds * 1e3:g} ms warm-up "
           f"({base_warm * 1e3:g} ms for fastcells); then {repeat} round-robin rounds (each "
@@ -724,25 +718,18 @@ def run(out=sys.stdout, quick=False, cases=None, rounds=None):
           f"(threads x fp32 peak) (fma); + an empty call (I=H=B=T=1); %floor = floor / "
           f"fastcells time; %gemm = (FLOPs at OpenBLAS GEMM rate + empty call) / fastcells "
           f"time", file=out)
-    print("other = cores busy with other processes (or steal) while the row ran: above ~0.2 "
-          "the row is disturbed; rerun it", file=out)
-    note = blas_note()
-    if note:
-        print(note, file=out)
+    _harness.print_disturbance_legend(out)
     others_peers = [p for p in PEERS if p != BASELINE]
     header = (f"{'case':<32}{'fastcells':>10}" + "".join(f"{_SHORT[p]:>9}" for p in others_peers)
               + "".join(f"{_SHORT[p] + ' x':>9}" for p in others_peers)
               + f"{'best x':>8}{'GFLOP/s':>9}{'floor':>9}{'bound':>8}{'%floor':>7}{'%gemm':>7}"
               + f"{'other':>7}")
-    print(f"\n{'':<32}{'--- ms per sequence ---':>55}\n" + header + "\n" + "-" * len(header),
-          file=out)
+    _harness.print_header(out, header, above=f"{'':<32}{'--- ms per sequence ---':>55}")
     results = {"peak_gflops": limits.packed_gemm_gflops, "limits": limits}
-    empties = {}
+    empty_of = _harness.memo_by(lambda case: (case.kind, case.directions, case.layers),
+                                empty_call)
     for case in cases:
-        shape = (case.kind, case.directions, case.layers)
-        if shape not in empties:
-            empties[shape] = empty_call(case)
-        row_floor = floor(case, limits, empties[shape])
+        row_floor = floor(case, limits, empty_of(case))
         times, others = time_peers(
             make_subject(case), PEERS, min_seconds, repeat,
             lambda peer: base_warm if peer == BASELINE else warm_seconds, slow_call=(0.05, 3),
