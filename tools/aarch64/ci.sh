@@ -13,9 +13,14 @@
 #   4. the extension built by the project's own setup.py run by the emulated Python (it sees
 #      aarch64, so it builds the ARM64 registry lines; its compiler is the host's cross gcc),
 #      in a copy of the checkout, so the checkout's own build is left alone;
-#   5. the test suite (the long-double ULP sweeps on the FASTCELLS_SHORT_ULP grid) and
-#      `python -m fastcells check`, under two emulated CPUs: `max` (NEON, dotprod, i8mm, bf16)
-#      and `cortex-a72` (NEON only), each checking the features detected and available_isas().
+#   5. under two emulated CPUs, each first checking the features detected, available_isas()
+#      and the neon kernels that run: `max` (NEON, dotprod, i8mm, bf16) the whole test suite
+#      (the long-double ULP sweeps on the FASTCELLS_SHORT_ULP grid) and
+#      `python -m fastcells check`; `cortex-a72` (NEON only: the fallback where a kernel needs
+#      dotprod) the kernel, registry, cell and sequence tests (FASTCELLS_ARM_SUBSET_TESTS) and
+#      `python -m fastcells check`.
+# Each step prints the seconds since the start; the last line sums them up. Exits non-zero
+# when any step fails (both CPUs' tests run first; their failures are listed at the end).
 #
 # Everything downloaded or built lives in one temporary directory, removed at exit
 # (FASTCELLS_ARM_KEEP=1 keeps it). Needs network access to deb.debian.org and PyPI.
@@ -104,20 +109,45 @@ else
     cp -a "$here"/. "$src"
 fi
 rm -rf "$src/build" "$src"/fastcells/_core*.so "$src"/fastcells/_core.c
+# Cython's C is the same on every machine: generate it with a native Cython of the aarch64
+# wheel's version (under emulation the Cython step alone took minutes); setup.py's cythonize
+# then finds fastcells/_core.c newer than its sources and compiles it as it is
+cython_version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$site/Cython/Shadow.py")
+"$host_python" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    --target "$work/host-cython" --only-binary=:all: "cython==$cython_version"
+(cd "$src" && PYTHONPATH=$work/host-cython "$host_python" -c '
+import sys
+from Cython.Build import cythonize
+cythonize(["fastcells/_core.pyx"], language_level=3, include_path=[sys.argv[1]], quiet=True)
+' "$site")            # include_path: the aarch64 numpy's .pxd, which `cimport numpy` reads
 # Debian's sysconfig names the host's x86 include dirs: point at the sysroot's (after the
 # cross compiler's own libc headers)
-(cd "$src" && CFLAGS="-I$sysroot/usr/include/python3.11 -idirafter $sysroot/usr/include" \
-    QEMU_CPU=max "$python" setup.py -q build_ext --inplace >/dev/null)
+if ! (cd "$src" && CFLAGS="-I$sysroot/usr/include/python3.11 -idirafter $sysroot/usr/include" \
+        QEMU_CPU=max "$python" setup.py -q build_ext --inplace > "$work/build.log" 2>&1); then
+    tail -60 "$work/build.log"
+    exit 1
+fi
+grep -q 'Cythonizing' "$work/build.log" && echo "   (setup.py ran Cython again)"
 aarch64-linux-gnu-objdump -d "$src"/fastcells/_core*.so | grep -c 'fmla' \
     | sed 's/^/   fmla instructions in the extension: /'
 
-run_suite() {        # $1 = qemu CPU model, $2 = the features it must show, $3 = those it must not
-    local cpu=$1 want=$2 absent=$3
+# The tests the second CPU model runs: every kernel at every tile edge against the reference,
+# the registry (which kernels run, the fallback where a feature is missing), the cells and the
+# sequence runners, float and quantized
+subset_tests=${FASTCELLS_ARM_SUBSET_TESTS:-"tests/test_kernels.py tests/test_kernel_registry.py
+    tests/test_cells.py tests/test_rnn.py tests/test_int8_cells.py tests/test_int8_gemm.py
+    tests/test_bf16_cells.py tests/test_paths.py"}
+failed=()
+
+run_cpu() {   # $1 = qemu CPU model, $2 = features it must show, $3 = those it must not,
+              # $4 = the neon kernels that must run there, $5... = pytest arguments
+    local cpu=$1 want=$2 absent=$3 neon=$4
+    shift 4
     step "QEMU_CPU=$cpu: detection"
-    (cd "$src" && QEMU_CPU=$cpu "$python" - "$want" "$absent" <<'PY'
+    (cd "$src" && QEMU_CPU=$cpu "$python" - "$want" "$absent" "$neon" <<'PY'
 import sys
 import fastcells._core as c
-want, absent = sys.argv[1].split(), sys.argv[2].split()
+want, absent, neon_want = (a.split() for a in sys.argv[1:4])
 features = c.cpu_features()
 print("   features:", {k: v for k, v in features.items() if v})
 print("   available_isas:", c.available_isas(), "best:", c.best_isa())
@@ -127,19 +157,34 @@ assert not any(features[f] for f in ("sse2", "avx", "avx2", "avx512f")), feature
 assert c.available_isas() == ["scalar", "neon"], c.available_isas()
 assert c.best_isa() == "neon" and c.default_isa() == "neon"
 neon = [k["name"] for k in c.registered_kernels() if k["isa"] == "neon" and k["available"]]
-assert neon == ["f32-cells-5x16-neon", "f64-cells-5x8-neon"], neon
+assert neon == neon_want, (neon, neon_want)
 PY
-    )
-    step "QEMU_CPU=$cpu: test suite"
+    ) || failed+=("$cpu: detection")
+    step "QEMU_CPU=$cpu: pytest $*"
     # OpenBLAS's SVE kernels print spurious warnings under emulated SVE CPUs: pin its core type
     # FASTCELLS_TEST_SLOWDOWN: emulated Python is ~10x slower; deadlines (test_fork.py) scale
-    (cd "$src" && QEMU_CPU=$cpu OPENBLAS_CORETYPE=NEOVERSEN1 FASTCELLS_SHORT_ULP=1 \
-        FASTCELLS_TEST_SLOWDOWN=10 \
-        "$python" -m pytest -q -p no:cacheprovider tests | tail -3)
+    local log=$work/pytest-$cpu.log
+    if (cd "$src" && QEMU_CPU=$cpu OPENBLAS_CORETYPE=NEOVERSEN1 FASTCELLS_SHORT_ULP=1 \
+            FASTCELLS_TEST_SLOWDOWN=10 "$python" -m pytest -q -rfEs -p no:cacheprovider "$@" \
+            > "$log" 2>&1); then
+        tail -1 "$log"
+    else
+        grep -E '^(FAILED|ERROR) ' "$log" || true
+        tail -40 "$log"
+        failed+=("$cpu: pytest")
+    fi
+    grep -cE '^SKIPPED ' "$log" | sed 's/^/   skip reasons listed: /'
     step "QEMU_CPU=$cpu: python -m fastcells check"
     (cd "$src" && QEMU_CPU=$cpu OPENBLAS_CORETYPE=NEOVERSEN1 "$python" -m fastcells check \
-        | tail -3)
+        | tail -3) || failed+=("$cpu: fastcells check")
 }
-run_suite max "asimd asimddp i8mm bf16" ""
-run_suite cortex-a72 "asimd" "asimddp i8mm bf16"
+# kernels.def's ARM64 block, in its order; an UPGRADE line runs only where its features are
+neon_base="f32-cells-5x16-neon f64-cells-5x8-neon i8-cells-5x16-neon bf16-cells-4x16-neon"
+run_cpu max "asimd asimddp i8mm bf16" "" "$neon_base" tests
+# shellcheck disable=SC2086   # the subset is a word list
+run_cpu cortex-a72 "asimd" "asimddp i8mm bf16" "$neon_base" $subset_tests
 step "done"
+if [ ${#failed[@]} -gt 0 ]; then
+    printf 'aarch64 FAILED: %s\n' "${failed[@]}"
+    exit 1
+fi
