@@ -57,21 +57,51 @@ static inline int8_t quantized(float x)
     return (int8_t)r;
 }
 
-/* v * 0 is 0 for finite v, NaN for NaN and +-inf: the sum tells whether any value is not
- * finite. A vector that is not gets the scale NaN, so what is computed from it is NaN, as in
- * float arithmetic (its int8 values are defined but meaningless). */
+/* The bits of |x| as an int32: magnitudes order as their bits do, and the bits of an inf or a
+ * NaN, and only theirs, are at least NOT_FINITE_BITS. The row scans below compare and take
+ * maxima of these integers, which vectorize with baseline flags (float maxima and sums do not:
+ * they need -ffast-math), so each row costs a few vector instructions per 4 values. */
+enum { NOT_FINITE_BITS = 0x7f800000 };
+static inline int32_t magnitude_bits(float x)
+{
+    int32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return bits & 0x7fffffff;
+}
+
+static inline float float_of_bits(int32_t bits)
+{
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+/* A vector that has an inf or a NaN gets the scale NaN, so what is computed from it is NaN, as
+ * in float arithmetic (its int8 values are defined but meaningless: those of the largest
+ * magnitude that is not a NaN, as below). */
 float fc_i8_quantize(const float *v, size_t len, size_t stride, int8_t *q, size_t qstride)
 {
-    float amax = 0.0f, not_finite = 0.0f;
+    int32_t amax_bits = 0;
     for (size_t i = 0; i < len; i++) {
-        const float a = fabsf(v[i * stride]);
-        amax = a > amax ? a : amax;
-        not_finite += v[i * stride] * 0.0f;
+        const int32_t bits = magnitude_bits(v[i * stride]);
+        amax_bits = bits > amax_bits ? bits : amax_bits;
+    }
+    const int not_finite = amax_bits >= NOT_FINITE_BITS;
+    float amax = float_of_bits(amax_bits);
+    if (not_finite) {                               /* rare: the largest that is not a NaN */
+        amax = 0.0f;
+        for (size_t i = 0; i < len; i++) {
+            const float a = fabsf(v[i * stride]);
+            amax = a > amax ? a : amax;
+        }
     }
     const int zero = amax < 0x1p-100f;
-    const float scale = not_finite != 0.0f ? NAN : zero ? 1.0f : amax / (float)FC_I8_Q;
+    const float scale = not_finite ? NAN : zero ? 1.0f : amax / (float)FC_I8_Q;
     const float inv = zero ? 0.0f : (float)FC_I8_Q / amax;
-    for (size_t i = 0; i < len; i++) q[i * qstride] = quantized(v[i * stride] * inv);
+    if (stride == 1 && qstride == 1)                /* the rows of activations: vectorized */
+        for (size_t i = 0; i < len; i++) q[i] = quantized(v[i] * inv);
+    else
+        for (size_t i = 0; i < len; i++) q[i * qstride] = quantized(v[i * stride] * inv);
     return scale;
 }
 
@@ -82,12 +112,13 @@ void fc_i8_quantize_rows(const float *a, size_t lda, size_t rows, size_t k, int 
         const float *v = a + r * lda;
         int8_t *qr = q + r * ldq;
         if (fixed) {                                /* amax = 1: scale 1/Q, inv Q exactly */
-            float not_finite = 0.0f;
+            int32_t amax_bits = 0;
             for (size_t i = 0; i < k; i++) {
-                qr[i] = quantized(v[i] * (float)FC_I8_Q);
-                not_finite += v[i] * 0.0f;
+                const int32_t bits = magnitude_bits(v[i]);
+                amax_bits = bits > amax_bits ? bits : amax_bits;
             }
-            scales[r] = not_finite != 0.0f ? NAN : 1.0f / (float)FC_I8_Q;
+            for (size_t i = 0; i < k; i++) qr[i] = quantized(v[i] * (float)FC_I8_Q);
+            scales[r] = amax_bits >= NOT_FINITE_BITS ? NAN : 1.0f / (float)FC_I8_Q;
         } else {
             scales[r] = fc_i8_quantize(v, k, 1, qr, 1);
         }

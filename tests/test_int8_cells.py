@@ -140,6 +140,51 @@ def test_step_is_bit_exact(kernel, kind, h_scale):
             np.testing.assert_array_equal(g, r, err_msg=f"{kernel} {kind} B={B} I={I} U={U}")
 
 
+def edge_rows(rng, width):
+    """Rows of width values that probe the per-row quantizer: zeros, -0.0, subnormals and
+    values below its 2**-100 floor (scale 1, all zeros), one huge value among tiny ones, a
+    negative maximum, exact multiples of the scale (ties of rint), and a plain row."""
+    rows = np.zeros((8, width), np.float32)
+    rows[1, ::2] = -0.0
+    rows[2] = np.float32(1e-40) * rng.integers(-3, 4, width)
+    rows[3] = np.float32(2.0 ** -101) * rng.integers(-3, 4, width)
+    rows[4] = np.float32(1e-30) * rng.standard_normal(width)
+    rows[4, width // 2] = 3e30
+    rows[5] = rng.uniform(-1, 0.5, width)
+    rows[5, width - 1] = -2.0
+    rows[6] = (rng.integers(-254, 255, width) / 2.0).astype(np.float32)
+    rows[6, 0] = 127.0
+    rows[7] = rng.standard_normal(width)
+    return rows
+
+
+@pytest.mark.parametrize("kernel", I8_KERNELS)
+@pytest.mark.parametrize("I", [37, 70])
+def test_per_row_quantizer_edges_bit_exact(kernel, I):
+    """x and h quantized per row (a relu RNN): rows at the quantizer's edges give the
+    reference's bits, the vector loops' tails included (I and U not multiples of 16); a row
+    with an inf or a NaN gives NaN in its own row only."""
+    rng = np.random.default_rng(I)
+    U = I + 3
+    options = {"activation": "relu"}
+    w, ref_w = weights_for("rnn", rng, I, U)
+    cell = _core.PackedCell("rnn", np.float32, I, U, w, isa=kernel, precision="int8",
+                            **options)
+    x, h = edge_rows(rng, I), edge_rows(rng, U)[::-1].copy()
+    got = cell.call(x, (h,))[0]
+    np.testing.assert_array_equal(got, reference_step("rnn", x, h, ref_w, **options)[0],
+                                  err_msg=kernel)
+    for bad in (np.inf, -np.inf, np.nan):
+        x_bad, h_bad = x.copy(), h.copy()
+        x_bad[2, I - 1] = bad
+        h_bad[5, 0] = bad
+        got = cell.call(x_bad, (h_bad,))[0]
+        assert np.isnan(got[[2, 5]]).all(), (kernel, bad)
+        keep = [r for r in range(8) if r not in (2, 5)]
+        np.testing.assert_array_equal(got[keep], reference_step("rnn", x[keep], h[keep], ref_w,
+                                                                **options)[0], err_msg=kernel)
+
+
 LSTM_OPTIONS = [
     {"forget_bias": 0.5},
     {"cell_clip": 0.75, "input_forget": True},
