@@ -214,8 +214,9 @@ def test_precision_list_is_parsed_and_checked():
 def test_precision_grid_has_the_documented_rows():
     ids = [case.id for case in quantized.grid()]
     assert ids == ["lstm-B1-I128-H128-T100", "lstm-B1-I256-H256-T100", "lstm-B1-I512-H512-T100",
-                   "lstm-B1-I1024-H1024-T50", "lstm-B64-I512-H512-T50", "gru-B1-I512-H512-T100",
-                   "gru-B64-I512-H512-T50", "rnn-B1-I512-H512-T100"]
+                   "lstm-B1-I1024-H1024-T50", "lstm-B64-I512-H512-T50", "gru-B1-I128-H128-T100",
+                   "gru-B1-I256-H256-T100", "gru-B1-I512-H512-T100", "gru-B64-I512-H512-T50",
+                   "rnn-B1-I512-H512-T100"]
     full = quantized.grid(full=True)
     assert all(c.layers == 1 and c.directions == 1 and not c.variable_lengths for c in full)
     assert len({c.id for c in full}) == len(full) > len(ids)

@@ -6,8 +6,8 @@ torch's fp32 and dynamic int8, each row with its accuracy and its % of the machi
 
 Cases (``grid()``, I = H, x [B,T,I] standard normal, zero initial state, the Glorot-uniform
 weights fastcells' cells are initialised with, forget_bias 1.0): LSTM B=1 H in {128, 256, 512}
-T=100, LSTM B=1 H=1024 T=50, LSTM B=64 H=512 T=50, reset-after GRU B=1 H=512 T=100 and
-B=64 H=512 T=50, and a tanh RNN B=1 H=512 T=100 (no int8 peer exists for it). They are
+T=100, LSTM B=1 H=1024 T=50, LSTM B=64 H=512 T=50, reset-after GRU B=1 H in {128, 256, 512}
+T=100 and B=64 H=512 T=50, and a tanh RNN B=1 H=512 T=100 (no int8 peer exists for it). They are
 sequences.SeqCase rows, and the subject (cell, weights, x, fastcells fp32's result, checked
 against the float64 oracle) is sequences.make_subject's.
 
@@ -76,7 +76,8 @@ def grid(full=False):
     full-length case of sequences.grid(full=True) not among them (for --case)."""
     cases = [SeqCase("lstm", 1, H, H, 100) for H in (128, 256, 512)]
     cases += [SeqCase("lstm", 1, 1024, 1024, 50), SeqCase("lstm", 64, 512, 512, 50),
-              SeqCase("gru", 1, 512, 512, 100), SeqCase("gru", 64, 512, 512, 50),
+              *(SeqCase("gru", 1, H, H, 100) for H in (128, 256, 512)),
+              SeqCase("gru", 64, 512, 512, 50),
               SeqCase("rnn", 1, 512, 512, 100)]
     if full:
         cases += [c for c in sequences.grid(full=True)
