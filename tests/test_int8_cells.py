@@ -185,6 +185,29 @@ def test_per_row_quantizer_edges_bit_exact(kernel, I):
                                                                 **options)[0], err_msg=kernel)
 
 
+@pytest.mark.parametrize("kernel", I8_KERNELS)
+def test_fixed_scale_quantizer_nan_makes_its_row_nan(kernel):
+    """h with the fixed scale (an LSTM): one NaN unit of h makes its whole row NaN, as the
+    reference's NaN row scale does; the other rows, and -0.0 and +-1 in h, keep the
+    reference's bits (U = 37: the vector loop's tail)."""
+    rng = np.random.default_rng(5)
+    I, U = 9, 37
+    options = {"activation": EXACT_ACTS["fixed_h"], "gate_activation": GATE}
+    w, ref_w = weights_for("lstm", rng, I, U)
+    cell = _core.PackedCell("lstm", np.float32, I, U, w, isa=kernel, precision="int8",
+                            **packed_options("lstm", options))
+    x = rng.standard_normal((4, I)).astype(np.float32)
+    c, h = random_state("lstm", rng, 4, U, U, True)
+    h[0, ::3], h[1, :5], h[1, -1] = -0.0, 1.0, -1.0
+    h[2, U - 1] = np.nan
+    got = cell.call(x, (c, h))
+    assert all(np.isnan(g[2]).all() for g in got), kernel
+    keep = [0, 1, 3]
+    want = reference_step("lstm", x[keep], (c[keep], h[keep]), ref_w, **options)
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(g[keep], r, err_msg=kernel)
+
+
 LSTM_OPTIONS = [
     {"forget_bias": 0.5},
     {"cell_clip": 0.75, "input_forget": True},
