@@ -76,16 +76,23 @@ static inline float float_of_bits(int32_t bits)
     return x;
 }
 
-/* A vector that has an inf or a NaN gets the scale NaN, so what is computed from it is NaN, as
- * in float arithmetic (its int8 values are defined but meaningless: those of the largest
- * magnitude that is not a NaN, as below). */
-float fc_i8_quantize(const float *v, size_t len, size_t stride, int8_t *q, size_t qstride)
+/* The largest magnitude_bits of v[i * stride], i < len (0 for len 0). */
+static inline int32_t max_magnitude_bits(const float *v, size_t len, size_t stride)
 {
     int32_t amax_bits = 0;
     for (size_t i = 0; i < len; i++) {
         const int32_t bits = magnitude_bits(v[i * stride]);
         amax_bits = bits > amax_bits ? bits : amax_bits;
     }
+    return amax_bits;
+}
+
+/* A vector that has an inf or a NaN gets the scale NaN, so what is computed from it is NaN, as
+ * in float arithmetic (its int8 values are defined but meaningless: those of the largest
+ * magnitude that is not a NaN, as below). */
+float fc_i8_quantize(const float *v, size_t len, size_t stride, int8_t *q, size_t qstride)
+{
+    const int32_t amax_bits = max_magnitude_bits(v, len, stride);
     const int not_finite = amax_bits >= NOT_FINITE_BITS;
     float amax = float_of_bits(amax_bits);
     if (not_finite) {                               /* rare: the largest that is not a NaN */
@@ -112,13 +119,9 @@ void fc_i8_quantize_rows(const float *a, size_t lda, size_t rows, size_t k, int 
         const float *v = a + r * lda;
         int8_t *qr = q + r * ldq;
         if (fixed) {                                /* amax = 1: scale 1/Q, inv Q exactly */
-            int32_t amax_bits = 0;
-            for (size_t i = 0; i < k; i++) {
-                const int32_t bits = magnitude_bits(v[i]);
-                amax_bits = bits > amax_bits ? bits : amax_bits;
-            }
             for (size_t i = 0; i < k; i++) qr[i] = quantized(v[i] * (float)FC_I8_Q);
-            scales[r] = amax_bits >= NOT_FINITE_BITS ? NAN : 1.0f / (float)FC_I8_Q;
+            scales[r] = max_magnitude_bits(v, k, 1) >= NOT_FINITE_BITS ? NAN
+                                                                    : 1.0f / (float)FC_I8_Q;
         } else {
             scales[r] = fc_i8_quantize(v, k, 1, qr, 1);
         }
