@@ -13,6 +13,10 @@
 #if FC_X86
 #include <cpuid.h>
 #endif
+#if FC_X86 && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if defined(__aarch64__)
 #include <sys/auxv.h>
 #endif
@@ -86,6 +90,20 @@ static int cpuid_bit(unsigned leaf, unsigned subleaf, int reg, int bit)
     if (!__get_cpuid_count(leaf, subleaf, &r[EAX], &r[EBX], &r[ECX], &r[EDX])) return 0;
     return (r[reg] >> bit) & 1;
 }
+
+/* Linux enables AMX's tile data (XCR0 bit 18) for a process only once it asks: until then a
+ * tile instruction faults. The grant is process-wide and lasts for its life (threads and forks
+ * included); asking again is a no-op. It fails if a thread's sigaltstack is too small for the
+ * larger signal frame, and on kernels before 5.16: then AMX counts as missing. */
+static int amx_granted(void)
+{
+#if defined(__linux__)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
 #endif
 
 static void detect(void)
@@ -99,10 +117,12 @@ static void detect(void)
 #define BASELINE_X86() 1
 #define CPUID(leaf, subleaf, reg, bit) cpuid_bit(leaf, subleaf, reg, bit)
 #define XCR0(mask) ((xcr0 & (mask)) == (mask))
+#define AMX_GRANTED() amx_granted()
 #else
 #define BASELINE_X86() 0
 #define CPUID(leaf, subleaf, reg, bit) 0
 #define XCR0(mask) 0
+#define AMX_GRANTED() 0
 #endif
 #if defined(__aarch64__)
     /* the kernel's capability words: what the CPU has and the OS enables */
@@ -118,6 +138,7 @@ static void detect(void)
 #undef BASELINE_X86
 #undef CPUID
 #undef XCR0
+#undef AMX_GRANTED
 #undef HWCAP
 #undef HWCAP2
 #define FC_FEATURE(id, field, name, how) cpu_mask |= (uint64_t)(cpu.field != 0) << FC_FEATURE_##id;

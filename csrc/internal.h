@@ -36,6 +36,7 @@
  *              shift_fix  [PW] int32  -128 * sum_k q[k][col], wrapped to int32 (VNNI's u8
  *                                     shift undone: kernels/i8-product.h)
  *              groups     [G][PW][4] int8   byte (g, col, b) = q[4g + b][col] (0 past K)
+ * with G = ceil(K/4) rounded up to whole runs of FC_I8_TILE_GROUPS = 16 (kernels/i8-gemm.h),
  * and its kernels read a0 as int8 rows of 4G bytes (zero past k0), addressed in int32 dwords
  * (lda0 counts dwords, so row offsets in blocks.c stay element offsets), with a0_scale [rows]
  * the rows' scales. Its products have one segment (k1 = 0); panel_row0 is always 0.
@@ -65,6 +66,11 @@ typedef struct fc_block_args {
     const void *a1;             /* [rows,k1] second operand segment (h, or r*h); NULL if k1 == 0 */
     size_t lda1, k1;
     const float *a0_scale;      /* i8 family: [rows] the scale of each row of a0 */
+    const int32_t *i8_products; /* i8 AMX kernels only (kernels/i8-product.h): the exact
+                                   products of rows i8_products_row0.. against this panel,
+                                   [16][64] int32, computed for the tiles that read them; NULL:
+                                   each tile computes its own */
+    size_t i8_products_row0;
     size_t unit0;               /* first unit (column within a gate) this block covers */
     size_t nu;                  /* valid units in this block, 1..NRU */
     /* epilogue operands, [rows, *] with their leading dimensions */
@@ -125,6 +131,8 @@ typedef void (*fc_convert_fn)(const float *a, size_t lda, size_t rows, size_t k,
 typedef struct fc_operand_format {
     size_t group;               /* elements per dword: int8 4, bf16 2; 0: read in place */
     size_t bytes;               /* one element; group * bytes = 4 */
+    size_t row_multiple;        /* elements: a converted row's length (ldq) is a multiple of
+                                   it, a multiple of group (int8: 64, whole 64-byte lines) */
     fc_convert_fn convert;      /* NULL for NATIVE */
 } fc_operand_format;
 

@@ -71,9 +71,11 @@ fc_status fc_pack_i8(fc_packed *out, const void *kernel, const void *bias, size_
 {
     if (gates == 0 || pw < gates || elem != sizeof(float) || k > FC_I8_K_MAX) return FC_ERR_ARG;
     const size_t nru = pw / gates, nblocks = units / nru + (units % nru != 0);
-    const size_t groups = k / FC_I8_KG + (k % FC_I8_KG != 0), cols = gates * units;
+    const size_t groups = fc_round_up(k / FC_I8_KG + (k % FC_I8_KG != 0), FC_I8_TILE_GROUPS);
+    const size_t cols = gates * units;
     int overflow = 0;
-    /* header rows: col_scale, bias (f32), shift_fix (int32); then [groups][pw][4] int8 */
+    /* header rows: col_scale, bias (f32), shift_fix (int32); then [groups][pw][4] int8, the
+     * groups in whole runs of FC_I8_TILE_GROUPS (no overflow: k <= FC_I8_K_MAX) */
     const size_t panel_bytes = fc_mul(pw, fc_add(3 * sizeof(float), fc_mul(groups, FC_I8_KG,
                                                                             &overflow),
                                                  &overflow), &overflow);

@@ -327,11 +327,12 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     size_t work_bytes = fc_add(active_at, fc_mul(t_max, sizeof(size_t), &overflow), &overflow);
     /* converted, then (64-byte aligned): the converted gathered rows [chunk_rows][ldq_x] and
      * their scales; per member, an operand [B][ldq] and its scales (ldq: the widest operand,
-     * P or U; both in elements of the operand format, whole dwords) */
+     * P or U; both in elements of the operand format, whole runs of its row_multiple) */
     const size_t members = fc_min(layer_members(cell, B), max_members);
     const fc_operand_format *ops = dims.operands;
-    const size_t ldq_x = conv ? fc_round_up_checked(I, ops->group, &overflow) : 0;
-    const size_t ldq = conv ? fc_round_up_checked(fc_max(P, U), ops->group, &overflow) : 0;
+    const size_t ldq_x = conv ? fc_round_up_checked(I, ops->row_multiple, &overflow) : 0;
+    const size_t ldq = conv ? fc_round_up_checked(fc_max(P, U), ops->row_multiple, &overflow)
+                            : 0;
     const size_t q_member_bytes = conv ? fc_mul3(B, ldq, ops->bytes, &overflow) : 0;
     size_t conv_at[4] = {0};
     const size_t conv_bytes[4] = {

@@ -23,8 +23,12 @@ I8_KERNELS = [k["name"] for k in _core.registered_kernels()
 EXACT_ACTS = {"per_row_h": "relu", "fixed_h": "hard_sigmoid"}   # activation -> h's scale
 GATE = "hard_sigmoid"
 # batch rows that cut the 3- and 6-row tiles unevenly; unit counts around the 4/8/16-lane
-# vectors and the panels; input sizes 0 (no x part), below and above one 4-k group
-SIZES = [(1, 3, 1), (2, 0, 17), (4, 5, 33), (7, 21, 16), (13, 9, 70)]
+# vectors and the panels; input sizes 0 (no x part), below and above one 4-k group. Then the
+# AMX kernel's edges (i8-product.h): 16-row chunks whole, with a 1-row tail and an 8-row tail
+# (tails under 16 rows take its VNNI path); operands of exactly one 64-k run, one k past it
+# and three runs (x: I; h: U)
+SIZES = [(1, 3, 1), (2, 0, 17), (4, 5, 33), (7, 21, 16), (13, 9, 70),
+         (16, 64, 16), (17, 65, 33), (40, 130, 70)]
 
 
 def glorot(rng, shape):
@@ -219,10 +223,18 @@ LSTM_OPTIONS = [
 
 def check_lstm_options(kernel, extra, precision, reference_step, activation, I, h_bounded):
     """One LSTM step of a `precision` cell on `kernel` with the options `extra` (peepholes,
-    projection, clips, forget bias, input_forget) against reference_step bit for bit."""
+    projection, clips, forget bias, input_forget) against reference_step bit for bit, at 5
+    batch rows and at 21 (an AMX chunk of 16 and a tail: i8-product.h)."""
+    for B in (5, 21):
+        check_lstm_options_rows(kernel, extra, precision, reference_step, activation, I,
+                                h_bounded, B)
+
+
+def check_lstm_options_rows(kernel, extra, precision, reference_step, activation, I, h_bounded,
+                            B):
     rng = np.random.default_rng(7)
     extra = dict(extra)
-    B, U = 5, 19
+    U = 19
     P = extra.pop("num_proj", None)
     peep = extra.pop("peepholes", False)
     w, ref_w = weights_for("lstm", rng, I, U, P)
@@ -289,21 +301,24 @@ def tuning():
         _core._tuning(**previous)
 
 
+SEQUENCE_LENGTHS = [7, 0, 3, 7, 1, 5]
+
+
 def check_sequence(kernel, kind, precision, reference_sequence, activation, run, tuning, I,
-                   h0_bounded):
+                   h0_bounded, lengths=SEQUENCE_LENGTHS, U=35):
     """A whole sequence (_core.run_sequences, as dynamic_rnn runs it) of a `precision` cell
-    on `kernel`, with lengths (0 and T included) and an initial state (h0 in [-1, 1] if
-    h0_bounded), against reference_sequence bit for bit: run "one_thread" with the default
-    chunks, or "chunks_and_team": chunks of 2 steps on a forced team of 2 (every member
-    converting its own operands)."""
+    on `kernel`, one batch row per entry of lengths (T = max(lengths); the default has 0 and T), and an
+    initial state (h0 in [-1, 1] if h0_bounded), against reference_sequence bit for bit: run
+    "one_thread" with the default chunks, or "chunks_and_team": chunks of 2 steps on a forced
+    team of 2 (every member converting its own operands)."""
     rng = np.random.default_rng(11)
-    B, T, U = 6, 7, 35
+    B, T = len(lengths), max(lengths)
     options = {"activation": activation, "gate_activation": GATE}
     w, ref_w = weights_for(kind, rng, I, U)
     cell = _core.PackedCell(kind, np.float32, I, U, w, isa=kernel, precision=precision,
                             **packed_options(kind, options))
     x = rng.standard_normal((B, T, I)).astype(np.float32)
-    lengths = np.array([7, 0, 3, 7, 1, 5], np.int64)
+    lengths = np.array(lengths, np.int64)
     h0 = (rng.uniform(-1, 1, (B, U)) if h0_bounded else rng.standard_normal((B, U))
           ).astype(np.float32)
     c0 = rng.standard_normal((B, U)).astype(np.float32)
@@ -335,6 +350,18 @@ def test_sequence_is_bit_exact(kernel, kind, h_scale, run, tuning):
     reference_quant.dynamic_rnn_int8, on one thread and on a forced team of 2 in chunks of 2."""
     check_sequence(kernel, kind, "int8", reference_sequence, EXACT_ACTS[h_scale], run, tuning,
                    10, True)
+
+
+@pytest.mark.parametrize("kernel", I8_KERNELS)
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_ra"])
+@pytest.mark.parametrize("run", ["one_thread", "chunks_and_team"])
+def test_sequence_row_chunks_bit_exact(kernel, kind, run, tuning):
+    """Sequences whose running rows fall through the AMX kernel's 16-row chunks (34 rows: two
+    chunks and a 2-row tail, then 17, 16 and 15 as rows end) and whose x and h operands span
+    two 64-k runs: the same bits as reference_quant.dynamic_rnn_int8 on every i8 kernel."""
+    lengths = [5] * 15 + [4] + [3] + [2] * 17
+    check_sequence(kernel, kind, "int8", reference_sequence, EXACT_ACTS["fixed_h"], run, tuning,
+                   70, True, lengths=lengths, U=65)
 
 
 def check_bidirectional_stack(kind, precision, reference_sequence, activation, I):

@@ -92,7 +92,7 @@ def test_isa_lists_derive_from_the_registry():
 def test_requirements_name_known_features_and_decide_availability():
     features = _core.cpu_features()
     assert list(features)[:2] == ["sse2", "avx"]
-    fields = {"os_saves_avx": "os_avx", "os_saves_avx512": "os_avx512"}
+    fields = {"os_saves_avx": "os_avx", "os_saves_avx512": "os_avx512", "os_grants_amx": "os_amx"}
     have = {fields.get(n, n) for n, present in features.items() if present}
     known = {fields.get(n, n) for n in features}
     for k in KERNELS:

@@ -243,6 +243,10 @@ INLINE void tile_start(const int mr, const int nv, vec acc[FC_MR][4], const fc_b
     }
 }
 
+/* Vectors per panel row of each op: 3 on the reset-after GRU's 3-gate panels, else 4. */
+enum { OP_VECTORS_rnn = 4, OP_VECTORS_lstm = 4, OP_VECTORS_gru_gates = 4, OP_VECTORS_gru_cand = 4,
+       OP_VECTORS_gru_ra = 3, OP_VECTORS_linear3 = 3, OP_VECTORS_linear = 4 };
+
 #if FC_I8
 #include "i8-product.h"     /* the i8 family's: int8 panels, one segment, scaled into fp32 */
 #elif FC_BF16
@@ -400,7 +404,7 @@ INLINE void gru_cand_tile(const int mr, const fc_block_args *a, size_t row)
 #define RA_PRODUCT tile_product_gru_ra
 #define RA_GATE_SUM(x_part, acc) (acc)
 #else
-#define RA_PRODUCT(mr, acc, a, row) tile_product_nv(mr, 3, acc, a, row, NULL)
+#define RA_PRODUCT(mr, acc, a, row) tile_product_nv(mr, OP_VECTORS_gru_ra, acc, a, row, NULL)
 #define RA_GATE_SUM(x_part, acc) (vload(x_part) + (acc))
 #endif
 INLINE void gru_ra_tile(const int mr, const fc_block_args *a, size_t row)
@@ -423,10 +427,10 @@ INLINE void gru_ra_tile(const int mr, const fc_block_args *a, size_t row)
 INLINE void linear3_tile(const int mr, const fc_block_args *a, size_t row)
 {
     vec acc[FC_MR][4];
-    tile_product_nv(mr, 3, acc, a, row, NULL);
+    tile_product_nv(mr, OP_VECTORS_linear3, acc, a, row, NULL);
     for (int m = 0; m < mr; m++) {
         FC_T *out = (FC_T *)a->h_out + (row + m) * a->ldh_out + a->unit0;
-        for (int q = 0; q < 3; q++) vstore(out + q * FC_VW, acc[m][q]);
+        for (int q = 0; q < OP_VECTORS_linear3; q++) vstore(out + q * FC_VW, acc[m][q]);
     }
 }
 
@@ -438,14 +442,21 @@ INLINE void linear_tile(const int mr, const fc_block_args *a, size_t row)
 /* ---- block kernels: all batch rows against one panel, MR rows at a time ------------------- */
 /* MR_AT_MOST(k): k rows, or FC_MR in switch arms that a smaller FC_MR never reaches */
 #define MR_AT_MOST(k) ((k) < FC_MR ? (k) : FC_MR)
-/* The rows are cut into ceil(rows/MR) tiles of nearly equal height (8 rows on a 6-row tile:
- * 4 + 4, not 6 + 2), so no tile runs with a mostly idle register block. */
+/* How a block runs its rows: rows_fn(a, r0, r1) over rows [r0, r1) (name_rows below), called
+ * once for all rows unless the family's product runs the rows its own way (i8-product.h: AMX
+ * products of 16 rows at a time); nv: the op's OP_VECTORS. */
+#ifndef PRODUCT_BLOCK
+#define PRODUCT_BLOCK(a, nv, rows_fn) rows_fn(a, 0, (a)->rows)
+#endif
+/* name_rows: rows [r0, r1) cut into ceil((r1-r0)/MR) tiles of nearly equal height (8 rows on a
+ * 6-row tile: 4 + 4, not 6 + 2), so no tile runs with a mostly idle register block. */
 #define FC_BLOCK_KERNEL(name)                                                          \
-    static void FC_FN(name##_block)(const fc_block_args *a)                            \
+    static void FC_FN(name##_rows)(const fc_block_args *a, size_t r0, size_t r1)     \
     {                                                                                  \
-        const size_t tiles = (a->rows + FC_MR - 1) / FC_MR;                            \
+        const size_t rows = r1 - r0, tiles = (rows + FC_MR - 1) / FC_MR;               \
         for (size_t t = 0; t < tiles; t++) {                                           \
-            const size_t row = a->rows * t / tiles, mr = a->rows * (t + 1) / tiles - row; \
+            const size_t row = r0 + rows * t / tiles;                                  \
+            const size_t mr = r0 + rows * (t + 1) / tiles - row;                       \
             switch (mr) {                                                              \
             case 1: name##_tile(1, a, row); break;                                     \
             case 2: name##_tile(MR_AT_MOST(2), a, row); break;                         \
@@ -455,6 +466,10 @@ INLINE void linear_tile(const int mr, const fc_block_args *a, size_t row)
             default: name##_tile(FC_MR, a, row); break;                                \
             }                                                                          \
         }                                                                              \
+    }                                                                                  \
+    static void FC_FN(name##_block)(const fc_block_args *a)                            \
+    {                                                                                  \
+        PRODUCT_BLOCK(a, OP_VECTORS_##name, FC_FN(name##_rows));                       \
     }
 
 #define FC_DEFINE_BLOCK(id, name) FC_BLOCK_KERNEL(name)

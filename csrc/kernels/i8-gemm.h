@@ -25,6 +25,11 @@
 #include "fastcells.h"
 
 enum { FC_I8_NR = 16, FC_I8_KG = 4, FC_I8_Q = 127 };
+/* The i8 cell family's panels hold their groups in whole runs of FC_I8_TILE_GROUPS (zeros
+ * past K), and its operand rows are whole runs of FC_I8_TILE_GROUPS * FC_I8_KG = 64 bytes
+ * (zeros past k): an AMX tile reads 16 groups of 16 columns, one 64-byte line per group, and
+ * 16 rows of 64 activation bytes, so no tile load needs a tail (i8-product.h). */
+enum { FC_I8_TILE_GROUPS = 16 };
 #define FC_I8_K_MAX ((size_t)133144)        /* (2**31 - 1) // 127**2: an exact int32 sum */
 
 typedef void (*fc_i8_gemm_fn)(size_t rows, size_t groups, const int8_t *qa, size_t lda,

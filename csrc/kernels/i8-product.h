@@ -16,6 +16,10 @@
  *   VNNI (AVX-VNNI, AVX512-VNNI)   vpdpbusd on u = a + 128 (a xor 0x80 as u8) and w, from
  *              the panel's shift_fix = -128 * sum_k w: the int32 arithmetic wraps, and the
  *              true sum is inside int32, so the wraps cancel exactly
+ *   AMX (AMX-INT8, in an AVX-512 VNNI unit)   tdpbssd, signed x signed, on tiles of 16 rows:
+ *              a block of at least I8_AMX_MIN_ROWS rows computes the products of 16 rows at a
+ *              time into a buffer that the chunk's tiles read (i8_amx_block); fewer rows, and
+ *              a last chunk of fewer, take the VNNI path of the same unit
  */
 #include "i8-gemm.h"
 
@@ -32,6 +36,11 @@
 #define I8_VNNI 1
 #else
 #define I8_VNNI 0
+#endif
+#if I8_BITS == 512 && I8_VNNI && defined(__AMX_TILE__) && defined(__AMX_INT8__)
+#define I8_AMX 1
+#else
+#define I8_AMX 0
 #endif
 
 /* The 4 int8 of group g of an activation row, as one dword (any alignment). */
@@ -98,6 +107,104 @@ INLINE void i8_segment(const int mr, const int nv, ivec iacc[FC_MR][4], const in
     }
 }
 
+#if I8_AMX
+/* AMX tiles (one configuration, tile t = tmm t): C tiles 0-3, `rows` x 16 int32, the products
+ * of 16 columns each; A tile 4, `rows` x 64 int8: 16 groups of the activation rows; B tiles
+ * 5-7, 16 x 64 int8: 16 groups of one C tile's 16 columns, a 64-byte line (16 columns x 4 k)
+ * per group, which the panel stores contiguously ([G][PW][4], rows PW*4 bytes apart). The panel
+ * and the operand rows hold whole runs of 16 groups, zeros past k (i8-gemm.h), so no load has
+ * a tail. tdpbssd multiplies signed by signed: exact, no shift_fix. */
+enum { I8_AMX_ROWS = 16, I8_AMX_COLS = 4 * 16, I8_AMX_LINE = FC_I8_TILE_GROUPS * FC_I8_KG };
+/* Below this many rows a block (or its last chunk) takes the VNNI path: a tile op costs about
+ * as much for a few rows as for 16. Measured with 8 (int8 LSTM H=512 T=50, the VNNI and this
+ * kernel alternated, min of medians, 2-core Xeon family 6 model 167): B=8 5.63 ms here vs 5.07
+ * on VNNI, B=16 9.29 vs 9.73, B=64 34.8 vs 38.5. */
+enum { I8_AMX_MIN_ROWS = 16 };
+
+typedef struct i8_amx_config {      /* the LDTILECFG operand, palette 1 */
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];             /* bytes per row of tile t */
+    uint8_t rows[16];               /* rows of tile t */
+} i8_amx_config;
+
+INLINE void i8_amx_configure(size_t rows)
+{
+    i8_amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = I8_AMX_LINE;
+        cfg.rows[t] = (uint8_t)(t <= 4 ? rows : FC_I8_TILE_GROUPS);
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* products[i][c] = sum over k of a0[r0 + i][k] * panel(k, c), exact int32, for the configured
+ * rows i and the nv*16 columns c of the panel; products: [I8_AMX_ROWS][I8_AMX_COLS] */
+INLINE void i8_amx_product(const int nv, const fc_block_args *a, size_t r0, int32_t *products)
+{
+    const size_t group_bytes = (size_t)nv * FC_VW * FC_I8_KG;      /* one group of the panel */
+    const int8_t *w = (const int8_t *)a->panel + 3 * group_bytes;   /* past the 3 header rows */
+    const size_t lda_bytes = a->lda0 * sizeof(int32_t);
+    const int8_t *qa = (const int8_t *)a->a0 + r0 * lda_bytes;
+    const size_t groups = a->k0 / FC_I8_KG + (a->k0 % FC_I8_KG != 0);
+    const size_t runs = groups / FC_I8_TILE_GROUPS + (groups % FC_I8_TILE_GROUPS != 0);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (size_t run = 0; run < runs; run++) {
+        _tile_loadd(4, qa, lda_bytes);
+        _tile_loadd(5, w, group_bytes);
+        _tile_dpbssd(0, 4, 5);
+        _tile_loadd(6, w + I8_AMX_LINE, group_bytes);
+        _tile_dpbssd(1, 4, 6);
+        _tile_loadd(7, w + 2 * I8_AMX_LINE, group_bytes);
+        _tile_dpbssd(2, 4, 7);
+        if (nv == 4) {
+            _tile_loadd(5, w + 3 * I8_AMX_LINE, group_bytes);
+            _tile_dpbssd(3, 4, 5);
+        }
+        qa += I8_AMX_LINE;
+        w += FC_I8_TILE_GROUPS * group_bytes;
+    }
+    const size_t ld_bytes = I8_AMX_COLS * sizeof(int32_t);
+    _tile_stored(0, products, ld_bytes);
+    _tile_stored(1, products + 16, ld_bytes);
+    _tile_stored(2, products + 32, ld_bytes);
+    if (nv == 4) _tile_stored(3, products + 48, ld_bytes);
+}
+
+/* The block's rows in chunks of 16: each chunk's products by AMX, then rows_fn runs the
+ * chunk's register tiles on them (the epilogues are the template's); a block of fewer than
+ * I8_AMX_MIN_ROWS rows, or a last chunk of fewer, runs the VNNI product instead. */
+INLINE void i8_amx_block(const fc_block_args *a, const int nv,
+                         void (*rows_fn)(const fc_block_args *, size_t, size_t))
+{
+    if (a->rows < I8_AMX_MIN_ROWS) {
+        rows_fn(a, 0, a->rows);
+        return;
+    }
+    int32_t products[I8_AMX_ROWS * I8_AMX_COLS] __attribute__((aligned(64)));
+    fc_block_args chunk = *a;
+    size_t configured = 0;          /* the rows the tiles are configured for; 0: none */
+    for (size_t r0 = 0; r0 < a->rows; r0 += I8_AMX_ROWS) {
+        const size_t rows = fc_min(I8_AMX_ROWS, a->rows - r0);
+        chunk.i8_products = NULL;
+        if (rows >= I8_AMX_MIN_ROWS) {
+            if (rows != configured) i8_amx_configure(rows);
+            configured = rows;
+            i8_amx_product(nv, a, r0, products);
+            chunk.i8_products = products;
+            chunk.i8_products_row0 = r0;
+        }
+        rows_fn(&chunk, r0, r0 + rows);
+    }
+    _tile_release();
+}
+#define PRODUCT_BLOCK(a, nv, rows_fn) i8_amx_block(a, nv, rows_fn)
+#endif
+
 /* acc = (init rows, or the panel's bias row when init_rows is NULL) + the scaled product of a0
  * (k0 = the segment's depth; k1 must be 0) with a panel of nv vectors per row */
 INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
@@ -109,6 +216,14 @@ INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
     const int8_t *w = (const int8_t *)(shift_fix + pwn);
     const size_t lda_bytes = a->lda0 * sizeof(int32_t);
     ivec iacc[FC_MR][4];
+#if I8_AMX
+    if (a->i8_products) {           /* this chunk's products, I8_AMX_COLS int32 per row */
+        const int32_t *p = a->i8_products + (row - a->i8_products_row0) * I8_AMX_COLS;
+        for (int m = 0; m < mr; m++)
+            for (int v = 0; v < nv; v++)
+                memcpy(&iacc[m][v], p + m * I8_AMX_COLS + v * FC_VW, sizeof(ivec));
+    } else
+#endif
     i8_segment(mr, nv, iacc, w, (const int8_t *)a->a0 + row * lda_bytes, lda_bytes,
                a->k0 / FC_I8_KG + (a->k0 % FC_I8_KG != 0), shift_fix);
     const float *init = init_rows ? (const float *)init_rows + row * a->ld_init : NULL;
@@ -126,3 +241,4 @@ INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
 
 #undef I8_BITS
 #undef I8_VNNI
+#undef I8_AMX
