@@ -46,6 +46,13 @@ enum { CHUNK_BYTES = 4 << 20 };         /* gathered inputs + projections per chu
  * work. (With another process on a core two threads lose: H=64 113 vs 118, H=128 775 vs
  * 794; the retry and take-over paths bound that loss.) */
 enum { MIN_FLOPS_PER_MEMBER = 16 * 1024 };
+/* That is for weights of the activations' width (f32, f64). At one row a step streams its
+ * weights, so a family with narrower weights does a FLOP in less time, and the barrier costs
+ * act_bytes / weight_bytes times as many of its FLOPs: each member gets that many times
+ * MIN_FLOPS_PER_MEMBER (i8 4x, bf16 2x). Measured (int8, B=1, T=100, 1 and 2 threads
+ * alternated, min of medians of 5 rounds, 2-core Xeon (family 6 model 167), us per sequence):
+ * reset-after GRU H=128 (99K FLOPs a step) 192 on one thread vs 258 on two; RNN H=256 (131K)
+ * 260 vs 292; LSTM H=128 (132K) 316 vs 298; reset-after GRU H=256 (197K) 543 vs 521. */
 /* A team is formed per chunk of steps. A spinning worker joins almost at once; one that
  * is asleep can take far longer to wake (an idle virtual CPU), and one whose core is taken
  * (another process, or another library's spinning threads) joins when it is scheduled. So the
@@ -250,7 +257,8 @@ static void time_loop(void *ctx, fc_team *team)   /* team NULL: one member, no t
 }
 
 /* Members of a layer's team: as many threads as one step's products repay (the longest step:
- * all B rows), at least MIN_FLOPS_PER_MEMBER each (tuning.h: min_flops). */
+ * all B rows), at least MIN_FLOPS_PER_MEMBER each, scaled by the family's weight width
+ * (tuning.h: min_flops). */
 static size_t layer_members(const fc_cell *cell, size_t B)
 {
     const fc_cell_dims dims = fc_cell_dims_of(cell);
@@ -258,8 +266,10 @@ static size_t layer_members(const fc_cell *cell, size_t B)
                             .tile_rows = cell->kernels->mr};
     widest.args.rows = B;
     widest.args.k0 = dims.P;                    /* the step's product: h rows of its panels */
-    const size_t min_flops = fc_tuning_now.min_flops ? fc_tuning_now.min_flops
-                                                     : MIN_FLOPS_PER_MEMBER;
+    const fc_family *family = cell->kernels->family;
+    const size_t min_flops = fc_tuning_now.min_flops
+                                 ? fc_tuning_now.min_flops
+                                 : MIN_FLOPS_PER_MEMBER * (family->act_bytes / family->weight_bytes);
     return fc_blocks_threads(&widest, min_flops);
 }
 
