@@ -30,6 +30,12 @@ enum { FC_I8_NR = 16, FC_I8_KG = 4, FC_I8_Q = 127 };
  * (zeros past k): an AMX tile reads 16 groups of 16 columns, one 64-byte line per group, and
  * 16 rows of 64 activation bytes, so no tile load needs a tail (i8-product.h). */
 enum { FC_I8_TILE_GROUPS = 16 };
+/* The operand of AMX's LDTILECFG, palette 1: tile t (tmm t) has rows[t] rows of colsb[t] bytes. */
+typedef struct fc_amx_tile_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} fc_amx_tile_config;
 #define FC_I8_K_MAX ((size_t)133144)        /* (2**31 - 1) // 127**2: an exact int32 sum */
 
 typedef void (*fc_i8_gemm_fn)(size_t rows, size_t groups, const int8_t *qa, size_t lda,

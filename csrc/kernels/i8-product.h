@@ -121,15 +121,9 @@ enum { I8_AMX_ROWS = 16, I8_AMX_COLS = 4 * 16, I8_AMX_LINE = FC_I8_TILE_GROUPS *
  * on VNNI, B=16 9.29 vs 9.73, B=64 34.8 vs 38.5. */
 enum { I8_AMX_MIN_ROWS = 16 };
 
-typedef struct i8_amx_config {      /* the LDTILECFG operand, palette 1 */
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];             /* bytes per row of tile t */
-    uint8_t rows[16];               /* rows of tile t */
-} i8_amx_config;
-
 INLINE void i8_amx_configure(size_t rows)
 {
-    i8_amx_config cfg;
+    fc_amx_tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 8; t++) {

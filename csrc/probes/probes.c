@@ -7,6 +7,9 @@
  * (more than latency x throughput of an FMA, 4 x 2, on current x86 cores), so the loop runs at
  * the throughput of the units. int8: each chain reads its own accumulator as its u8 operand, so
  * no product is loop-invariant (the compiler cannot hoist it) and the values are don't-care.
+ * AMX: tdpbssd into 6 independent accumulator tiles from one constant pair of operand tiles
+ * (an instruction is a product of 16 x 64 by 64 x 16: more work than its latency hides at 4);
+ * the int32 sums wrap, which is don't-care too.
  * bf16: vdpbf16ps accumulates into fp32 chains from one constant pair of bf16 vectors; each
  * chain grows by 2e-6 a round, so it stays finite and normal for any iters.
  * Streaming read: 8 independent sums of vector loads, 64-byte steps at least.
@@ -15,6 +18,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "kernels/i8-gemm.h"
 #include "probes.h"
 
 #define CHAINS 12
@@ -35,6 +39,7 @@ static const char *const path_features[FC_PROBE_PATH_COUNT] = {
     [FC_PROBE_READ_AVX2] = "avx avx2 os_avx",
     [FC_PROBE_READ_AVX512] = "avx512f os_avx512",
     [FC_PROBE_BF16_AVX512BF16] = "avx512f avx512bw avx512bf16 os_avx512",
+    [FC_PROBE_I8_AMX] = "amx_tile amx_int8 os_amx",
 };
 
 typedef float v4f __attribute__((vector_size(16)));
@@ -141,6 +146,59 @@ MADD_PROBE(madd_bf16_avx512bf16, __m512, 32, CHAINS, _mm512_set1_ps((float)k),
            _mm512_dpbf16_ps(acc[k], BF16_PAIR, BF16_PAIR),
            _mm512_add_ps, _mm512_reduce_add_ps(s) > 0 ? work : -1)
 
+#if defined(__x86_64__)
+#define AMX_PROBE 1
+enum { AMX_CHAINS = 6, AMX_ROWS = 16, AMX_ROW_BYTES = 64 };
+
+/* AMX-INT8: C tiles 0-5 (16 x 16 int32), A tile 6 and B tile 7 (16 x 64 int8, all ones);
+ * 2 operations per product, 16 x 16 x 64 products a tdpbssd */
+__attribute__((target("amx-tile,amx-int8")))
+static double madd_i8_amx(long iters)
+{
+    fc_amx_tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < AMX_CHAINS + 2; t++) {
+        cfg.colsb[t] = AMX_ROW_BYTES;
+        cfg.rows[t] = AMX_ROWS;
+    }
+    int8_t operand[AMX_ROWS * AMX_ROW_BYTES] __attribute__((aligned(64)));
+    memset(operand, 1, sizeof operand);
+    _tile_loadconfig(&cfg);
+    _tile_loadd(6, operand, AMX_ROW_BYTES);
+    _tile_loadd(7, operand, AMX_ROW_BYTES);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_zero(4);
+    _tile_zero(5);
+    for (long i = 0; i < iters; i++) {
+        _tile_dpbssd(0, 6, 7);
+        _tile_dpbssd(1, 6, 7);
+        _tile_dpbssd(2, 6, 7);
+        _tile_dpbssd(3, 6, 7);
+        _tile_dpbssd(4, 6, 7);
+        _tile_dpbssd(5, 6, 7);
+    }
+    int32_t sums[AMX_ROWS * AMX_ROWS] __attribute__((aligned(64)));
+    int fold = 0;
+#define AMX_FOLD(t) do {                                                            \
+        _tile_stored(t, sums, AMX_ROWS * sizeof(int32_t));                          \
+        fold ^= sums[0];                                                            \
+    } while (0)
+    AMX_FOLD(0);
+    AMX_FOLD(1);
+    AMX_FOLD(2);
+    AMX_FOLD(3);
+    AMX_FOLD(4);
+    AMX_FOLD(5);
+#undef AMX_FOLD
+    _tile_release();
+    return sunk(fold, 2.0 * AMX_ROWS * AMX_ROWS * AMX_ROW_BYTES * AMX_CHAINS * (double)iters);
+}
+#endif
+
 __attribute__((target("avx2")))
 READ_PROBE(read_avx2, __m256, 8, _mm256_setzero_ps(), _mm256_load_ps, _mm256_add_ps, sum_avx2)
 
@@ -164,6 +222,9 @@ int fc_probe_supported(int path)
     case FC_PROBE_READ_AVX2:
     case FC_PROBE_READ_AVX512:
     case FC_PROBE_BF16_AVX512BF16:
+#ifdef AMX_PROBE
+    case FC_PROBE_I8_AMX:
+#endif
         return fc_cpu_has_features(path_features[path]);   /* detected by fc_init (import) */
 #endif
     default:
@@ -183,6 +244,9 @@ double fc_probe_madd(int path, long iters)
     case FC_PROBE_I8_AVXVNNI: return madd_i8_avxvnni(iters);
     case FC_PROBE_I8_AVX512VNNI: return madd_i8_avx512vnni(iters);
     case FC_PROBE_BF16_AVX512BF16: return madd_bf16_avx512bf16(iters);
+#endif
+#ifdef AMX_PROBE
+    case FC_PROBE_I8_AMX: return madd_i8_amx(iters);
 #endif
     default: return -1;
     }

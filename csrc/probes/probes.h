@@ -22,6 +22,7 @@ typedef enum fc_probe_path {
     FC_PROBE_READ_AVX2 = 7,     /* 32-byte loads */
     FC_PROBE_READ_AVX512 = 8,   /* 64-byte loads */
     FC_PROBE_BF16_AVX512BF16 = 9, /* bf16 pairs -> fp32: vdpbf16ps zmm (AVX512_BF16) */
+    FC_PROBE_I8_AMX = 10,       /* s8 x s8: tdpbssd on 16 x 64 tiles (AMX-INT8) */
     FC_PROBE_PATH_COUNT
 } fc_probe_path;
 

@@ -46,10 +46,11 @@ FMA_PATH = {"scalar": "f32-baseline", "avx2": "f32-avx2", "avx512": "f32-avx512"
 READ_PATH = {"scalar": "read-baseline", "avx2": "read-avx2", "avx512": "read-avx512",
              "neon": "read-baseline"}
 # int8 paths of each dispatch path's vector width, best last: AVX2 vpmaddubsw+vpmaddwd+vpaddd;
-# VNNI vpdpbusd where the CPU has it (ymm AVX-VNNI; zmm AVX512-VNNI for avx512); the scalar
-# and neon paths have no int8 probe
+# VNNI vpdpbusd where the CPU has it (ymm AVX-VNNI; zmm AVX512-VNNI for avx512); AMX-INT8
+# tdpbssd for avx512 where the CPU has it (what the int8 UPGRADE kernel runs on 16 rows and
+# more); the scalar and neon paths have no int8 probe
 INT8_PATHS = {"scalar": (), "neon": (), "avx2": ("i8-avx2", "i8-avxvnni"),
-              "avx512": ("i8-avx2", "i8-avxvnni", "i8-avx512vnni")}
+              "avx512": ("i8-avx2", "i8-avxvnni", "i8-avx512vnni", "i8-amx")}
 # bf16 multiply-add of each dispatch path: vdpbf16ps zmm on avx512 where the CPU has
 # AVX512_BF16 (what the bf16 UPGRADE kernel runs); elsewhere the bf16 kernels widen to fp32 and
 # do one fp32 FMA per product, so their peak is the fp32 probe's (Limits.peak: the faster)
