@@ -9,6 +9,7 @@
 #include "checked.h"
 #include "internal.h"
 #include "kernels/i8-gemm.h"
+#include "kernels/i8-quantize.h"
 
 typedef struct i8_entry {
     const char *name, *features, *cflags;
@@ -45,88 +46,15 @@ size_t fc_i8_default_kernel(void)
     return best;
 }
 
-/* clip(rint(x), -Q, Q) as int8: x + 1.5*2^23 - 1.5*2^23 rounds half to even (the default
- * mode) for |x| < 2^22, and any larger |x| clips to Q either way, so this is rint's result
- * without a libm call (baseline SSE2 has no round instruction); NaN gives -Q (never UB). */
-static inline int8_t quantized(float x)
-{
-    const float shifter = 0x1.8p23f;
-    float r = (x + shifter) - shifter;
-    r = r >= -(float)FC_I8_Q ? r : -(float)FC_I8_Q;
-    r = r <= (float)FC_I8_Q ? r : (float)FC_I8_Q;
-    return (int8_t)r;
-}
-
-/* The bits of |x| as an int32: magnitudes order as their bits do, and the bits of an inf or a
- * NaN, and only theirs, are at least NOT_FINITE_BITS. The row scans below compare and take
- * maxima of these integers, which vectorize with baseline flags (float maxima and sums do not:
- * they need -ffast-math), so each row costs a few vector instructions per 4 values. */
-enum { NOT_FINITE_BITS = 0x7f800000 };
-static inline int32_t magnitude_bits(float x)
-{
-    int32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    return bits & 0x7fffffff;
-}
-
-static inline float float_of_bits(int32_t bits)
-{
-    float x;
-    memcpy(&x, &bits, sizeof x);
-    return x;
-}
-
-/* The largest magnitude_bits of v[i * stride], i < len (0 for len 0). */
-static inline int32_t max_magnitude_bits(const float *v, size_t len, size_t stride)
-{
-    int32_t amax_bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        const int32_t bits = magnitude_bits(v[i * stride]);
-        amax_bits = bits > amax_bits ? bits : amax_bits;
-    }
-    return amax_bits;
-}
-
-/* A vector that has an inf or a NaN gets the scale NaN, so what is computed from it is NaN, as
- * in float arithmetic (its int8 values are defined but meaningless: those of the largest
- * magnitude that is not a NaN, as below). */
 float fc_i8_quantize(const float *v, size_t len, size_t stride, int8_t *q, size_t qstride)
 {
-    const int32_t amax_bits = max_magnitude_bits(v, len, stride);
-    const int not_finite = amax_bits >= NOT_FINITE_BITS;
-    float amax = float_of_bits(amax_bits);
-    if (not_finite) {                               /* rare: the largest that is not a NaN */
-        amax = 0.0f;
-        for (size_t i = 0; i < len; i++) {
-            const float a = fabsf(v[i * stride]);
-            amax = a > amax ? a : amax;
-        }
-    }
-    const int zero = amax < 0x1p-100f;
-    const float scale = not_finite ? NAN : zero ? 1.0f : amax / (float)FC_I8_Q;
-    const float inv = zero ? 0.0f : (float)FC_I8_Q / amax;
-    if (stride == 1 && qstride == 1)                /* the rows of activations: vectorized */
-        for (size_t i = 0; i < len; i++) q[i] = quantized(v[i] * inv);
-    else
-        for (size_t i = 0; i < len; i++) q[i * qstride] = quantized(v[i * stride] * inv);
-    return scale;
+    return i8_quantize_vector(v, len, stride, q, qstride);
 }
 
 void fc_i8_quantize_rows(const float *a, size_t lda, size_t rows, size_t k, int fixed,
                          int8_t *q, size_t ldq, float *scales)
 {
-    for (size_t r = 0; r < rows; r++) {
-        const float *v = a + r * lda;
-        int8_t *qr = q + r * ldq;
-        if (fixed) {                                /* amax = 1: scale 1/Q, inv Q exactly */
-            for (size_t i = 0; i < k; i++) qr[i] = quantized(v[i] * (float)FC_I8_Q);
-            scales[r] = max_magnitude_bits(v, k, 1) >= NOT_FINITE_BITS ? NAN
-                                                                    : 1.0f / (float)FC_I8_Q;
-        } else {
-            scales[r] = fc_i8_quantize(v, k, 1, qr, 1);
-        }
-        memset(qr + k, 0, ldq - k);
-    }
+    i8_quantize_rows(a, lda, rows, k, fixed, q, ldq, scales);
 }
 
 struct fc_i8_matrix {

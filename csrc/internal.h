@@ -127,13 +127,13 @@ typedef void (*fc_convert_fn)(const float *a, size_t lda, size_t rows, size_t k,
 
 /* What a family's products read as their left operand (families.c, one per precision):
  * NATIVE reads the caller's dtype in place (group 0); a reduced-precision format is converted
- * by the drivers, before each product, into rows of `group` elements per dword. */
+ * by the drivers, before each product, into rows of `group` elements per dword (with the
+ * kernels' convert, fc_kernels). */
 typedef struct fc_operand_format {
     size_t group;               /* elements per dword: int8 4, bf16 2; 0: read in place */
     size_t bytes;               /* one element; group * bytes = 4 */
     size_t row_multiple;        /* elements: a converted row's length (ldq) is a multiple of
                                    it, a multiple of group (int8: 64, whole 64-byte lines) */
-    fc_convert_fn convert;      /* NULL for NATIVE */
 } fc_operand_format;
 
 /* A weight/activation format (FC_FAMILY lines of kernels/kernels.def; tables in families.c).
@@ -163,6 +163,9 @@ typedef struct fc_kernels {
     size_t vw;                  /* lanes per vector; PW = 4*vw */
     size_t mr;                  /* batch rows per register tile */
     fc_block_kernel block[FC_OP_COUNT];
+    fc_convert_fn convert;      /* the family's operand conversion, compiled in this kernel's
+                                   unit (i8: its ISA's vectors; the same bits on every ISA);
+                                   NULL for a NATIVE family */
 } fc_kernels;
 
 #if defined(__x86_64__) || defined(_M_X64)

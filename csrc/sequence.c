@@ -100,9 +100,10 @@ typedef struct layer_loop {
     /* converted: xs holds the gathered rows converted, [rows][ldq_x] elements of the operand
      * format (int8 with scales xs_scale; bf16); each member m converts a product's operand into
      * q_rows + m*q_member_bytes ([B][ldq] elements), its scales at q_scales + m*B; h_fixed
-     * (i8): h and r*h with the fixed scale */
+     * (i8): h and r*h with the fixed scale; convert: the cell's kernels' */
     int converted, h_fixed;
     const fc_operand_format *operands;
+    fc_convert_fn convert;
     size_t ldq_x, ldq, B;
     float *xs_scale, *q_scales;
     unsigned char *q_rows;
@@ -154,9 +155,8 @@ static void gather_part(void *ctx, size_t part, size_t parts)
             const size_t src_t = io->reverse ? L->order[i].len - 1 - t : t;
             const void *x = AT(io->x, src_t * io->x_stride_t + b * io->x_stride_b, L->es);
             if (L->converted)
-                L->operands->convert(x, L->I, 1, L->I, 0,
-                                     L->xs + row * L->ldq_x * L->operands->bytes, L->ldq_x,
-                                     L->xs_scale + row);
+                L->convert(x, L->I, 1, L->I, 0, L->xs + row * L->ldq_x * L->operands->bytes,
+                           L->ldq_x, L->xs_scale + row);
             else
                 memcpy(AT(L->xs, row * L->I, L->es), x, L->I * L->es);
         }
@@ -201,7 +201,7 @@ static void output_part(void *ctx, size_t part, size_t parts)
 static void convert_operand(const member *m, const void *a, size_t ld, size_t rows, size_t k,
                             int fixed)
 {
-    m->L->operands->convert(a, ld, rows, k, fixed, m->q, m->L->ldq, m->q_scale);
+    m->L->convert(a, ld, rows, k, fixed, m->q, m->L->ldq, m->q_scale);
 }
 
 static void time_loop(void *ctx, fc_team *team)   /* team NULL: one member, no team */
@@ -393,6 +393,7 @@ static fc_status run_layer(const fc_cell *cell, size_t T, size_t B, const fc_seq
     layer_loop loop = {.io = io, .order = order, .active = active, .I = I, .P = P, .es = es,
                        .xs = conv ? work + conv_at[0] : xs,
                        .converted = conv, .h_fixed = dims.h_fixed, .operands = ops,
+                       .convert = cell->kernels->convert,
                        .ldq_x = ldq_x, .ldq = ldq, .B = B,
                        .xs_scale = (float *)(work + conv_at[1]),
                        .q_rows = work + conv_at[2],

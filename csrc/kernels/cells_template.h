@@ -476,6 +476,22 @@ INLINE void linear_tile(const int mr, const fc_block_args *a, size_t row)
 FC_FOR_EACH_OP(FC_DEFINE_BLOCK)
 #undef FC_DEFINE_BLOCK
 
+/* The family's operand conversion (fc_kernels.convert): i8 quantizes on this unit's vectors
+ * (i8-quantize.h: the same bits on every ISA); bf16 rounds with bf16.c's baseline loop. */
+#if FC_I8
+#include "i8-quantize.h"
+static void FC_FN(convert)(const float *a, size_t lda, size_t rows, size_t k, int fixed,
+                           void *q, size_t ldq, float *scales)
+{
+    i8_quantize_rows(a, lda, rows, k, fixed, q, ldq, scales);
+}
+#define FC_CONVERT FC_FN(convert)
+#elif FC_BF16
+#define FC_CONVERT fc_bf16_round_rows
+#else
+#define FC_CONVERT NULL
+#endif
+
 const fc_kernels FC_CAT(fc_kernels_, FC_KERNEL_SYMBOL) = {
     .name = FC_KERNEL_NAME,
     .family = &FC_CAT(fc_family_, FC_FAMILY_NAME),
@@ -485,4 +501,6 @@ const fc_kernels FC_CAT(fc_kernels_, FC_KERNEL_SYMBOL) = {
 #define FC_BLOCK_ENTRY(id, name) [FC_OP_##id] = FC_FN(name##_block),
     .block = {FC_FOR_EACH_OP(FC_BLOCK_ENTRY)},
 #undef FC_BLOCK_ENTRY
+    .convert = FC_CONVERT,
 };
+#undef FC_CONVERT

@@ -4,19 +4,12 @@
 #include "internal.h"
 #include "i8-gemm.h"
 
-static void i8_operands(const float *a, size_t lda, size_t rows, size_t k, int fixed, void *q,
-                        size_t ldq, float *scales)
-{
-    fc_i8_quantize_rows(a, lda, rows, k, fixed, q, ldq, scales);
-}
-
 /* one operand format per fc_precision (a family's precision names its format) */
 static const fc_operand_format operand_formats[] = {
     [FC_PRECISION_NATIVE] = {.group = 0},
     [FC_PRECISION_INT8] = {.group = FC_I8_KG, .bytes = 1,
-                           .row_multiple = FC_I8_KG * FC_I8_TILE_GROUPS, .convert = i8_operands},
-    [FC_PRECISION_BF16] = {.group = 2, .bytes = 2, .row_multiple = 2,
-                           .convert = fc_bf16_round_rows},
+                           .row_multiple = FC_I8_KG * FC_I8_TILE_GROUPS},
+    [FC_PRECISION_BF16] = {.group = 2, .bytes = 2, .row_multiple = 2},
 };
 
 #define FC_FAMILY(name_, dtype_, precision_, weight_bytes_, act_bytes_, pack_, template_)     \
