@@ -2,8 +2,10 @@
  * inline C that each unit compiles for its own flags: i8gemm.c with the baseline's (the packing
  * and the int8 matrix, fc_i8_quantize*), and every i8 cell kernel (cells_template.h) with its
  * ISA's, so the operand rows of a sequence's steps are quantized on the kernel's vectors. Plain
- * C, no intrinsics, no float reductions: every build gives the same bits (no -ffast-math is
- * needed to vectorize it, and nothing here can contract into an FMA). Contracts: i8-gemm.h. */
+ * C, no intrinsics, no float reductions (it vectorizes without -ffast-math), so every build
+ * gives the same bits, provided that it is compiled with -ffp-contract=off, as setup.py compiles
+ * both: otherwise v * inv + shifter may fuse into one FMA and round once. Contracts:
+ * i8-gemm.h. */
 #ifndef FASTCELLS_I8_QUANTIZE_H
 #define FASTCELLS_I8_QUANTIZE_H
 

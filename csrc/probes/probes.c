@@ -7,9 +7,9 @@
  * (more than latency x throughput of an FMA, 4 x 2, on current x86 cores), so the loop runs at
  * the throughput of the units. int8: each chain reads its own accumulator as its u8 operand, so
  * no product is loop-invariant (the compiler cannot hoist it) and the values are don't-care.
- * AMX: tdpbssd into 6 independent accumulator tiles from one constant pair of operand tiles
- * (an instruction is a product of 16 x 64 by 64 x 16: more work than its latency hides at 4);
- * the int32 sums wrap, which is don't-care too.
+ * AMX: tdpbssd (16 x 64 by 64 x 16 int8 products) into 6 independent accumulator tiles from
+ * one constant pair of operand tiles, so the loop waits on the unit's throughput, not on a
+ * tile's latency; the int32 sums wrap, which is don't-care too.
  * bf16: vdpbf16ps accumulates into fp32 chains from one constant pair of bf16 vectors; each
  * chain grows by 2e-6 a round, so it stays finite and normal for any iters.
  * Streaming read: 8 independent sums of vector loads, 64-byte steps at least.
