@@ -27,7 +27,7 @@ def config():
 
 def show_config(file: Optional[IO[str]] = None) -> None:
     """Prints the detected CPU features, the compiled and available instruction sets, and the
-    one new cells use (FASTCELLS_ISA=scalar|avx2|avx512 forces it).
+    one new cells use (FASTCELLS_ISA=scalar|avx2|avx512, or neon on aarch64, forces it).
 
     Also printed: the register tile of each dtype on that instruction set and every registered
     kernel with its role (dispatch or test) and whether it runs here.

@@ -10,20 +10,37 @@
  * products below 2**-126: reference_quant states the domain) and a multiply-add gives the same
  * bits fused or not:
  *   widening (every ISA)   the pair dword split into two fp32 by a mask (the high half) and a
- *              16-bit shift (the low half), then FMAs (AVX2, AVX-512F) or multiply-then-add
- *              (the portable unit is built with -ffp-contract=off)
+ *              16-bit shift (the low half), then FMAs (AVX2, AVX-512F, NEON's fmla) or
+ *              multiply-then-add (the portable unit, built with -ffp-contract=off)
  *   AVX512_BF16            vdpbf16ps: per lane, the high pair element's product added first,
  *              then the low one's: the same chain, two multiply-adds per lane per instruction
+ *   NEON BF16 (aarch64 FEAT_BF16)   bfmlalt (the odd, high elements) then bfmlalb (the even,
+ *              low ones): each widens bf16 to fp32 and multiply-adds with one IEEE rounding
+ *              (FPCR's, round to nearest even), so the same chain with no widening
+ *              instructions. Not bfdot or bfmmla: their pair sums round to odd and flush
+ *              subnormals (the Arm ARM's BFDotAdd, without FEAT_EBF16), another result.
  * Register tiles (kernels.def): widening keeps MR x 4 accumulators, both halves of each row's
  * activation pair (2 MR broadcasts) and the two halves of one weight vector at a time live:
  * 6 MR + 2 registers, so AVX2 (16) takes 2 rows and AVX-512F (32) 4; vdpbf16ps reads the pair
- * whole: 4 weight vectors + 6 x 4 accumulators + 1 broadcast = 29 of 32 at 6 rows.
+ * whole: 4 weight vectors + 6 x 4 accumulators + 1 broadcast = 29 of 32 at 6 rows; NEON's
+ * bfmlal likewise, in 128-bit vectors (5 rows, as the f32 NEON tile: 25 of 32).
  */
 #if FC_VW == 16 && defined(__AVX512BF16__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #define BF16_DPBF16 1
 #else
 #define BF16_DPBF16 0
+#endif
+#if FC_VW == 4 && defined(__aarch64__)
+#include <arm_neon.h>
+#define BF16_NEON 1                 /* NEON intrinsics on float32x4_t sums (bf16_segment) */
+#else
+#define BF16_NEON 0
+#endif
+#if BF16_NEON && defined(__ARM_FEATURE_BF16_VECTOR_ARITHMETIC)
+#define BF16_MLAL 1
+#else
+#define BF16_MLAL 0
 #endif
 #if (FC_VW == 16 && defined(__AVX512F__)) || (FC_VW == 8 && defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -78,6 +95,13 @@ INLINE void bf16_segment(const int mr, const int nv, vec acc[FC_MR][4], const ui
                          const uint32_t *a, size_t lda, size_t pairs)
 {
     const int pwn = nv * FC_VW;
+#if BF16_NEON
+    /* acc in the intrinsics' type: written through casts to and from vec, GCC 12 kept acc in
+     * memory and stored it every pair */
+    float32x4_t sums[FC_MR][4];
+    for (int m = 0; m < mr; m++)
+        for (int v = 0; v < nv; v++) sums[m][v] = (float32x4_t)acc[m][v];
+#endif
     for (size_t i = 0; i < pairs; i++, w += pwn) {
 #if BF16_DPBF16
         __m512i wv[4];
@@ -87,6 +111,28 @@ INLINE void bf16_segment(const int mr, const int nv, vec acc[FC_MR][4], const ui
             for (int v = 0; v < nv; v++)
                 acc[m][v] = (vec)_mm512_dpbf16_ps((__m512)acc[m][v], (__m512bh)am,
                                                   (__m512bh)wv[v]);
+        }
+#elif BF16_MLAL
+        bfloat16x8_t wv[4];
+        for (int v = 0; v < nv; v++) wv[v] = vreinterpretq_bf16_u32(vld1q_u32(w + v * FC_VW));
+        for (int m = 0; m < mr; m++) {
+            const bfloat16x8_t am = vreinterpretq_bf16_u32(vdupq_n_u32(bf16_pair(a + m * lda, i)));
+            for (int v = 0; v < nv; v++)
+                sums[m][v] = vbfmlalbq_f32(vbfmlaltq_f32(sums[m][v], am, wv[v]), am, wv[v]);
+        }
+#elif BF16_NEON
+        float32x4_t a_high[FC_MR], a_low[FC_MR];
+        for (int m = 0; m < mr; m++) {
+            const uint32_t d = bf16_pair(a + m * lda, i);
+            a_high[m] = vdupq_n_f32(bf16_high_scalar(d));
+            a_low[m] = vdupq_n_f32(bf16_low_scalar(d));
+        }
+        for (int v = 0; v < nv; v++) {              /* one weight vector's halves at a time */
+            const uint32x4_t d = vld1q_u32(w + v * FC_VW);
+            const float32x4_t w_high = vreinterpretq_f32_u32(vandq_u32(d, vdupq_n_u32(0xFFFF0000u)));
+            const float32x4_t w_low = vreinterpretq_f32_u32(vshlq_n_u32(d, 16));
+            for (int m = 0; m < mr; m++)        /* fmla: the exact product rounds once either way */
+                sums[m][v] = vfmaq_f32(vfmaq_f32(sums[m][v], a_high[m], w_high), a_low[m], w_low);
         }
 #else
         vec a_high[FC_MR], a_low[FC_MR];
@@ -103,6 +149,10 @@ INLINE void bf16_segment(const int mr, const int nv, vec acc[FC_MR][4], const ui
         }
 #endif
     }
+#if BF16_NEON
+    for (int m = 0; m < mr; m++)
+        for (int v = 0; v < nv; v++) acc[m][v] = (vec)sums[m][v];
+#endif
 }
 
 /* acc = (init rows, or the panel's bias row when init_rows is NULL) + the chain over a0
@@ -136,4 +186,6 @@ INLINE void tile_product_gru_ra(const int mr, vec acc[FC_MR][4], const fc_block_
 }
 
 #undef BF16_DPBF16
+#undef BF16_MLAL
+#undef BF16_NEON
 #undef BF16_FMA

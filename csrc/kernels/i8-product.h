@@ -20,6 +20,13 @@
  *              a block of at least I8_AMX_MIN_ROWS rows computes the products of 16 rows at a
  *              time into a buffer that the chunk's tiles read (i8_amx_block); fewer rows, and
  *              a last chunk of fewer, take the VNNI path of the same unit
+ *   NEON dotprod (aarch64 FEAT_DotProd)   sdot: per int32 lane the 4 signed x signed products
+ *              of a quad, exact; no shift, no correction
+ *   NEON i8mm (aarch64 FEAT_I8MM)   smmla: a 2 x 8 block of two activation rows (two groups
+ *              each) times the 8 x 2 block of two columns (the same two groups), a 2 x 2 int32
+ *              block per instruction, signed x signed, exact (i8_segment_mmla). Two groups of a
+ *              panel row interleaved by dwords (zip1/zip2) are that column block; an odd last
+ *              group pairs with the zero group the panel pads it with.
  */
 #include "i8-gemm.h"
 
@@ -29,8 +36,16 @@
 #elif FC_VW == 8 && defined(__AVX2__)
 #include <immintrin.h>
 #define I8_BITS 256
+#elif FC_VW == 4 && defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#include <arm_neon.h>
+#define I8_BITS 128
 #else
 #define I8_BITS 0                   /* the portable product */
+#endif
+#if I8_BITS == 128 && defined(__ARM_FEATURE_MATMUL_INT8)
+#define I8_MMLA 1
+#else
+#define I8_MMLA 0
 #endif
 #if (I8_BITS == 512 && defined(__AVX512VNNI__)) || (I8_BITS == 256 && defined(__AVXVNNI__))
 #define I8_VNNI 1
@@ -51,7 +66,9 @@ INLINE int32_t i8_group(const int8_t *row, size_t g) { return fc_i8_dword(row + 
  * group in every lane) and w (a column's quad in each lane): the paths of the file comment */
 INLINE ivec i8_quad_madd(ivec acc, ivec a, ivec w)
 {
-#if I8_BITS == 512 && I8_VNNI
+#if I8_BITS == 128
+    return (ivec)vdotq_s32((int32x4_t)acc, (int8x16_t)a, (int8x16_t)w);
+#elif I8_BITS == 512 && I8_VNNI
     const __m512i u = _mm512_xor_si512((__m512i)a, _mm512_set1_epi8((char)0x80));
     return (ivec)_mm512_dpbusd_epi32((__m512i)acc, u, (__m512i)w);
 #elif I8_BITS == 512
@@ -67,6 +84,51 @@ INLINE ivec i8_quad_madd(ivec acc, ivec a, ivec w)
     const __m256i pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8((__m256i)w, (__m256i)a));
     return acc + (ivec)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 #endif
+}
+#endif
+
+#if I8_MMLA
+/* i8_segment's products by smmla. mm[p][v][h]: the 2 x 2 int32 block of rows 2p, 2p+1 and
+ * columns 4v + 2h, 4v + 2h + 1, lanes (row 2p: column 0, 1; row 2p+1: column 0, 1). Row pairs
+ * read 8 bytes (two groups) of each row; an odd mr's last pair reads its one row twice. The
+ * panel holds whole runs of FC_I8_TILE_GROUPS groups (zeros past K) and the operand rows whole
+ * 64-byte lines (zeros past k), so a group pair past an odd group count reads zeros. */
+INLINE void i8_segment_mmla(const int mr, const int nv, ivec iacc[FC_MR][4], const int8_t *w,
+                            const int8_t *a, size_t lda_bytes, size_t groups)
+{
+    enum { PAIRS = (FC_MR + 1) / 2 };
+    const int pwn = nv * FC_VW, pairs = (mr + 1) / 2;
+    const size_t group_bytes = (size_t)pwn * FC_I8_KG;
+    int32x4_t mm[PAIRS][4][2];
+    for (int p = 0; p < pairs; p++)
+        for (int v = 0; v < nv; v++) mm[p][v][0] = mm[p][v][1] = vdupq_n_s32(0);
+    for (size_t g = 0; g < groups; g += 2, w += 2 * group_bytes) {
+        int8x16_t rows[PAIRS];                  /* bytes 0-7: row 2p's groups g, g+1; 8-15: 2p+1's */
+        for (int p = 0; p < pairs; p++) {
+            const int8_t *r0 = a + 2 * p * lda_bytes + 4 * g;
+            const int8_t *r1 = 2 * p + 1 < mr ? r0 + lda_bytes : r0;
+            rows[p] = vcombine_s8(vld1_s8(r0), vld1_s8(r1));
+        }
+        for (int v = 0; v < nv; v++) {
+            /* columns 4v..4v+3 of groups g and g+1, a quad each; zipped by dwords: the 8 k of
+             * columns 4v, 4v+1 (cols01) and of 4v+2, 4v+3 (cols23) */
+            const int32x4_t lo = vld1q_s32((const int32_t *)(w + v * 16));
+            const int32x4_t hi = vld1q_s32((const int32_t *)(w + group_bytes + v * 16));
+            const int8x16_t cols01 = vreinterpretq_s8_s32(vzip1q_s32(lo, hi));
+            const int8x16_t cols23 = vreinterpretq_s8_s32(vzip2q_s32(lo, hi));
+            for (int p = 0; p < pairs; p++) {
+                mm[p][v][0] = vmmlaq_s32(mm[p][v][0], rows[p], cols01);
+                mm[p][v][1] = vmmlaq_s32(mm[p][v][1], rows[p], cols23);
+            }
+        }
+    }
+    for (int p = 0; p < pairs; p++)
+        for (int v = 0; v < nv; v++) {
+            const int64x2_t b01 = vreinterpretq_s64_s32(mm[p][v][0]);
+            const int64x2_t b23 = vreinterpretq_s64_s32(mm[p][v][1]);
+            iacc[2 * p][v] = (ivec)vreinterpretq_s32_s64(vzip1q_s64(b01, b23));
+            if (2 * p + 1 < mr) iacc[2 * p + 1][v] = (ivec)vreinterpretq_s32_s64(vzip2q_s64(b01, b23));
+        }
 }
 #endif
 
@@ -218,8 +280,13 @@ INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
                 memcpy(&iacc[m][v], p + m * I8_AMX_COLS + v * FC_VW, sizeof(ivec));
     } else
 #endif
+#if I8_MMLA
+    i8_segment_mmla(mr, nv, iacc, w, (const int8_t *)a->a0 + row * lda_bytes, lda_bytes,
+                    a->k0 / FC_I8_KG + (a->k0 % FC_I8_KG != 0));
+#else
     i8_segment(mr, nv, iacc, w, (const int8_t *)a->a0 + row * lda_bytes, lda_bytes,
                a->k0 / FC_I8_KG + (a->k0 % FC_I8_KG != 0), shift_fix);
+#endif
     const float *init = init_rows ? (const float *)init_rows + row * a->ld_init : NULL;
     for (int m = 0; m < mr; m++) {
         const vec row_scale = vsplat(a->a0_scale[row + m]);
@@ -236,3 +303,4 @@ INLINE void tile_product_nv(const int mr, const int nv, vec acc[FC_MR][4],
 #undef I8_BITS
 #undef I8_VNNI
 #undef I8_AMX
+#undef I8_MMLA

@@ -13,14 +13,18 @@
 #   4. the extension built by the project's own setup.py run by the emulated Python (it sees
 #      aarch64, so it builds the ARM64 registry lines; its compiler is the host's cross gcc),
 #      in a copy of the checkout, so the checkout's own build is left alone;
-#   5. under two emulated CPUs, each first checking the features detected, available_isas()
-#      and the neon kernels that run: `max` (NEON, dotprod, i8mm, bf16) the whole test suite
-#      (the long-double ULP sweeps on the FASTCELLS_SHORT_ULP grid) and
-#      `python -m fastcells check`; `cortex-a72` (NEON only: the fallback where a kernel needs
-#      dotprod) the kernel, registry, cell and sequence tests (FASTCELLS_ARM_SUBSET_TESTS) and
-#      `python -m fastcells check`.
-# Each step prints the seconds since the start; the last line sums them up. Exits non-zero
-# when any step fails (both CPUs' tests run first; their failures are listed at the end).
+#   5. the product loops of the neon kernel objects read from their disassembly
+#      (inner_loops.py): multiply-adds per iteration, and no vector register spilled;
+#   6. under three emulated CPUs, each first checking the features detected, available_isas()
+#      and the neon kernels that run, then `python -m fastcells check` after its tests:
+#      `max` (NEON, dotprod, i8mm, bf16) the test suite but the NumPy reference's own tests
+#      and the fork tests (see below; the long-double ULP sweeps on the FASTCELLS_SHORT_ULP
+#      grid); `neoverse-n1` (dotprod only: the sdot kernels, the plain
+#      bf16 one) the int8 and bf16 tests; `cortex-a72` (NEON only: the fallback where a kernel
+#      needs an extension) the kernel, registry, cell and sequence tests
+#      (FASTCELLS_ARM_SUBSET_TESTS).
+# Each step prints the seconds since the start. Exits non-zero when any step fails (every
+# CPU's tests run first; the failures are listed at the end).
 #
 # Everything downloaded or built lives in one temporary directory, removed at exit
 # (FASTCELLS_ARM_KEEP=1 keeps it). Needs network access to deb.debian.org and PyPI.
@@ -31,6 +35,7 @@ work=$(mktemp -d /tmp/fastcells-aarch64.XXXXXX)
 [ "${FASTCELLS_ARM_KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 start=$SECONDS
 step() { echo "== aarch64 [$((SECONDS - start)) s] $*"; }
+failed=()                           # the steps that failed, listed at the end
 
 step "host tools"
 export DEBIAN_FRONTEND=noninteractive
@@ -131,13 +136,25 @@ grep -q 'Cythonizing' "$work/build.log" && echo "   (setup.py ran Cython again)"
 aarch64-linux-gnu-objdump -d "$src"/fastcells/_core*.so | grep -c 'fmla' \
     | sed 's/^/   fmla instructions in the extension: /'
 
+step "NEON kernels' disassembly: multiply-add loops, spills"
+# every multiply-add loop of the neon units (the register tiles' products) from the objects
+# setup.py compiled; a loop that spills a vector register fails the job
+# (the ARM64 lines' units: tag neon, or the extension they add: asimddp, i8mm, bf16)
+mapfile -t neon_objects < <(find "$src/build" \( -name '*-neon.o' -o -name '*-asimddp.o' \
+    -o -name '*-i8mm.o' -o -name '*-bf16.o' \) | sort)
+[ ${#neon_objects[@]} -gt 0 ] || { echo "   no neon kernel objects under $src/build"; exit 1; }
+python3 "$here/tools/aarch64/inner_loops.py" aarch64-linux-gnu-objdump "${neon_objects[@]}" \
+    > "$work/loops.log" || { cat "$work/loops.log"; failed+=("neon loops spill"); }
+grep -vE '^ ' "$work/loops.log" | while read -r unit; do
+    grep -A1 -F "$unit" "$work/loops.log" | tail -1 | sed "s|^ *|   $unit: the commonest: |"
+done
+
 # The tests the second CPU model runs: every kernel at every tile edge against the reference,
 # the registry (which kernels run, the fallback where a feature is missing), the cells and the
 # sequence runners, float and quantized
 subset_tests=${FASTCELLS_ARM_SUBSET_TESTS:-"tests/test_kernels.py tests/test_kernel_registry.py
     tests/test_cells.py tests/test_rnn.py tests/test_int8_cells.py tests/test_int8_gemm.py
     tests/test_bf16_cells.py tests/test_paths.py"}
-failed=()
 
 run_cpu() {   # $1 = qemu CPU model, $2 = features it must show, $3 = those it must not,
               # $4 = the neon kernels that must run there, $5... = pytest arguments
@@ -162,7 +179,8 @@ PY
     ) || failed+=("$cpu: detection")
     step "QEMU_CPU=$cpu: pytest $*"
     # OpenBLAS's SVE kernels print spurious warnings under emulated SVE CPUs: pin its core type
-    # FASTCELLS_TEST_SLOWDOWN: emulated Python is ~10x slower; deadlines (test_fork.py) scale
+    # FASTCELLS_TEST_SLOWDOWN: emulated Python is ~10x slower; deadlines (test_fork.py, when
+    # a caller runs it here) scale
     local log=$work/pytest-$cpu.log
     if (cd "$src" && QEMU_CPU=$cpu OPENBLAS_CORETYPE=NEOVERSEN1 FASTCELLS_SHORT_ULP=1 \
             FASTCELLS_TEST_SLOWDOWN=10 "$python" -m pytest -q -rfEs -p no:cacheprovider "$@" \
@@ -179,10 +197,20 @@ PY
         | tail -3) || failed+=("$cpu: fastcells check")
 }
 # kernels.def's ARM64 block, in its order; an UPGRADE line runs only where its features are
-neon_base="f32-cells-5x16-neon f64-cells-5x8-neon i8-cells-5x16-neon bf16-cells-4x16-neon"
-run_cpu max "asimd asimddp i8mm bf16" "" "$neon_base" tests
+# the suite but two files: test_reference_quant.py checks the NumPy reference alone (the same
+# on every machine; 130 s under emulation); test_fork.py forks a process whose other thread
+# holds a lock, and under qemu-user such a child can hang inside the emulator itself (seen:
+# a child at 0 s of CPU until the deadline); fork safety is the C pool's, tested natively
+run_cpu max "asimd asimddp i8mm bf16" "" "f32-cells-5x16-neon f64-cells-5x8-neon \
+i8-cells-5x16-neon i8-cells-5x16-asimddp i8-cells-4x16-i8mm bf16-cells-3x16-neon \
+bf16-cells-5x16-bf16" tests --ignore=tests/test_reference_quant.py --ignore=tests/test_fork.py
+# dotprod without i8mm and bf16 (Neoverse N1, Graviton 2): the int8 tests, on its sdot kernel
+run_cpu neoverse-n1 "asimd asimddp" "i8mm bf16" "f32-cells-5x16-neon f64-cells-5x8-neon \
+i8-cells-5x16-neon i8-cells-5x16-asimddp bf16-cells-3x16-neon" \
+    tests/test_int8_cells.py tests/test_int8_gemm.py tests/test_bf16_cells.py
 # shellcheck disable=SC2086   # the subset is a word list
-run_cpu cortex-a72 "asimd" "asimddp i8mm bf16" "$neon_base" $subset_tests
+run_cpu cortex-a72 "asimd" "asimddp i8mm bf16" "f32-cells-5x16-neon f64-cells-5x8-neon \
+i8-cells-5x16-neon bf16-cells-3x16-neon" $subset_tests
 step "done"
 if [ ${#failed[@]} -gt 0 ]; then
     printf 'aarch64 FAILED: %s\n' "${failed[@]}"
