@@ -19,10 +19,9 @@
 #      and the neon kernels that run, then `python -m fastcells check` after its tests:
 #      `max` (NEON, dotprod, i8mm, bf16) the test suite but the NumPy reference's own tests
 #      and the fork tests (see below; the long-double ULP sweeps on the FASTCELLS_SHORT_ULP
-#      grid); `neoverse-n1` (dotprod only: the sdot kernels, the plain
-#      bf16 one) the int8 and bf16 tests; `cortex-a72` (NEON only: the fallback where a kernel
-#      needs an extension) the kernel, registry, cell and sequence tests
-#      (FASTCELLS_ARM_SUBSET_TESTS).
+#      grid); `neoverse-n1` (dotprod only: the sdot kernels, the widening bf16 one) the int8
+#      and bf16 tests; `cortex-a72` (NEON only: the fallback where a kernel needs an
+#      extension) the kernel, registry, cell and sequence tests (FASTCELLS_ARM_SUBSET_TESTS).
 # Each step prints the seconds since the start. Exits non-zero when any step fails (every
 # CPU's tests run first; the failures are listed at the end).
 #
@@ -204,7 +203,8 @@ PY
 run_cpu max "asimd asimddp i8mm bf16" "" "f32-cells-5x16-neon f64-cells-5x8-neon \
 i8-cells-5x16-neon i8-cells-5x16-asimddp i8-cells-4x16-i8mm bf16-cells-3x16-neon \
 bf16-cells-5x16-bf16" tests --ignore=tests/test_reference_quant.py --ignore=tests/test_fork.py
-# dotprod without i8mm and bf16 (Neoverse N1, Graviton 2): the int8 tests, on its sdot kernel
+# dotprod without i8mm and bf16 (Neoverse N1, Graviton 2): the int8 tests on its sdot kernels,
+# the bf16 tests on the widening kernel
 run_cpu neoverse-n1 "asimd asimddp" "i8mm bf16" "f32-cells-5x16-neon f64-cells-5x8-neon \
 i8-cells-5x16-neon i8-cells-5x16-asimddp bf16-cells-3x16-neon" \
     tests/test_int8_cells.py tests/test_int8_gemm.py tests/test_bf16_cells.py
