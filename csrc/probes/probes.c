@@ -27,8 +27,9 @@
 #define FMA_B 1e-4f             /* no denormal, whatever iters */
 #define BF16_OPERAND 1e-3f      /* bf16 products 1e-6: a chain adds 2e-6 a round */
 
-/* What the CPU must have for each path (fc_probe_path order): features.def words */
-static const char *const path_features[FC_PROBE_PATH_COUNT] = {
+/* What the CPU must have for each path (fc_probe_path order): features.def words. (Off x86,
+ * where only the baseline probes build, no path reads it.) */
+static const char *const path_features[FC_PROBE_PATH_COUNT] __attribute__((unused)) = {
     [FC_PROBE_F32_BASELINE] = "",
     [FC_PROBE_F32_AVX2] = "avx avx2 fma os_avx",
     [FC_PROBE_F32_AVX512] = "avx512f os_avx512",
