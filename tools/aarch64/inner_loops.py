@@ -10,7 +10,8 @@ product loop spills.
 
 OBJDUMP: the aarch64 objdump (aarch64-linux-gnu-objdump). A loop is a backward branch and the
 instructions from its target to it; it is innermost when no other backward branch lies inside.
-Each kernel's loops are grouped by their shape (the multiset of opcodes), with a count.
+Each kernel's loops are grouped by their length, their product instructions and their spills,
+with a count, the commonest first.
 """
 import re
 import subprocess
