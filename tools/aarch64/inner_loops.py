@@ -81,6 +81,9 @@ def report(objdump, path):
 
 
 def main(argv):
+    if len(argv) < 3:
+        print(f"usage: {argv[0]} OBJDUMP KERNEL.o [KERNEL.o ...]", file=sys.stderr)
+        return 2
     objdump, paths = argv[1], argv[2:]
     spilling = sum(report(objdump, path) for path in paths)
     if spilling:
