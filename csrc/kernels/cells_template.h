@@ -76,12 +76,56 @@ INLINE vec vclip(vec x, FC_T c)
 }
 
 /* ---- activations ------------------------------------------------------------------------- */
+/* a*b + c of the activations' polynomials and argument reductions: one fused multiply-add (one
+ * rounding) wherever the unit's instruction set has one. The f32 and f64 units contract
+ * a*b + c into the same instruction anyway; the i8 and bf16 units are built with
+ * -ffp-contract=off, for their scaling and cell update, which fastcells/reference_quant.py
+ * defines operation by operation, so their activations (outside that contract) get the fused
+ * form only from here. */
+#define VEC_BYTES (FC_VW * (FC_DTYPE_ID == 0 ? 4 : 8))
+#if VEC_BYTES == 64 && defined(__AVX512F__)
+#include <immintrin.h>
+#define VMADD_PS _mm512_fmadd_ps
+#define VMADD_PD _mm512_fmadd_pd
+#define VMADD_TS __m512
+#define VMADD_TD __m512d
+#elif VEC_BYTES == 32 && defined(__FMA__)
+#include <immintrin.h>
+#define VMADD_PS _mm256_fmadd_ps
+#define VMADD_PD _mm256_fmadd_pd
+#define VMADD_TS __m256
+#define VMADD_TD __m256d
+#elif VEC_BYTES == 16 && defined(__FMA__)
+#include <immintrin.h>
+#define VMADD_PS _mm_fmadd_ps
+#define VMADD_PD _mm_fmadd_pd
+#define VMADD_TS __m128
+#define VMADD_TD __m128d
+#elif VEC_BYTES == 16 && defined(__aarch64__)
+#include <arm_neon.h>
+#define VMADD_PS(a, b, c) vfmaq_f32(c, a, b)
+#define VMADD_PD(a, b, c) vfmaq_f64(c, a, b)
+#define VMADD_TS float32x4_t
+#define VMADD_TD float64x2_t
+#endif
+INLINE vec vmadd(vec a, vec b, vec c)
+{
+#if !defined(VMADD_PS)
+    return a * b + c;               /* no fused instruction for this vector (ref, baseline) */
+#elif FC_DTYPE_ID == 0
+    return (vec)VMADD_PS((VMADD_TS)a, (VMADD_TS)b, (VMADD_TS)c);
+#else
+    return (vec)VMADD_PD((VMADD_TD)a, (VMADD_TD)b, (VMADD_TD)c);
+#endif
+}
+#undef VEC_BYTES
+
 /* c[0] r^(n-1) + c[1] r^(n-2) + ... + c[n-1] by Horner's rule, highest degree first (a
  * constant c unrolls into one multiply-add per coefficient) */
 INLINE vec vhorner(vec r, const FC_T *c, int n)
 {
     vec p = vsplat(c[0]);
-    for (int i = 1; i < n; i++) p = p * r + c[i];
+    for (int i = 1; i < n; i++) p = vmadd(p, r, vsplat(c[i]));
     return p;
 }
 
@@ -93,10 +137,10 @@ INLINE vec vexp_neg(vec x)
 {
     x = vselect(x < -104.0f, vsplat(-104.0f), x);
     const vec shifter = vsplat(12582912.0f);              /* 1.5 * 2^23: round to nearest */
-    vec t = x * 1.44269504088896341f + shifter;
+    vec t = vmadd(x, vsplat(1.44269504088896341f), shifter);
     vec n = t - shifter;
-    vec r = x - n * 0.693145751953125f;                    /* ln2 split hi/lo */
-    r = r - n * 1.428606765330187045e-06f;
+    vec r = vmadd(n, vsplat(-0.693145751953125f), x);      /* ln2 split hi/lo */
+    r = vmadd(n, vsplat(-1.428606765330187045e-06f), r);
     static const float taylor[] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
                                    1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
     const vec p = vhorner(r, taylor, 8);
@@ -128,7 +172,7 @@ INLINE vec vtanh(vec x)
                                 -0.053837429732084274f, 0.1333245187997818f,
                                 -0.3333331346511841f};
     const vec q = vhorner(x2, fit, 5);
-    vec small = x + x * x2 * q;
+    vec small = vmadd(x * x2, q, x);
     vec e = vexp_neg(-2.0f * ax);
     vec big = (1.0f - e) / (1.0f + e);
     big = (vec)(((ivec)big & 0x7fffffff) | ((ivec)x & (int32_t)0x80000000));
@@ -143,10 +187,10 @@ INLINE vec vexp_neg(vec x)
 {
     x = vselect(x < -746.0, vsplat(-746.0), x);
     const vec shifter = vsplat(6755399441055744.0);       /* 1.5 * 2^52: round to nearest */
-    const vec t = x * 1.4426950408889634074 + shifter;
+    const vec t = vmadd(x, vsplat(1.4426950408889634074), shifter);
     const vec n = t - shifter;
-    vec r = x - n * 6.93147180369123816490e-01;           /* ln2 split hi/lo */
-    r = r - n * 1.90821492927058770002e-10;
+    vec r = vmadd(n, vsplat(-6.93147180369123816490e-01), x);     /* ln2 split hi/lo */
+    r = vmadd(n, vsplat(-1.90821492927058770002e-10), r);
     static const double taylor[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
                                     1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
                                     1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
@@ -180,7 +224,7 @@ INLINE vec vtanh(vec x)
                                  0.021869487042444333, -0.0539682539186056,
                                  0.13333333333252712, -0.33333333333332904};
     const vec q = vhorner(x2, fit, 10);
-    const vec small = x + x * x2 * q;
+    const vec small = vmadd(x * x2, q, x);
     const vec e = vexp_neg(-2.0 * ax);
     vec big = (1.0 - e) / (1.0 + e);
     big = (vec)(((ivec)big & 0x7fffffffffffffffLL) | ((ivec)x & (int64_t)0x8000000000000000ULL));
